@@ -1,0 +1,1 @@
+"""Collectors: one module per source; each yields contract records (see pipeline.records)."""

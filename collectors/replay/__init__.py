@@ -1,0 +1,1 @@
+"""Replays of public traces as contract records (paced by ``collectors.pace``)."""

@@ -1,0 +1,70 @@
+"""Drive a collector into a sink: one pass, or a scrape loop that survives source errors."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from collectors.base import Collector, Sink
+from collectors.errors import SourceError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunStats:
+    records: int = 0
+    passes: int = 0
+    source_errors: int = 0
+    by_kind: dict[str, int] = field(default_factory=dict)
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def rate(self) -> float:
+        return self.records / max(time.monotonic() - self.started, 1e-9)
+
+
+def run_collector(
+    collector: Collector,
+    sink: Sink,
+    *,
+    repeat_every_s: float | None = None,
+    stop: threading.Event | None = None,
+    progress: Callable[[RunStats], None] | None = None,
+    progress_every_s: float = 2.0,
+) -> RunStats:
+    """Feed ``collector`` into ``sink``; with ``repeat_every_s``, loop until ``stop`` is set.
+
+    In a loop, a ``SourceError`` (source down, garbage) is logged and counted and the next
+    scrape goes ahead; in a single pass it propagates. Sink errors always propagate.
+    """
+    stop = stop or threading.Event()
+    stats = RunStats()
+    last_report = time.monotonic()
+    while True:
+        started = time.monotonic()
+        try:
+            for k, record in collector.collect():
+                sink.add(k, record)
+                stats.records += 1
+                stats.by_kind[k.name] = stats.by_kind.get(k.name, 0) + 1
+                if progress and time.monotonic() - last_report >= progress_every_s:
+                    progress(stats)
+                    last_report = time.monotonic()
+        except SourceError as exc:
+            if repeat_every_s is None:
+                raise
+            stats.source_errors += 1
+            log.error("scrape failed (%d so far): %s", stats.source_errors, exc)
+        sink.flush()
+        stats.passes += 1
+        if repeat_every_s is None or stop.wait(
+            max(0.0, repeat_every_s - (time.monotonic() - started))
+        ):
+            break
+    if progress:
+        progress(stats)
+    return stats

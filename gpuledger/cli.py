@@ -1,0 +1,297 @@
+"""The ``gpuledger`` command line: parses arguments and formats output, nothing more."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from gpuledger.sources import add_sources
+
+DEFAULT_LAKE = Path("lake")
+
+
+def _progress(prefix: str) -> Any:
+    def show(stats: Any) -> None:
+        by_kind = ", ".join(f"{k} {v:,}" for k, v in sorted(stats.by_kind.items()))
+        print(
+            f"\r{prefix}: {stats.records:,} records ({stats.rate:,.0f}/s) {by_kind}   ",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    return show
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+# ------------------------------------------------------------------------------- kafka
+def cmd_kafka(a: argparse.Namespace) -> int:
+    from gpuledger import broker
+
+    settings = broker.BrokerSettings(port=a.port, data_dir=a.data_dir)
+    if a.action == "start":
+        print(broker.start(settings))
+        return 0
+    if a.action == "stop":
+        stopped = broker.stop(settings)
+        print("stopped" if stopped else "not running")
+        return 0
+    st = broker.status(settings)
+    print(
+        json.dumps(
+            {"running": st.running, "pid": st.pid, "bootstrap": st.bootstrap, "answers": st.answers}
+        )
+    )
+    return 0 if st.answers else 1
+
+
+# ------------------------------------------------------------------------- collect / backfill
+def cmd_collect(a: argparse.Namespace) -> int:
+    from collectors.publish import KafkaSink, PublishSettings
+    from collectors.run import run_collector
+    from pipeline.topics import ensure_topics
+
+    built = a.build(a)
+    ensure_topics(a.kafka)
+    sink = KafkaSink(PublishSettings(bootstrap=a.kafka, batch_records=a.batch_records))
+    try:
+        stats = run_collector(
+            built.collector,
+            sink,
+            repeat_every_s=built.repeat_every_s,
+            stop=_stop_on_signals(),
+            progress=_progress(f"collect {built.describe}"),
+        )
+    finally:
+        sink.close()
+    print(
+        f"\npublished {sink.sent_records:,} records in {sink.sent_messages:,} messages to {a.kafka}"
+        + (f"; {stats.source_errors} failed scrapes" if stats.source_errors else "")
+    )
+    return 0
+
+
+def cmd_backfill(a: argparse.Namespace) -> int:
+    from collectors.run import run_collector
+    from pipeline.backfill import LakeSink, backfill_load_id
+
+    built = a.build(a)
+    load_id = backfill_load_id(
+        a.source_name, {k: v for k, v in vars(a).items() if k not in ("build", "func", "lake")}
+    )
+    sink = LakeSink(a.lake, load_id, origin=f"backfill {built.describe}")
+    run_collector(
+        built.collector,
+        sink,
+        repeat_every_s=built.repeat_every_s,
+        stop=_stop_on_signals(),
+        progress=_progress(f"backfill {built.describe}"),
+    )
+    st = sink.stats
+    written = ", ".join(f"{k} {v:,}" for k, v in sorted(st.written.items())) or "nothing"
+    print(
+        f"\nload {load_id}: wrote {written} into {a.lake} ({st.files} files); "
+        f"rejected {sum(st.rejected.values()):,}; duplicates {st.duplicates:,}; "
+        f"conflicts {st.conflicts:,}"
+    )
+    for q in st.quarantine:
+        print(f"rejected records kept in {q}")
+    return 0
+
+
+# ------------------------------------------------------------------------------- ingest
+def cmd_ingest(a: argparse.Namespace) -> int:
+    from pipeline.ingest import Ingestor, IngestSettings
+    from pipeline.topics import ensure_topics
+
+    ensure_topics(a.kafka)
+    settings = IngestSettings(
+        bootstrap=a.kafka,
+        lake=a.lake,
+        group=a.group,
+        until_idle_s=a.until_idle,
+        max_batch_records=a.max_batch_records,
+        max_batch_seconds=a.max_batch_seconds,
+    )
+    registry = None
+    if a.metrics_listen:
+        from prometheus_client import CollectorRegistry, start_http_server
+
+        registry = CollectorRegistry()
+        host, _, port = a.metrics_listen.rpartition(":")
+        start_http_server(int(port), addr=host or "127.0.0.1", registry=registry)
+    ingestor = Ingestor(settings, registry=registry)
+
+    def show(s: Any) -> None:
+        print(
+            f"\ringest: landed {s.landed:,}, rejected {s.rejected:,}, files {s.files:,}, "
+            f"commits {s.commits:,}   ",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    s = ingestor.run(stop=_stop_on_signals(), progress=show)
+    print(
+        f"\nlanded {s.landed:,} records in {a.lake} ({s.files:,} files, {s.commits:,} commits); "
+        f"rejected {s.rejected:,} to the dead-letter topics"
+        + (f" {s.rejected_by_reason}" if s.rejected else "")
+        + f"; duplicates {s.duplicates:,}; conflicts {s.conflicts:,}"
+    )
+    return 0
+
+
+# ------------------------------------------------------------------------------- reports
+def cmd_report_utilisation(a: argparse.Namespace) -> int:
+    from warehouse.catalog import connect
+    from warehouse.reports import render, utilisation_report
+
+    con = connect(a.lake)
+    rows = utilisation_report(
+        con, period=a.period, by=a.by, date_from=a.date_from, date_to=a.date_to, tz=a.tz
+    )
+    sys.stdout.write(render(rows, a.format))
+    return 0
+
+
+def cmd_demo(a: argparse.Namespace) -> int:
+    from gpuledger.demo import run_demo
+
+    return run_demo(lake=a.lake, port=a.port, data_dir=a.kafka_dir)
+
+
+# ------------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gpuledger",
+        description="GPU data-centre telemetry: collectors -> Kafka -> Parquet lake -> DuckDB "
+        "utilisation reports and compute-voucher audits.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("kafka", help="start/stop/status of the local single-node Kafka broker")
+    p.add_argument("action", choices=["start", "stop", "status"])
+    p.add_argument("--port", type=int, default=9092, help="client port on 127.0.0.1 (default 9092)")
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(".gpuledger/kafka"),
+        help="broker state folder (default .gpuledger/kafka)",
+    )
+    p.set_defaults(func=cmd_kafka)
+
+    p = sub.add_parser("collect", help="run a collector, publishing to Kafka")
+    p.add_argument("--kafka", required=True, metavar="HOST:PORT", help="bootstrap server")
+    p.add_argument(
+        "--batch-records", type=int, default=64, help="records per Kafka message (default 64)"
+    )
+    p.set_defaults(func=cmd_collect)
+    add_sources(p.add_subparsers(dest="source_name", required=True, metavar="SOURCE"))
+
+    p = sub.add_parser("backfill", help="run a collector straight into the lake (no broker)")
+    p.add_argument("--lake", type=Path, required=True, help="lake folder")
+    p.set_defaults(func=cmd_backfill)
+    add_sources(p.add_subparsers(dest="source_name", required=True, metavar="SOURCE"))
+
+    p = sub.add_parser("ingest", help="consume the topics and land records in the Parquet lake")
+    p.add_argument("--kafka", required=True, metavar="HOST:PORT")
+    p.add_argument("--lake", type=Path, required=True)
+    p.add_argument(
+        "--group", default="gpuledger-ingest", help="consumer group (default gpuledger-ingest)"
+    )
+    p.add_argument(
+        "--until-idle",
+        type=float,
+        metavar="SECONDS",
+        help="exit after SECONDS without new records (default: run until stopped)",
+    )
+    p.add_argument("--max-batch-records", type=int, default=250_000)
+    p.add_argument("--max-batch-seconds", type=float, default=10.0)
+    p.add_argument(
+        "--metrics-listen",
+        metavar="HOST:PORT",
+        help="serve ingest counters for Prometheus, e.g. 127.0.0.1:9109",
+    )
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("report", help="reports from the warehouse")
+    rsub = p.add_subparsers(dest="report", required=True, metavar="REPORT")
+    r = rsub.add_parser(
+        "utilisation",
+        help="capacity, allocated and busy GPU-hours per period",
+        description="Capacity, allocated, busy GPU-hours and rates (DESIGN §4).",
+    )
+    r.add_argument("--lake", type=Path, default=DEFAULT_LAKE)
+    r.add_argument("--period", choices=["day", "month"], default="month")
+    r.add_argument("--by", choices=["datacentre", "cluster", "scope"], default="cluster")
+    r.add_argument(
+        "--from",
+        dest="date_from",
+        type=date.fromisoformat,
+        metavar="DATE",
+        help="first local date (inclusive)",
+    )
+    r.add_argument(
+        "--to",
+        dest="date_to",
+        type=date.fromisoformat,
+        metavar="DATE",
+        help="last local date (inclusive)",
+    )
+    r.add_argument(
+        "--tz", default="Asia/Shanghai", help="data-centre time zone (default Asia/Shanghai)"
+    )
+    r.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    r.set_defaults(func=cmd_report_utilisation)
+
+    p = sub.add_parser(
+        "demo", help="the main job: a real trace through Kafka into the lake and out as reports"
+    )
+    p.add_argument(
+        "--lake", type=Path, default=Path("demo-lake"), help="lake folder (default demo-lake)"
+    )
+    p.add_argument("--port", type=int, default=9092, help="local broker port (default 9092)")
+    p.add_argument("--kafka-dir", type=Path, default=Path(".gpuledger/kafka"))
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("kafka").setLevel(logging.ERROR if not args.verbose else logging.DEBUG)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # the CLI's one place to turn errors into a message
+        if args.verbose:
+            raise
+        from collectors.publish import PublishError
+
+        known = (PublishError, OSError, ValueError, RuntimeError)
+        if isinstance(exc, known):
+            print(f"gpuledger: error: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

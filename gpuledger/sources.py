@@ -1,0 +1,178 @@
+"""Command-line wiring of the collectors: arguments in, a collector object out.
+
+``collect <source>`` and ``backfill <source>`` share these definitions, so the streaming and the
+backfill path run the very same collector code.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from collectors.base import Collector
+from collectors.pace import parse_speed
+from pipeline.records import KINDS
+
+
+@dataclass(frozen=True)
+class Built:
+    collector: Collector
+    repeat_every_s: float | None = None
+    """Scrape again every N seconds (None = one pass)."""
+    describe: str = ""
+
+
+def _iso(text: str) -> datetime:
+    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} needs a UTC offset, e.g. 2023-06-01T00:00:00+08:00"
+        )
+    return value
+
+
+def _speed(text: str) -> float | None:
+    try:
+        return parse_speed(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _speed_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--speed",
+        type=_speed,
+        default=None,
+        metavar="X",
+        help="replay at X times real time; 'max' (default) = as fast as possible",
+    )
+
+
+def _site_args(p: argparse.ArgumentParser, dc: str, cluster: str) -> None:
+    p.add_argument("--datacentre", default=dc, help=f"data centre id (default {dc})")
+    p.add_argument("--cluster", default=cluster, help=f"cluster id (default {cluster})")
+
+
+def _dcgm(a: argparse.Namespace) -> Built:
+    from collectors.dcgm import DcgmCollector
+
+    c = DcgmCollector(
+        a.url, datacentre=a.datacentre, cluster=a.cluster, interval_s=a.interval, node=a.node
+    )
+    return Built(c, None if a.once else a.interval, f"dcgm {a.url}")
+
+
+def _helios(a: argparse.Namespace) -> Built:
+    from collectors.replay.helios import DEFAULT_HELIOS_DIR, HeliosReplay
+
+    data_dir = a.data_dir or DEFAULT_HELIOS_DIR
+    return Built(HeliosReplay(data_dir, speed=a.speed), describe=f"helios {data_dir}")
+
+
+def _openb(a: argparse.Namespace) -> Built:
+    from collectors.replay.openb import OpenbReplay
+
+    return Built(
+        OpenbReplay(a.data_dir, start=a.start, speed=a.speed), describe=f"openb {a.data_dir}"
+    )
+
+
+def _genai(a: argparse.Namespace) -> Built:
+    from collectors.replay.genai import GenaiReplay
+
+    return Built(
+        GenaiReplay(a.data_dir, start=a.start, speed=a.speed), describe=f"genai {a.data_dir}"
+    )
+
+
+def _dcgm_file(a: argparse.Namespace) -> Built:
+    from collectors.replay.dcgm_file import DcgmFileReplay
+
+    c = DcgmFileReplay(
+        a.file,
+        datacentre=a.datacentre,
+        cluster=a.cluster,
+        interval_s=a.interval,
+        speed=a.speed,
+        node=a.node,
+    )
+    return Built(c, describe=f"dcgm-file {a.file}")
+
+
+def _records(a: argparse.Namespace) -> Built:
+    from collectors.records_file import RecordsFileCollector
+
+    return Built(RecordsFileCollector(KINDS[a.kind], a.file), describe=f"records {a.kind} {a.file}")
+
+
+def add_sources(sub: argparse._SubParsersAction) -> None:
+    """Add one sub-command per source; each sets ``args.build``."""
+
+    def source(
+        parent: argparse._SubParsersAction,
+        name: str,
+        help_: str,
+        build: Callable[[argparse.Namespace], Built],
+    ) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = parent.add_parser(name, help=help_, description=help_)
+        p.set_defaults(build=build)
+        return p
+
+    p = source(sub, "dcgm", "scrape a dcgm-exporter /metrics endpoint", _dcgm)
+    p.add_argument("--url", required=True, help="e.g. http://node1:9400/metrics")
+    _site_args(p, "default", "default")
+    p.add_argument("--node", help="node name (default: the exporter's Hostname/hostname label)")
+    p.add_argument(
+        "--interval", type=float, default=30.0, help="seconds between scrapes (default 30)"
+    )
+    p.add_argument("--once", action="store_true", help="scrape once and exit")
+
+    replay = sub.add_parser(
+        "replay", help="replay a public trace", description="replay a public trace"
+    )
+    rsub = replay.add_subparsers(dest="trace", required=True, metavar="TRACE")
+    p = source(
+        rsub,
+        "helios",
+        "SenseTime Helios Earth per-minute VC occupancy, May 2020 (shipped)",
+        _helios,
+    )
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        help="folder of <vc>_cluster_sequence_vc.csv.gz (default: shipped copy)",
+    )
+    _speed_arg(p)
+    p = source(rsub, "openb", "Alibaba openb 2023 nodes (inventory) and pods (allocations)", _openb)
+    p.add_argument("--data-dir", type=Path, required=True, help="folder with openb_*.csv")
+    p.add_argument(
+        "--start",
+        type=_iso,
+        default=_iso("2023-01-01T00:00:00+08:00"),
+        help="instant of trace second 0 (default 2023-01-01T00:00:00+08:00)",
+    )
+    _speed_arg(p)
+    p = source(rsub, "genai", "Alibaba GenAI 2026 per-pod GPU duty cycle and memory", _genai)
+    p.add_argument("--data-dir", type=Path, required=True, help="folder with pod_gpu_*_anon.csv.gz")
+    p.add_argument(
+        "--start",
+        type=_iso,
+        default=None,
+        help="instant of the first sample (default: the anonymised epoch as is)",
+    )
+    _speed_arg(p)
+    p = source(rsub, "dcgm-file", "a file of timestamped dcgm-exporter scrapes", _dcgm_file)
+    p.add_argument("--file", type=Path, required=True)
+    _site_args(p, "default", "default")
+    p.add_argument("--node", help="node name (default: the Hostname/hostname label)")
+    p.add_argument(
+        "--interval", type=float, default=300.0, help="scrape interval in the file (default 300)"
+    )
+    _speed_arg(p)
+
+    p = source(sub, "records", "contract records from a JSON-lines, CSV or Parquet file", _records)
+    p.add_argument("--kind", required=True, choices=sorted(KINDS))
+    p.add_argument("--file", type=Path, required=True)

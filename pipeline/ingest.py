@@ -1,0 +1,312 @@
+"""``ingest``: the consumer group that lands Kafka records in the Parquet lake.
+
+Per message: decode the envelope, validate every record (``pipeline.validate``), send rejects
+to ``<topic>.dlq`` with the raw bytes and the reason. Per partition, records are buffered and
+flushed by size or age: dedup, write Parquet (temp file, fsync, rename), record the load, make
+the dead letters durable, and only then commit the offsets. A transient failure (broker, disk)
+raises before the commit, so the records are consumed again.
+
+Crash safety: file names derive from topic/partition/offset range. When a partition is
+assigned, files whose first offset is at or past the committed offset (written by a worker
+that died before committing) are removed, because those records will be consumed again and
+the new batch boundaries may differ. Killing ``ingest`` at any point therefore neither loses
+nor duplicates a record.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
+from kafka.structs import OffsetAndMetadata, TopicPartition
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from pipeline.dead_letter import DeadLetter
+from pipeline.dedup import dedup
+from pipeline.records import BY_TOPIC, Kind, Record, RecordError
+from pipeline.topics import contract_topics
+from pipeline.validate import validate_batch
+from pipeline.wire import decode, encode_record
+from pipeline.write import record_load, stream_file_name, uncommitted_stream_files, write_records
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    bootstrap: str
+    lake: Path
+    group: str = "gpuledger-ingest"
+    topics: tuple[str, ...] = tuple(contract_topics())
+    max_batch_records: int = 250_000
+    max_batch_seconds: float = 10.0
+    until_idle_s: float | None = None
+    poll_timeout_ms: int = 500
+
+
+@dataclass
+class IngestStats:
+    messages: int = 0
+    landed: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    conflicts: int = 0
+    files: int = 0
+    commits: int = 0
+    removed_uncommitted: int = 0
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class _Buffer:
+    kind: Kind
+    first: int
+    last: int = -1
+    records: list[Record] = field(default_factory=list)
+    rejected: int = 0
+
+
+class IngestMetrics:
+    """Counters operators watch (Prometheus), in a registry the caller owns."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.landed = Counter(
+            "gpuledger_ingest_records_landed",
+            "Records written to the lake.",
+            ["topic"],
+            registry=registry,
+        )
+        self.rejected = Counter(
+            "gpuledger_ingest_records_rejected",
+            "Records sent to the dead-letter topic.",
+            ["topic", "reason"],
+            registry=registry,
+        )
+        self.duplicates = Counter(
+            "gpuledger_ingest_duplicates",
+            "Identical duplicate records collapsed.",
+            ["topic"],
+            registry=registry,
+        )
+        self.conflicts = Counter(
+            "gpuledger_ingest_conflicts",
+            "Same key, different payload (last write kept).",
+            ["topic"],
+            registry=registry,
+        )
+        self.last_write = Gauge(
+            "gpuledger_ingest_last_write_timestamp_seconds",
+            "Unix time of the last lake write.",
+            registry=registry,
+        )
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, ingestor: Ingestor) -> None:
+        self.ingestor = ingestor
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        # Uncommitted buffered records will be consumed again by the new owner.
+        for tp in revoked:
+            self.ingestor.buffers.pop(tp, None)
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        self.ingestor.recover(list(assigned))
+
+
+class Ingestor:
+    def __init__(
+        self,
+        settings: IngestSettings,
+        registry: CollectorRegistry | None = None,
+        consumer_factory: Callable[[IngestSettings], KafkaConsumer] | None = None,
+        producer_factory: Callable[[IngestSettings], KafkaProducer] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.metrics = IngestMetrics(registry or CollectorRegistry())
+        self.stats = IngestStats()
+        self.buffers: dict[TopicPartition, _Buffer] = {}
+        self.consumer = (consumer_factory or _consumer)(settings)
+        self.dlq = (producer_factory or _producer)(settings)
+        self._dlq_errors: list[BaseException] = []
+
+    # -- recovery ---------------------------------------------------------------------------
+    def recover(self, partitions: list[TopicPartition]) -> None:
+        """Remove files of writes whose offsets were never committed (see module doc)."""
+        if not partitions:
+            return
+        beginnings = self.consumer.beginning_offsets(partitions)
+        for tp in partitions:
+            meta = self.consumer.committed(tp)
+            committed = meta if isinstance(meta, int) else beginnings.get(tp, 0)
+            for path in uncommitted_stream_files(
+                self.settings.lake, tp.topic, tp.partition, committed
+            ):
+                log.warning(
+                    "removing %s: written but never committed; its records are re-read", path
+                )
+                path.unlink()
+                self.stats.removed_uncommitted += 1
+
+    # -- main loop --------------------------------------------------------------------------
+    def run(
+        self,
+        stop: threading.Event | None = None,
+        progress: Callable[[IngestStats], None] | None = None,
+    ) -> IngestStats:
+        stop = stop or threading.Event()
+        self.consumer.subscribe(list(self.settings.topics), listener=_Rebalance(self))
+        last_record = time.monotonic()
+        oldest: float | None = None
+        try:
+            while not stop.is_set():
+                polled = self.consumer.poll(timeout_ms=self.settings.poll_timeout_ms)
+                now = time.monotonic()
+                for tp, messages in polled.items():
+                    for msg in messages:
+                        self._take(tp, msg)
+                    if messages:
+                        last_record = now
+                        oldest = oldest or now
+                buffered = sum(len(b.records) + b.rejected for b in self.buffers.values())
+                due = oldest is not None and now - oldest >= self.settings.max_batch_seconds
+                if self.buffers and (
+                    buffered >= self.settings.max_batch_records or due or not polled
+                ):
+                    self.flush()
+                    oldest = None
+                    if progress:
+                        progress(self.stats)
+                idle = self.settings.until_idle_s
+                if idle is not None and not self.buffers and now - last_record >= idle:
+                    log.info("no new records for %.1fs: stopping", idle)
+                    break
+            self.flush()
+        finally:
+            self.close()
+        return self.stats
+
+    def _take(self, tp: TopicPartition, msg: Any) -> None:
+        self.stats.messages += 1
+        k = BY_TOPIC[tp.topic]
+        buf = self.buffers.get(tp)
+        if buf is None:
+            buf = self.buffers[tp] = _Buffer(k, first=msg.offset)
+        buf.last = msg.offset
+        try:
+            kind, raws = decode(msg.value)
+            if kind is not k:
+                raise RecordError(f"{kind.name} records on topic {tp.topic}", "wrong_topic")
+        except RecordError as err:
+            self._dead_letter(
+                DeadLetter(
+                    msg.value or b"",
+                    err.reason,
+                    err.error_class,
+                    None,
+                    tp.topic,
+                    tp.partition,
+                    msg.offset,
+                    None,
+                )
+            )
+            buf.rejected += 1
+            return
+        good, bad = validate_batch(k, raws)
+        buf.records.extend(good)
+        for r in bad:
+            self._dead_letter(
+                DeadLetter(
+                    encode_record(r.raw),
+                    r.error.reason,
+                    r.error.error_class,
+                    k.name,
+                    tp.topic,
+                    tp.partition,
+                    msg.offset,
+                    r.index,
+                )
+            )
+        buf.rejected += len(bad)
+
+    def _dead_letter(self, letter: DeadLetter) -> None:
+        self.stats.rejected += 1
+        reasons = self.stats.rejected_by_reason
+        reasons[letter.error_class] = reasons.get(letter.error_class, 0) + 1
+        self.metrics.rejected.labels(letter.origin, letter.error_class).inc()
+        future = self.dlq.send(
+            f"{letter.origin}.dlq",
+            key=letter.message_key(),
+            value=letter.raw,
+            headers=letter.headers(),
+        )
+        future.add_errback(self._dlq_errors.append)
+
+    # -- flush ------------------------------------------------------------------------------
+    def flush(self) -> None:
+        if not self.buffers:
+            return
+        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        for tp, buf in list(self.buffers.items()):
+            result = dedup(buf.kind, buf.records)
+            name = stream_file_name(tp.topic, tp.partition, buf.first, buf.last)
+            files = write_records(self.settings.lake, buf.kind, result.records, name)
+            record_load(
+                self.settings.lake,
+                name,
+                f"{tp.topic}/{tp.partition}/{buf.first}-{buf.last}",
+                buf.kind,
+                files,
+                rejected=buf.rejected,
+            )
+            self.stats.landed += len(result.records)
+            self.stats.duplicates += result.duplicates
+            self.stats.conflicts += result.conflicts
+            self.stats.files += len(files)
+            self.metrics.landed.labels(tp.topic).inc(len(result.records))
+            self.metrics.duplicates.labels(tp.topic).inc(result.duplicates)
+            self.metrics.conflicts.labels(tp.topic).inc(result.conflicts)
+            offsets[tp] = OffsetAndMetadata(buf.last + 1, "", -1)
+        self.dlq.flush(timeout=60)
+        if self._dlq_errors:
+            raise RuntimeError(
+                f"dead-letter writes failed, not committing: {self._dlq_errors[0]!r}"
+            )
+        self.consumer.commit(offsets)
+        self.stats.commits += 1
+        self.buffers.clear()
+        self.metrics.last_write.set_to_current_time()
+
+    def close(self) -> None:
+        try:
+            self.consumer.close(autocommit=False)
+        finally:
+            self.dlq.close(timeout=10)
+
+
+def _consumer(settings: IngestSettings) -> KafkaConsumer:
+    return KafkaConsumer(
+        bootstrap_servers=settings.bootstrap,
+        group_id=settings.group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=5000,
+        max_poll_interval_ms=600_000,
+        bootstrap_timeout_ms=30_000,
+    )
+
+
+def _producer(settings: IngestSettings) -> KafkaProducer:
+    return KafkaProducer(
+        bootstrap_servers=settings.bootstrap,
+        acks="all",
+        compression_type="gzip",
+        bootstrap_timeout_ms=30_000,
+        max_request_size=16 * 1024 * 1024,
+    )

@@ -1,0 +1,46 @@
+"""Shared test helpers: canned contract records."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data() -> Path:
+    return Path(os.environ.get("GPULEDGER_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture
+def lake(tmp_path: Path) -> Path:
+    path = tmp_path / "lake"
+    path.mkdir()
+    return path
+
+
+def gpu_sample(ts: int, gpu: str = "GPU-0", util: float | None = 0.5, **kw: object) -> dict:
+    record: dict = {
+        "ts": ts,
+        "interval_s": 60.0,
+        "datacentre": "dc1",
+        "cluster": "c1",
+        "node": "n1",
+        "gpu_uuid": gpu,
+        "gpu_index": 0,
+        "gpu_model": "A100",
+        "util": util,
+        "mem_used_bytes": 1 << 30,
+        "mem_total_bytes": 80 << 30,
+        "power_w": 250.0,
+        "temp_c": 55.0,
+        "sm_active": None,
+        "pod": None,
+        "namespace": None,
+        "job_id": None,
+        "source": "test",
+    }
+    record.update(kw)
+    return record

@@ -1,0 +1,1 @@
+"""Warehouse: DuckDB views over the Parquet lake, and the reports built on them."""
