@@ -1,0 +1,274 @@
+-- utilisation report: one row per (period, datacentre[, cluster[, scope]]) with capacity / allocated / busy GPU-hours (DESIGN §4); inputs: occupancy_coverage, inventory_coverage, gpu_sample_coverage, allocation_spans, allocation_holds, cluster_sources, data_span; params: $tz, $unit ('day'|'month'), $label (strftime format), $date_from, $date_to (inclusive local dates or NULL), $by ('datacentre'|'cluster'|'scope')
+WITH
+-- the report window in local dates: the requested dates, else the whole periods the data touches
+win AS (
+    SELECT
+        coalesce(
+            CAST($date_from AS DATE),
+            CAST(date_trunc($unit, timezone($tz, lo)) AS DATE)
+        ) AS d0,
+        coalesce(
+            CAST($date_to AS DATE),
+            CAST(date_trunc($unit, timezone($tz, hi)) + CAST('1 ' || $unit AS INTERVAL) AS DATE) - 1
+        ) AS d1
+    FROM data_span
+),
+starts AS (
+    SELECT
+        d0,
+        d1,
+        unnest(generate_series(
+            date_trunc($unit, CAST(d0 AS TIMESTAMP)),
+            CAST(d1 AS TIMESTAMP),
+            CAST('1 ' || $unit AS INTERVAL)
+        )) AS b
+    FROM win
+    WHERE d0 <= d1
+),
+-- local-time periods as UTC epoch-ms instants [p0, p1), clipped to the requested dates
+periods AS MATERIALIZED (
+    SELECT
+        strftime(b, $label) AS period,
+        epoch_ms(timezone($tz, greatest(b, CAST(d0 AS TIMESTAMP)))) AS p0,
+        epoch_ms(timezone($tz, least(b + CAST('1 ' || $unit AS INTERVAL), CAST(d1 + 1 AS TIMESTAMP)))) AS p1
+    FROM starts
+),
+-- occupancy: per (period, scope), every snapshot's coverage clipped to the period
+occ_p AS MATERIALIZED (
+    SELECT
+        p.period,
+        o.datacentre,
+        o.cluster,
+        o.scope,
+        sum(o.gpus_total * (least(o.e_ms, p.p1) - greatest(o.s_ms, p.p0))) / 3600000.0 AS cap_h,
+        sum(o.gpus_allocated * (least(o.e_ms, p.p1) - greatest(o.s_ms, p.p0))) / 3600000.0 AS alloc_h,
+        sum(least(o.e_ms, p.p1) - greatest(o.s_ms, p.p0)) / 3600000.0 AS cov_h
+    FROM occupancy_coverage AS o
+    JOIN periods AS p ON o.s_ms < p.p1 AND o.e_ms > p.p0
+    GROUP BY ALL
+),
+-- inventory: per (period, node), gpu_count x validity overlap
+inv_p AS MATERIALIZED (
+    SELECT
+        p.period,
+        i.datacentre,
+        i.cluster,
+        i.node,
+        sum(i.gpu_count * (least(i.e_ms, p.p1) - greatest(i.s_ms, p.p0))) / 3600000.0 AS cap_h,
+        sum(least(i.e_ms, p.p1) - greatest(i.s_ms, p.p0)) / 3600000.0 AS cov_h
+    FROM inventory_coverage AS i
+    JOIN periods AS p ON i.s_ms < p.p1 AND i.e_ms > p.p0
+    GROUP BY ALL
+),
+-- GPU samples clipped to periods; held = an allocation of the same cluster holds the GPU,
+-- its job or its pod at the sample instant
+smp_clip AS (
+    SELECT
+        p.period,
+        s.datacentre,
+        s.cluster,
+        s.gpu_uuid,
+        s.util,
+        s.s_ms,
+        s.job_id,
+        s.pod,
+        (least(s.e_ms, p.p1) - greatest(s.s_ms, p.p0)) / 3600000.0 AS h
+    FROM gpu_sample_coverage AS s
+    JOIN periods AS p ON s.s_ms < p.p1 AND s.e_ms > p.p0
+),
+smp_p AS MATERIALIZED (
+    SELECT
+        c.period,
+        c.datacentre,
+        c.cluster,
+        c.gpu_uuid,
+        sum(c.h) AS cov_h,
+        sum(c.util * c.h) AS busy_h,
+        sum(c.util * c.h) FILTER (WHERE
+            EXISTS (
+                SELECT 1 FROM allocation_holds AS a
+                WHERE a.via = 'gpu' AND a.datacentre = c.datacentre AND a.cluster = c.cluster
+                    AND a.ref = c.gpu_uuid AND c.s_ms >= a.s_ms AND c.s_ms < a.e_ms
+            )
+            OR EXISTS (
+                SELECT 1 FROM allocation_holds AS a
+                WHERE a.via = 'job' AND a.datacentre = c.datacentre AND a.cluster = c.cluster
+                    AND a.ref = c.job_id AND c.s_ms >= a.s_ms AND c.s_ms < a.e_ms
+            )
+            OR EXISTS (
+                SELECT 1 FROM allocation_holds AS a
+                WHERE a.via = 'pod' AND a.datacentre = c.datacentre AND a.cluster = c.cluster
+                    AND a.ref = c.pod AND c.s_ms >= a.s_ms AND c.s_ms < a.e_ms
+            )
+        ) AS busy_alloc_h
+    FROM smp_clip AS c
+    GROUP BY ALL
+),
+alloc_p AS MATERIALIZED (
+    SELECT
+        p.period,
+        a.datacentre,
+        a.cluster,
+        sum(a.gpu_count * (least(a.e_ms, p.p1) - greatest(a.s_ms, p.p0))) / 3600000.0 AS alloc_h
+    FROM allocation_spans AS a
+    JOIN periods AS p ON a.s_ms < p.p1 AND a.e_ms > p.p0
+    GROUP BY ALL
+),
+-- units whose no-telemetry share is averaged: scopes, nodes, GPUs seen in the report window
+occ_units AS (
+    SELECT datacentre, cluster, count(*) AS n
+    FROM (SELECT DISTINCT datacentre, cluster, scope FROM occ_p)
+    GROUP BY ALL
+),
+inv_units AS (
+    SELECT datacentre, cluster, count(DISTINCT node) AS n FROM inv_p GROUP BY ALL
+),
+smp_units AS (
+    SELECT datacentre, cluster, count(DISTINCT gpu_uuid) AS n FROM smp_p GROUP BY ALL
+),
+occ_c AS (
+    SELECT period, datacentre, cluster, sum(cap_h) AS cap_h, sum(alloc_h) AS alloc_h, sum(cov_h) AS cov_h
+    FROM occ_p GROUP BY ALL
+),
+inv_c AS (
+    SELECT period, datacentre, cluster, sum(cap_h) AS cap_h, sum(cov_h) AS cov_h
+    FROM inv_p GROUP BY ALL
+),
+smp_c AS (
+    SELECT
+        period, datacentre, cluster,
+        sum(cov_h) AS cov_h, sum(busy_h) AS busy_h, sum(busy_alloc_h) AS busy_alloc_h
+    FROM smp_p GROUP BY ALL
+),
+clusters AS (
+    SELECT DISTINCT datacentre, cluster FROM (
+        SELECT datacentre, cluster FROM occ_p
+        UNION ALL SELECT datacentre, cluster FROM inv_p
+        UNION ALL SELECT datacentre, cluster FROM smp_p
+        UNION ALL SELECT datacentre, cluster FROM alloc_p
+    )
+),
+-- clusters whose occupancy names scopes: by=scope splits them into one row per scope
+scoped AS (
+    SELECT DISTINCT datacentre, cluster FROM occ_p WHERE scope IS NOT NULL
+),
+cluster_rows AS MATERIALIZED (
+    SELECT
+        p.period,
+        k.datacentre,
+        k.cluster,
+        CAST(NULL AS VARCHAR) AS scope,
+        (p.p1 - p.p0) / 3600000.0 AS period_h,
+        s.capacity_source,
+        s.allocated_source,
+        s.busy_source,
+        CASE s.capacity_source
+            WHEN 'occupancy' THEN coalesce(oc.cap_h, 0)
+            WHEN 'inventory' THEN coalesce(ic.cap_h, 0)
+            WHEN 'gpu_samples' THEN coalesce(sc.cov_h, 0)
+        END AS capacity,
+        CASE s.allocated_source
+            WHEN 'allocation' THEN coalesce(ap.alloc_h, 0)
+            WHEN 'occupancy' THEN coalesce(oc.alloc_h, 0)
+        END AS allocated,
+        sc.busy_h AS busy,
+        CASE
+            WHEN s.allocated_source = 'allocation' AND sc.busy_h IS NOT NULL
+                THEN coalesce(sc.busy_alloc_h, 0)
+        END AS busy_allocated,
+        CASE s.capacity_source
+            WHEN 'occupancy' THEN coalesce(oc.cov_h, 0)
+            WHEN 'inventory' THEN coalesce(ic.cov_h, 0)
+            WHEN 'gpu_samples' THEN coalesce(sc.cov_h, 0)
+            ELSE 0
+        END AS unit_cov_h,
+        coalesce(CASE s.capacity_source
+            WHEN 'occupancy' THEN ou.n
+            WHEN 'inventory' THEN iu.n
+            WHEN 'gpu_samples' THEN su.n
+        END, 1) AS n_units
+    FROM periods AS p
+    CROSS JOIN clusters AS k
+    JOIN cluster_sources AS s USING (datacentre, cluster)
+    LEFT JOIN occ_c AS oc ON oc.period = p.period AND oc.datacentre = k.datacentre AND oc.cluster = k.cluster
+    LEFT JOIN inv_c AS ic ON ic.period = p.period AND ic.datacentre = k.datacentre AND ic.cluster = k.cluster
+    LEFT JOIN smp_c AS sc ON sc.period = p.period AND sc.datacentre = k.datacentre AND sc.cluster = k.cluster
+    LEFT JOIN alloc_p AS ap ON ap.period = p.period AND ap.datacentre = k.datacentre AND ap.cluster = k.cluster
+    LEFT JOIN occ_units AS ou ON ou.datacentre = k.datacentre AND ou.cluster = k.cluster
+    LEFT JOIN inv_units AS iu ON iu.datacentre = k.datacentre AND iu.cluster = k.cluster
+    LEFT JOIN smp_units AS su ON su.datacentre = k.datacentre AND su.cluster = k.cluster
+),
+-- one row per occupancy scope of a scoped cluster: only occupancy carries a scope, so capacity
+-- and allocated come from it and busy is not split
+scope_rows AS (
+    SELECT
+        p.period,
+        u.datacentre,
+        u.cluster,
+        u.scope,
+        (p.p1 - p.p0) / 3600000.0 AS period_h,
+        'occupancy' AS capacity_source,
+        'occupancy' AS allocated_source,
+        'none' AS busy_source,
+        coalesce(o.cap_h, 0) AS capacity,
+        coalesce(o.alloc_h, 0) AS allocated,
+        CAST(NULL AS DOUBLE) AS busy,
+        CAST(NULL AS DOUBLE) AS busy_allocated,
+        coalesce(o.cov_h, 0) AS unit_cov_h,
+        1 AS n_units
+    FROM periods AS p
+    CROSS JOIN (
+        SELECT DISTINCT datacentre, cluster, scope FROM occ_p SEMI JOIN scoped USING (datacentre, cluster)
+    ) AS u
+    LEFT JOIN occ_p AS o
+        ON o.period = p.period AND o.datacentre = u.datacentre AND o.cluster = u.cluster
+        AND o.scope IS NOT DISTINCT FROM u.scope
+),
+report AS (
+    SELECT * FROM cluster_rows
+    WHERE $by = 'cluster'
+    UNION ALL
+    SELECT * FROM cluster_rows ANTI JOIN scoped USING (datacentre, cluster)
+    WHERE $by = 'scope'
+    UNION ALL
+    SELECT * FROM scope_rows
+    WHERE $by = 'scope'
+    UNION ALL
+    SELECT
+        period,
+        datacentre,
+        CAST(NULL AS VARCHAR),
+        CAST(NULL AS VARCHAR),
+        any_value(period_h),
+        string_agg(DISTINCT capacity_source, '+' ORDER BY capacity_source),
+        string_agg(DISTINCT allocated_source, '+' ORDER BY allocated_source),
+        string_agg(DISTINCT busy_source, '+' ORDER BY busy_source),
+        sum(capacity),
+        sum(allocated),
+        sum(busy),
+        sum(busy_allocated),
+        sum(unit_cov_h),
+        sum(n_units)
+    FROM cluster_rows
+    WHERE $by = 'datacentre'
+    GROUP BY period, datacentre
+)
+SELECT
+    period,
+    datacentre,
+    cluster,
+    scope,
+    capacity AS capacity_gpu_h,
+    allocated AS allocated_gpu_h,
+    busy AS busy_gpu_h,
+    busy_allocated AS busy_allocated_gpu_h,
+    capacity - allocated AS idle_capacity_gpu_h,
+    allocated - busy_allocated AS idle_held_gpu_h,
+    allocated / nullif(capacity, 0) AS allocation_rate,
+    busy / nullif(capacity, 0) AS utilisation,
+    busy_allocated / nullif(allocated, 0) AS efficiency,
+    greatest(0.0, 1.0 - unit_cov_h / (n_units * period_h)) AS no_telemetry_share,
+    'capacity=' || capacity_source || ';allocated=' || allocated_source || ';busy=' || busy_source
+        AS sources
+FROM report
+ORDER BY period, datacentre, cluster, scope;
