@@ -1,0 +1,776 @@
+"""Local single-node Apache Kafka broker, assembled from Maven Central jars.
+
+No Docker and no Apache download site: ``deploy/kafka/pom.xml`` lists the broker artifacts,
+Maven copies their runtime closure into a cache folder once (:func:`ensure_jars`), and the
+broker runs as a detached ``java ... kafka.Kafka server.properties`` process (KRaft, combined
+broker + controller, bound to 127.0.0.1) that outlives the Python process that started it.
+
+Layout of ``BrokerSettings.data_dir``::
+
+    server.properties, log4j2.properties   written on every start from deploy/kafka/
+    kraft-combined-logs/                    log.dirs (formatted once; holds topics and data)
+    logs/server.log                         broker log at INFO (rolled)
+    broker.log                              JVM stdout/stderr: WARN+ lines, crashes
+    broker.pid                              pid of the running broker
+
+Typical use::
+
+    settings = BrokerSettings(port=9092)
+    bootstrap = start(settings)             # "127.0.0.1:9092"
+    create_topics(bootstrap, {"gpu.samples": 4})
+    ...
+    stop(settings)
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import hashlib
+import logging
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+HOST = "127.0.0.1"
+JAR_MARKER = ".gpuledger-complete"
+MVN_DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
+# Kafka's own G1 settings (bin/kafka-run-class.sh KAFKA_JVM_PERFORMANCE_OPTS).
+JVM_PERFORMANCE_OPTS = (
+    "-server",
+    "-XX:+UseG1GC",
+    "-XX:MaxGCPauseMillis=20",
+    "-XX:InitiatingHeapOccupancyPercent=35",
+    "-XX:+ExplicitGCInvokesConcurrent",
+    "-XX:MaxInlineLevel=15",
+    "-Djava.awt.headless=true",
+)
+_START_BANNER = "----- gpuledger: starting Kafka broker"
+_TOPIC_ALREADY_EXISTS = 36  # Kafka error code TOPIC_ALREADY_EXISTS
+_RETRIABLE_CREATE_ERRORS = {
+    38,  # INVALID_REPLICATION_FACTOR: broker not registered with the controller yet
+    7,  # REQUEST_TIMED_OUT
+    41,  # NOT_CONTROLLER
+}
+
+# Broker processes started by this interpreter, so that a dead child is reaped (and not seen as a
+# live zombie) when its liveness is checked.
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
+
+class BrokerError(RuntimeError):
+    """The local broker could not be provisioned, started, stopped or reached."""
+
+
+def _default_cache_dir() -> Path:
+    return Path(os.environ.get("GPULEDGER_CACHE", "~/.cache/gpuledger")).expanduser()
+
+
+@dataclass(frozen=True)
+class BrokerSettings:
+    """Where and how the local broker runs. Ports are on 127.0.0.1."""
+
+    port: int = 9092
+    controller_port: int | None = None  # None: port + 1
+    data_dir: Path = Path(".gpuledger/kafka")
+    heap: str = "512m"  # -Xms and -Xmx
+    cache_dir: Path = field(default_factory=_default_cache_dir)
+
+    def __post_init__(self) -> None:
+        for name, value in (("port", self.port), ("controller_port", self.controller)):
+            if not 0 < value < 65536:
+                raise ValueError(f"{name} must be in 1..65535, got {value}")
+        if self.controller == self.port:
+            raise ValueError(f"controller_port must differ from port ({self.port})")
+        if not re.fullmatch(r"[1-9][0-9]*[kKmMgG]?", self.heap):
+            raise ValueError(f"heap must look like 512m or 1g, got {self.heap!r}")
+
+    @property
+    def controller(self) -> int:
+        """The KRaft controller listener port."""
+        return self.controller_port if self.controller_port is not None else self.port + 1
+
+    @property
+    def bootstrap(self) -> str:
+        """bootstrap_servers for clients of a broker started with these settings."""
+        return f"{HOST}:{self.port}"
+
+
+@dataclass(frozen=True)
+class BrokerStatus:
+    running: bool
+    pid: int | None
+    bootstrap: str | None
+    answers: bool
+
+
+@dataclass(frozen=True)
+class _Paths:
+    root: Path
+
+    @classmethod
+    def of(cls, settings: BrokerSettings) -> _Paths:
+        return cls(settings.data_dir.expanduser().resolve())
+
+    @property
+    def server_properties(self) -> Path:
+        return self.root / "server.properties"
+
+    @property
+    def log4j(self) -> Path:
+        return self.root / "log4j2.properties"
+
+    @property
+    def log_dirs(self) -> Path:
+        return self.root / "kraft-combined-logs"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def broker_log(self) -> Path:
+        return self.root / "broker.log"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.root / "broker.pid"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / ".broker.lock"
+
+
+# --------------------------------------------------------------------------------------------
+# Jars
+
+
+def deploy_dir() -> Path:
+    """The folder with pom.xml, server.properties and log4j2.properties.
+
+    ``$GPULEDGER_KAFKA_DEPLOY`` overrides the default ``<repo>/deploy/kafka``.
+    """
+    override = os.environ.get("GPULEDGER_KAFKA_DEPLOY")
+    if override:
+        return Path(override).expanduser().resolve()
+    return Path(__file__).resolve().parent.parent / "deploy" / "kafka"
+
+
+def kafka_version() -> str:
+    """The Kafka version pinned in deploy/kafka/pom.xml (``<kafka.version>``)."""
+    pom = deploy_dir() / "pom.xml"
+    try:
+        text = pom.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise BrokerError(f"cannot read {pom}: {exc}") from exc
+    match = re.search(r"<kafka\.version>\s*([^<\s]+)\s*</kafka\.version>", text)
+    if match is None:
+        raise BrokerError(f"{pom} has no <kafka.version> property")
+    return match.group(1)
+
+
+def ensure_jars(settings: BrokerSettings) -> Path:
+    """Fetch the broker jars into ``<cache_dir>/kafka-<version>/libs`` (once) and return it.
+
+    A marker file (holding the pom's sha256) is written only after a complete copy, so a broken
+    or partial download, or a changed pom, is fetched again. Needs ``mvn`` on PATH the first time.
+    """
+    pom = deploy_dir() / "pom.xml"
+    version = kafka_version()
+    pom_hash = hashlib.sha256(pom.read_bytes()).hexdigest()
+    root = settings.cache_dir.expanduser() / f"kafka-{version}"
+    libs = root / "libs"
+    root.mkdir(parents=True, exist_ok=True)
+    with _flock(root / ".lock"):
+        if _jars_complete(libs, pom_hash):
+            return libs
+        mvn = shutil.which("mvn")
+        if mvn is None:
+            raise BrokerError(
+                "Maven ('mvn') is not on PATH; it is needed once to fetch the Kafka "
+                f"{version} jars from Maven Central into {libs}. Install it (e.g. "
+                "'apt-get install maven') or copy an existing libs folder there together "
+                f"with a {JAR_MARKER} file."
+            )
+        partial = root / "libs.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.rmtree(libs, ignore_errors=True)
+        cmd = [
+            mvn,
+            "-B",
+            "-q",
+            "-f",
+            str(pom),
+            f"{MVN_DEPENDENCY_PLUGIN}:copy-dependencies",
+            "-DincludeScope=runtime",
+            f"-DoutputDirectory={partial}",
+        ]
+        log.info("fetching Kafka %s jars from Maven Central into %s", version, libs)
+        started = time.monotonic()
+        try:
+            proc = subprocess.run(
+                cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=1800
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise BrokerError(
+                f"Maven did not finish fetching the Kafka jars in {exc.timeout}s"
+            ) from exc
+        if proc.returncode != 0:
+            output = _tail_text((proc.stdout or "") + (proc.stderr or ""), 40)
+            raise BrokerError(
+                f"fetching the Kafka {version} jars failed (mvn exit {proc.returncode}).\n"
+                f"command: {' '.join(cmd)}\n{output}\n"
+                "Check that Maven Central is reachable (proxy settings in ~/.m2/settings.xml) "
+                f"and that version {version} exists."
+            )
+        missing = [
+            name
+            for name in (f"kafka_2.13-{version}.jar", "log4j-slf4j-impl-")
+            if not any(p.name.startswith(name) for p in partial.glob("*.jar"))
+        ]
+        if missing:
+            raise BrokerError(f"Maven finished but {partial} lacks {missing}; see {pom}")
+        (partial / JAR_MARKER).write_text(pom_hash + "\n", encoding="utf-8")
+        partial.rename(libs)
+        log.info(
+            "fetched %d jars in %.1fs", len(list(libs.glob("*.jar"))), time.monotonic() - started
+        )
+        return libs
+
+
+def _jars_complete(libs: Path, pom_hash: str) -> bool:
+    try:
+        return (libs / JAR_MARKER).read_text(encoding="utf-8").strip() == pom_hash
+    except OSError:
+        return False
+
+
+# --------------------------------------------------------------------------------------------
+# Start / stop / status
+
+
+def start(settings: BrokerSettings, timeout_s: float = 90) -> str:
+    """Start the broker for ``settings.data_dir`` (if needed) and return its bootstrap address.
+
+    Returns once the broker answers a metadata request. An already running broker of the same
+    data_dir is reused. Storage is formatted on the first start only, so topics and data survive
+    :func:`stop` / :func:`kill` and a later start. The broker is detached (own session); it keeps
+    running after this Python process exits.
+    """
+    paths = _Paths.of(settings)
+    paths.root.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + timeout_s
+    with _flock(paths.lock):
+        pid = _running_pid(paths)
+        if pid is not None:
+            bootstrap = _configured_bootstrap(paths) or settings.bootstrap
+            if bootstrap != settings.bootstrap:
+                log.warning(
+                    "broker of %s is already running on %s (asked for %s); reusing it",
+                    paths.root,
+                    bootstrap,
+                    settings.bootstrap,
+                )
+            try:
+                _wait_ready(bootstrap, deadline, paths, pid)
+            except BrokerError as exc:
+                raise BrokerError(
+                    f"{exc}\nThe broker of {paths.root} (pid {pid}) is running but does not "
+                    "answer; stop it ('gpuledger kafka stop' or gpuledger.broker.stop) and start "
+                    "again."
+                ) from exc
+            log.info("broker of %s already running (pid %d) on %s", paths.root, pid, bootstrap)
+            return bootstrap
+        paths.pid_file.unlink(missing_ok=True)
+
+        libs = ensure_jars(settings)
+        java = _find_java()
+        for port in (settings.port, settings.controller):
+            if not _port_free(port):
+                raise BrokerError(
+                    f"port {port} on {HOST} is already in use by another process (not a broker "
+                    f"of {paths.root}). Stop that process, or choose other ports "
+                    f"(BrokerSettings(port=..., controller_port=...); the broker uses port and "
+                    f"controller_port, default port+1)."
+                )
+        _write_config(paths, settings)
+        classpath = str(libs / "*")
+        if not _is_formatted(paths):
+            _format_storage(java, classpath, paths)
+
+        cmd = [
+            java,
+            f"-Xms{settings.heap}",
+            f"-Xmx{settings.heap}",
+            *JVM_PERFORMANCE_OPTS,
+            f"-Dlog4j2.configurationFile={paths.log4j}",
+            f"-Dkafka.logs.dir={paths.logs}",
+            "-cp",
+            classpath,
+            "kafka.Kafka",
+            str(paths.server_properties),
+        ]
+        with paths.broker_log.open("ab") as out:
+            out.write(
+                f"{_START_BANNER} at {time.strftime('%Y-%m-%d %H:%M:%S')} "
+                f"on {settings.bootstrap} -----\n".encode()
+            )
+            out.flush()
+            proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=paths.root,
+                start_new_session=True,
+                close_fds=True,
+            )
+        _children[proc.pid] = proc
+        _write_atomic(paths.pid_file, f"{proc.pid}\n")
+        log.info("started Kafka broker pid %d for %s", proc.pid, paths.root)
+        try:
+            _wait_ready(settings.bootstrap, deadline, paths, proc.pid)
+        except BrokerError:
+            if _alive(proc.pid):
+                _terminate(proc.pid, 10)
+            paths.pid_file.unlink(missing_ok=True)
+            raise
+        return settings.bootstrap
+
+
+def stop(settings: BrokerSettings, timeout_s: float = 30) -> bool:
+    """Stop the broker of ``settings.data_dir``: SIGTERM (controlled shutdown), then SIGKILL.
+
+    Returns whether a running broker was stopped.
+    """
+    paths = _Paths.of(settings)
+    pid = _running_pid(paths)
+    if pid is None:
+        paths.pid_file.unlink(missing_ok=True)
+        return False
+    log.info("stopping Kafka broker pid %d (%s)", pid, paths.root)
+    _terminate(pid, timeout_s)
+    paths.pid_file.unlink(missing_ok=True)
+    return True
+
+
+def kill(settings: BrokerSettings) -> bool:
+    """SIGKILL the broker of ``settings.data_dir`` (an unclean crash); returns whether one ran.
+
+    The next :func:`start` recovers the logs and keeps the data written before the kill.
+    """
+    paths = _Paths.of(settings)
+    pid = _running_pid(paths)
+    if pid is None:
+        paths.pid_file.unlink(missing_ok=True)
+        return False
+    log.info("killing Kafka broker pid %d (%s)", pid, paths.root)
+    _signal(pid, signal.SIGKILL)
+    if not _wait_dead(pid, 15):
+        raise BrokerError(f"broker pid {pid} survived SIGKILL for 15s")
+    paths.pid_file.unlink(missing_ok=True)
+    return True
+
+
+def restart(settings: BrokerSettings, timeout_s: float = 90) -> str:
+    """Stop (if running) and start again on the same data_dir; topics and data are kept."""
+    stop(settings)
+    return start(settings, timeout_s)
+
+
+def status(settings: BrokerSettings) -> BrokerStatus:
+    """Whether the broker of ``settings.data_dir`` runs, and whether it answers metadata."""
+    paths = _Paths.of(settings)
+    pid = _running_pid(paths)
+    if pid is None:
+        return BrokerStatus(running=False, pid=None, bootstrap=None, answers=False)
+    bootstrap = _configured_bootstrap(paths) or settings.bootstrap
+    return BrokerStatus(running=True, pid=pid, bootstrap=bootstrap, answers=_answers(bootstrap, 5))
+
+
+# --------------------------------------------------------------------------------------------
+# Client-side helpers
+
+
+def wait_until_answers(bootstrap: str, timeout_s: float) -> None:
+    """Block until the broker at ``bootstrap`` answers a metadata request; BrokerError if not."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if _answers(bootstrap, max(1.0, min(5.0, deadline - time.monotonic()))):
+            return
+        if time.monotonic() >= deadline:
+            raise BrokerError(f"Kafka at {bootstrap} did not answer within {timeout_s:g}s")
+        time.sleep(0.2)
+
+
+def create_topics(bootstrap: str, topics: dict[str, int], timeout_s: float = 30) -> None:
+    """Create ``{name: partitions}`` topics with replication factor 1 and wait for them.
+
+    Topics that already exist are left as they are (a differing partition count is logged).
+    Returns once every topic has a leader for each partition in the broker's metadata.
+    """
+    if not topics:
+        return
+    from kafka.admin import KafkaAdminClient
+
+    deadline = time.monotonic() + timeout_s
+    try:
+        admin = _admin_client(KafkaAdminClient, bootstrap, timeout_s)
+    except Exception as exc:
+        raise BrokerError(f"cannot reach Kafka at {bootstrap} to create topics: {exc!r}") from exc
+    try:
+        pending = dict(topics)
+        while pending:
+            request = {
+                name: {"num_partitions": parts, "replication_factor": 1}
+                for name, parts in pending.items()
+            }
+            remaining_ms = _remaining_ms(deadline)
+            response = admin.create_topics(request, timeout_ms=remaining_ms, raise_errors=False)
+            retry: dict[str, int] = {}
+            for result in response["topics"]:
+                name, code = result["name"], result["error_code"]
+                if code in (0, _TOPIC_ALREADY_EXISTS):
+                    continue
+                if code in _RETRIABLE_CREATE_ERRORS and time.monotonic() < deadline:
+                    retry[name] = pending[name]
+                    continue
+                raise BrokerError(
+                    f"creating topic {name!r} on {bootstrap} failed: error {code} "
+                    f"{result.get('error_message') or _error_name(code)}"
+                )
+            pending = retry
+            if pending:
+                time.sleep(0.5)
+        admin.wait_for_topics(list(topics), timeout_ms=_remaining_ms(deadline))
+        for described in admin.describe_topics(list(topics)):
+            name = described["name"]
+            have = len(described.get("partitions") or [])
+            if have != topics[name]:
+                log.warning(
+                    "topic %s exists with %d partitions (wanted %d)", name, have, topics[name]
+                )
+    except BrokerError:
+        raise
+    except Exception as exc:  # kafka-python raises its own error hierarchy
+        raise BrokerError(
+            f"creating topics {sorted(topics)} on {bootstrap} failed: {exc!r}"
+        ) from exc
+    finally:
+        admin.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Internals
+
+
+def _admin_client(cls: Any, bootstrap: str, timeout_s: float) -> Any:
+    timeout_ms = max(1000, int(timeout_s * 1000))
+    return cls(
+        bootstrap_servers=bootstrap,
+        client_id="gpuledger-broker",
+        bootstrap_timeout_ms=timeout_ms,
+        request_timeout_ms=timeout_ms,
+    )
+
+
+def _answers(bootstrap: str, timeout_s: float) -> bool:
+    """One readiness probe: TCP connect, then a metadata request that lists a broker."""
+    host, _, port = bootstrap.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=min(timeout_s, 2.0)):
+            pass
+    except OSError:
+        return False
+    from kafka.admin import KafkaAdminClient
+
+    try:
+        admin = _admin_client(KafkaAdminClient, bootstrap, timeout_s)
+    except Exception as exc:
+        log.debug("Kafka at %s not ready: %r", bootstrap, exc)
+        return False
+    try:
+        cluster = admin.describe_cluster()
+        return bool(cluster.get("brokers"))
+    except Exception as exc:
+        log.debug("Kafka at %s not ready: %r", bootstrap, exc)
+        return False
+    finally:
+        admin.close()
+
+
+def _wait_ready(bootstrap: str, deadline: float, paths: _Paths, pid: int) -> None:
+    started = time.monotonic()
+    while True:
+        if not _alive(pid):
+            code = _children[pid].returncode if pid in _children else None
+            how = f" with exit code {code}" if code is not None else ""
+            raise BrokerError(
+                f"the Kafka broker (pid {pid}) exited{how} before it answered on {bootstrap}."
+                + _diagnosis(paths)
+            )
+        if _answers(bootstrap, max(1.0, min(5.0, deadline - time.monotonic()))):
+            log.info("Kafka broker on %s answers (%.1fs)", bootstrap, time.monotonic() - started)
+            return
+        if time.monotonic() >= deadline:
+            raise BrokerError(
+                f"the Kafka broker (pid {pid}) did not answer on {bootstrap} in time."
+                + _diagnosis(paths)
+            )
+        time.sleep(0.2)
+
+
+def _diagnosis(paths: _Paths) -> str:
+    tail = _broker_log_tail(paths, 30)
+    hints = []
+    if "Address already in use" in tail or "BindException" in tail:
+        hints.append("a port is taken by another process: choose other ports")
+    if "OutOfMemoryError" in tail:
+        hints.append("the heap is too small: raise BrokerSettings.heap")
+    if "InconsistentClusterIdException" in tail or "meta.properties" in tail:
+        hints.append(f"the storage in {paths.log_dirs} looks inconsistent: delete {paths.root}")
+    hints.append(
+        f"fix the cause above and start again; {paths.root} keeps topics and data "
+        "(delete it for a fresh broker)"
+    )
+    hints.append(f"full log: {paths.logs / 'server.log'}")
+    return f"\n--- last lines of {paths.broker_log} ---\n{tail}\n--- what to do ---\n" + "\n".join(
+        f"- {h}" for h in hints
+    )
+
+
+def _broker_log_tail(paths: _Paths, lines: int) -> str:
+    try:
+        with paths.broker_log.open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 256 * 1024))
+            text = f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return "(no broker.log)"
+    banner = text.rfind(_START_BANNER)
+    if banner >= 0:
+        text = text[banner:]
+    return _tail_text(text, lines)
+
+
+def _tail_text(text: str, lines: int) -> str:
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+def _find_java() -> str:
+    java_home = os.environ.get("JAVA_HOME")
+    if java_home and (Path(java_home) / "bin" / "java").is_file():
+        return str(Path(java_home) / "bin" / "java")
+    java = shutil.which("java")
+    if java is None:
+        raise BrokerError("'java' is not on PATH (and JAVA_HOME is unset); Kafka needs Java 17+")
+    return java
+
+
+def _write_config(paths: _Paths, settings: BrokerSettings) -> None:
+    source = deploy_dir()
+    try:
+        template = (source / "server.properties").read_text(encoding="utf-8")
+        log4j = (source / "log4j2.properties").read_text(encoding="utf-8")
+    except OSError as exc:
+        raise BrokerError(f"cannot read the broker config templates in {source}: {exc}") from exc
+    rendered = (
+        template.replace("@PORT@", str(settings.port))
+        .replace("@CONTROLLER_PORT@", str(settings.controller))
+        .replace("@LOG_DIRS@", str(paths.log_dirs))
+    )
+    leftover = re.search(r"@[A-Z_]+@", rendered)
+    if leftover:
+        raise BrokerError(f"unknown placeholder {leftover.group(0)} in {source}/server.properties")
+    paths.logs.mkdir(parents=True, exist_ok=True)
+    _write_atomic(paths.server_properties, rendered)
+    _write_atomic(paths.log4j, log4j)
+
+
+def _configured_bootstrap(paths: _Paths) -> str | None:
+    """The PLAINTEXT listener of the config the running broker was started with."""
+    try:
+        text = paths.server_properties.read_text(encoding="utf-8")
+    except OSError:
+        return None
+    match = re.search(r"^listeners=.*PLAINTEXT://([^:,\s]+):(\d+)", text, re.MULTILINE)
+    return f"{match.group(1)}:{match.group(2)}" if match else None
+
+
+def _is_formatted(paths: _Paths) -> bool:
+    return (paths.log_dirs / "meta.properties").is_file()
+
+
+def _new_cluster_id() -> str:
+    # Same form as Kafka's Uuid.toString(): URL-safe base64, no padding; Kafka never hands out
+    # ids starting with '-' (they would read as command-line options).
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode("ascii").rstrip("=")
+        if not cid.startswith("-"):
+            return cid
+
+
+def _format_storage(java: str, classpath: str, paths: _Paths) -> None:
+    cluster_id = _new_cluster_id()
+    cmd = [
+        java,
+        "-Xmx256m",
+        "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={paths.log4j}",
+        f"-Dkafka.logs.dir={paths.logs}",
+        "-cp",
+        classpath,
+        "kafka.tools.StorageTool",
+        "format",
+        "--standalone",
+        "-t",
+        cluster_id,
+        "-c",
+        str(paths.server_properties),
+    ]
+    log.info("formatting Kafka storage %s (cluster id %s)", paths.log_dirs, cluster_id)
+    try:
+        proc = subprocess.run(
+            cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise BrokerError(f"formatting {paths.log_dirs} did not finish in 120s") from exc
+    if proc.returncode != 0:
+        output = _tail_text(proc.stdout + proc.stderr, 30)
+        raise BrokerError(
+            f"formatting the Kafka storage {paths.log_dirs} failed (exit {proc.returncode}):\n"
+            f"{output}\nIf this data dir is from an older or broken setup, delete {paths.root}."
+        )
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # Like the JVM's server sockets: TIME_WAIT leftovers of a previous broker don't count.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def _running_pid(paths: _Paths) -> int | None:
+    """Pid of the live broker of this data_dir: from broker.pid, else found among processes."""
+    try:
+        pid: int | None = int(paths.pid_file.read_text(encoding="utf-8").strip())
+    except (OSError, ValueError):
+        pid = None
+    if pid is not None and _alive(pid) and _is_our_broker(pid, paths):
+        return pid
+    return _scan_for_broker(paths)
+
+
+def _cmdline(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return raw.decode("utf-8", errors="replace").split("\0")
+
+
+def _is_our_broker(pid: int, paths: _Paths) -> bool:
+    args = _cmdline(pid)
+    if args is None:  # no /proc (not Linux) or gone: trust the pid file if the process lives
+        return not Path("/proc").is_dir() and _alive(pid)
+    return "kafka.Kafka" in args and str(paths.server_properties) in args
+
+
+def _scan_for_broker(paths: _Paths) -> int | None:
+    proc_root = Path("/proc")
+    if not proc_root.is_dir():
+        return None
+    for entry in proc_root.iterdir():
+        if entry.name.isdigit():
+            pid = int(entry.name)
+            if _is_our_broker(pid, paths) and _alive(pid):
+                return pid
+    return None
+
+
+def _alive(pid: int) -> bool:
+    child = _children.get(pid)
+    if child is not None:
+        return child.poll() is None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (exited, not yet reaped by its parent) is not alive
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _signal(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+
+
+def _wait_dead(pid: int, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while _alive(pid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+    _children.pop(pid, None)
+    return True
+
+
+def _terminate(pid: int, timeout_s: float) -> None:
+    _signal(pid, signal.SIGTERM)
+    if _wait_dead(pid, timeout_s):
+        return
+    log.warning("broker pid %d ignored SIGTERM for %gs; sending SIGKILL", pid, timeout_s)
+    _signal(pid, signal.SIGKILL)
+    if not _wait_dead(pid, 15):
+        raise BrokerError(f"broker pid {pid} survived SIGKILL for 15s")
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _remaining_ms(deadline: float) -> int:
+    return max(1000, int((deadline - time.monotonic()) * 1000))
+
+
+def _error_name(code: int) -> str:
+    try:
+        from kafka.errors import for_code
+
+        return str(for_code(code).__name__)
+    except Exception:
+        return "unknown error"
+
+
+@contextlib.contextmanager
+def _flock(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock (concurrent start()s / jar fetches of the same folder)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
