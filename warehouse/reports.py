@@ -3,9 +3,10 @@
 ``utilisation_report`` implements DESIGN §4 (the exact semantics, because audits depend on them):
 
 - **Periods** are local days or months in ``tz``: their bounds are local midnights turned into
-  UTC instants, so a period is ``[p0, p1)``. Without ``date_from``/``date_to`` the window runs
-  from the local date of the first record to that of the last (``data_span`` view: occupancy and
-  sample ``ts``, allocation ``event_ts``/``start``/``end``; inventory only if nothing else). With
+  UTC instants, so a period is ``[p0, p1)``. Without ``date_from``/``date_to`` the report covers
+  the whole periods that the data touches, from the first record to the last (``data_span``
+  view: occupancy and sample ``ts``, allocation ``event_ts``/``start``/``end``; inventory only
+  if there is nothing else); every period in between is a row, silent ones included. With
   them, the window is exactly those local dates (inclusive) and the first / last period is
   clipped to it (``--period month --from 2020-05-15`` gives a "2020-05" row for May 15-31).
 - **Coverage**: a snapshot / sample at ``ts`` covers ``[ts, ts + min(interval_s, next_ts - ts))``
