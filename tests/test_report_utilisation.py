@@ -487,6 +487,68 @@ def test_two_gpus_one_allocated(lake: Lake) -> None:
     )
 
 
+def test_overlapping_holds_count_a_sample_once(lake: Lake) -> None:
+    d = "2020-05-01T"
+    # g0 sampled hourly 00:00 ... 04:00 at util 1.0: busy 5 GPU-h
+    lake.write(GPU_SAMPLE, [smp(f"{d}{h:02d}:00", "g0", 1.0, job_id="j1") for h in range(5)])
+    lake.write(
+        ALLOCATION,
+        [
+            # A holds g0 (and is job j1) 00:00-04:00; B holds g0 01:00-02:00 inside A
+            alloc("A", f"{d}00:00", f"{d}04:00", 1, gpu_uuids=["g0"], job_id="j1"),
+            alloc("B", f"{d}01:00", f"{d}02:00", 1, gpu_uuids=["g0"]),
+        ],
+    )
+    r = one(lake.report(period="day", by="cluster"))
+    # held at 00, 01 (by A via gpu and job, and by B), 02, 03: 4 GPU-h, each counted once;
+    # 04:00 is not held (A ends at 04:00). Allocated: A 4 + B 1 = 5
+    assert r["busy_gpu_h"] == approx(5.0)
+    assert r["busy_allocated_gpu_h"] == approx(4.0)
+    assert r["allocated_gpu_h"] == approx(5.0)
+    assert r["efficiency"] == approx(0.8)
+
+
+def test_coverage_views_keep_the_same_copy_as_the_dedup_views(lake: Lake) -> None:
+    lake.write(
+        GPU_SAMPLE,
+        [
+            smp("2020-05-01T00:00", "g0", 0.1),
+            smp("2020-05-01T00:00", "g0", 0.2),
+            smp("2020-05-01T01:00", "g0", 0.3),
+        ],
+        "part-b",
+    )
+    lake.write(
+        GPU_SAMPLE,
+        [smp("2020-05-01T00:00", "g0", 0.4), smp("2020-05-01T01:00", "g0", 0.3)],
+        "part-a",
+    )
+    lake.write(OCCUPANCY, [occ("2020-05-01T00:00", 4, 1), occ("2020-05-01T00:00", 4, 3)], "x")
+    lake.write(INVENTORY, [inv("n1", "2020-05-01T00:00", None, 2)], "part-b")
+    lake.write(INVENTORY, [inv("n1", "2020-05-01T00:00", None, 8)], "part-a")
+    con = connect(lake.root, ":memory:")
+    pairs = [
+        (
+            "SELECT epoch_ms(ts), util FROM gpu_samples",
+            "SELECT s_ms, util FROM gpu_sample_coverage",
+        ),
+        (
+            "SELECT epoch_ms(ts), gpus_allocated FROM occupancy",
+            "SELECT s_ms, gpus_allocated FROM occupancy_coverage",
+        ),
+        (
+            "SELECT epoch_ms(valid_from), gpu_count FROM inventory",
+            "SELECT s_ms, gpu_count FROM inventory_coverage",
+        ),
+    ]
+    for dedup, coverage in pairs:
+        assert sorted(con.execute(dedup).fetchall()) == sorted(con.execute(coverage).fetchall())
+    # part-b sorts after part-a: its last 00:00 copy (0.2) wins; occupancy: the file's last row
+    assert sorted(con.execute(pairs[0][1]).fetchall())[0][1] == 0.2
+    assert con.execute(pairs[1][1]).fetchall()[0][1] == 3
+    assert con.execute(pairs[2][1]).fetchall()[0][1] == 2
+
+
 def test_duplicates_are_counted_once(lake: Lake) -> None:
     same = smp("2020-05-01T00:00", "g0", 0.3)
     lake.write(GPU_SAMPLE, [same, smp("2020-05-01T01:00", "g0", 0.2)], "part-a")
@@ -525,6 +587,8 @@ def test_empty_lake_and_argument_checks(tmp_path: Path) -> None:
     assert utilisation_report(con, period="month", by="cluster") == []
     with pytest.raises(ValueError):
         utilisation_report(con, period="week", by="cluster")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="time zone"):
+        utilisation_report(con, period="day", by="cluster", tz="Mars/Base")
     with pytest.raises(ValueError):
         utilisation_report(
             con, period="day", by="cluster", date_from=date(2020, 5, 2), date_to=date(2020, 5, 1)

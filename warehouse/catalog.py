@@ -46,6 +46,7 @@ SQL_VIEWS = (
     "gpu_sample_coverage",
     "allocation_spans",
     "allocation_holds",
+    "allocation_hold_spans",
     "data_span",
 )
 """Views from ``warehouse/sql/<name>.sql``, in dependency order."""

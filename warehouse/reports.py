@@ -42,6 +42,7 @@ from __future__ import annotations
 
 from datetime import date
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import duckdb
 
@@ -92,6 +93,12 @@ def utilisation_report(
         raise ValueError(f"period must be one of {', '.join(_LABEL)}, not {period!r}")
     if by not in _BY:
         raise ValueError(f"by must be one of {', '.join(_BY)}, not {by!r}")
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {tz!r} (use an IANA name like Asia/Shanghai)"
+        ) from None
     if date_from is not None and date_to is not None and date_from > date_to:
         raise ValueError(f"date_from {date_from} is after date_to {date_to}")
     params = {

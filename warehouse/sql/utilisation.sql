@@ -1,4 +1,4 @@
--- utilisation report: one row per (period, datacentre[, cluster[, scope]]) with capacity / allocated / busy GPU-hours (DESIGN §4); inputs: occupancy_coverage, inventory_coverage, gpu_sample_coverage, allocation_spans, allocation_holds, cluster_sources, data_span; params: $tz, $unit ('day'|'month'), $label (strftime format), $date_from, $date_to (inclusive local dates or NULL), $by ('datacentre'|'cluster'|'scope')
+-- utilisation report: one row per (period, datacentre[, cluster[, scope]]) with capacity / allocated / busy GPU-hours (DESIGN §4); inputs: occupancy_coverage, inventory_coverage, gpu_sample_coverage, allocation_spans, allocation_hold_spans, cluster_sources, data_span; params: $tz, $unit ('day'|'month'), $label (strftime format), $date_from, $date_to (inclusive local dates or NULL), $by ('datacentre'|'cluster'|'scope')
 WITH
 -- the report window in local dates: the requested dates, else the whole periods the data touches
 win AS (
@@ -61,7 +61,7 @@ inv_p AS MATERIALIZED (
     GROUP BY ALL
 ),
 -- GPU samples clipped to periods; held = an allocation of the same cluster holds the GPU,
--- its job or its pod at the sample instant
+-- its job or its pod at the sample instant (hold spans are disjoint per key: one match at most)
 smp_clip AS (
     SELECT
         p.period,
@@ -76,32 +76,31 @@ smp_clip AS (
     FROM gpu_sample_coverage AS s
     JOIN periods AS p ON s.s_ms < p.p1 AND s.e_ms > p.p0
 ),
+smp_held AS (
+    SELECT
+        c.*,
+        g.ref IS NOT NULL OR j.ref IS NOT NULL OR d.ref IS NOT NULL AS held
+    FROM smp_clip AS c
+    LEFT JOIN allocation_hold_spans AS g
+        ON g.via = 'gpu' AND g.datacentre = c.datacentre AND g.cluster = c.cluster
+        AND g.ref = c.gpu_uuid AND c.s_ms >= g.s_ms AND c.s_ms < g.e_ms
+    LEFT JOIN allocation_hold_spans AS j
+        ON j.via = 'job' AND j.datacentre = c.datacentre AND j.cluster = c.cluster
+        AND j.ref = c.job_id AND c.s_ms >= j.s_ms AND c.s_ms < j.e_ms
+    LEFT JOIN allocation_hold_spans AS d
+        ON d.via = 'pod' AND d.datacentre = c.datacentre AND d.cluster = c.cluster
+        AND d.ref = c.pod AND c.s_ms >= d.s_ms AND c.s_ms < d.e_ms
+),
 smp_p AS MATERIALIZED (
     SELECT
-        c.period,
-        c.datacentre,
-        c.cluster,
-        c.gpu_uuid,
-        sum(c.h) AS cov_h,
-        sum(c.util * c.h) AS busy_h,
-        sum(c.util * c.h) FILTER (WHERE
-            EXISTS (
-                SELECT 1 FROM allocation_holds AS a
-                WHERE a.via = 'gpu' AND a.datacentre = c.datacentre AND a.cluster = c.cluster
-                    AND a.ref = c.gpu_uuid AND c.s_ms >= a.s_ms AND c.s_ms < a.e_ms
-            )
-            OR EXISTS (
-                SELECT 1 FROM allocation_holds AS a
-                WHERE a.via = 'job' AND a.datacentre = c.datacentre AND a.cluster = c.cluster
-                    AND a.ref = c.job_id AND c.s_ms >= a.s_ms AND c.s_ms < a.e_ms
-            )
-            OR EXISTS (
-                SELECT 1 FROM allocation_holds AS a
-                WHERE a.via = 'pod' AND a.datacentre = c.datacentre AND a.cluster = c.cluster
-                    AND a.ref = c.pod AND c.s_ms >= a.s_ms AND c.s_ms < a.e_ms
-            )
-        ) AS busy_alloc_h
-    FROM smp_clip AS c
+        period,
+        datacentre,
+        cluster,
+        gpu_uuid,
+        sum(h) AS cov_h,
+        sum(util * h) AS busy_h,
+        sum(util * h) FILTER (WHERE held) AS busy_alloc_h
+    FROM smp_held
     GROUP BY ALL
 ),
 alloc_p AS MATERIALIZED (
