@@ -676,6 +676,15 @@ def test_helios_earth_may_2020_allocation_rate_per_vc(tmp_path: Path) -> None:
         assert abs(r["allocation_rate"] - rate) < 1e-9
         assert r["capacity_gpu_h"] == approx(capacity, rel=1e-12)
         assert r["no_telemetry_share"] == approx(0.0, abs=1e-12)
+    # The SC '21 Figure 4 means (May 10 excluded; data README): vcvlY 69.6 %, vchbv 42.5 %.
+    # Both VCs keep a constant size all month, so the mean of the minute rates is the ratio of
+    # the day rows' sums.
+    days = utilisation_report(con, period="day", by="scope")
+    assert len(days) == 31 * len(HELIOS_VCS)
+    for vc, published in (("vcvlY", 69.6), ("vchbv", 42.5)):
+        kept = [r for r in days if r["scope"] == vc and r["period"] != "2020-05-10"]
+        share = sum(r["allocated_gpu_h"] for r in kept) / sum(r["capacity_gpu_h"] for r in kept)
+        assert round(100 * share, 1) == published
     # whole cluster = Σ over the two VCs
     cluster = one(utilisation_report(con, period="month", by="cluster"))
     assert cluster["capacity_gpu_h"] == approx(sum(c for _, c in expected.values()), rel=1e-12)
