@@ -125,7 +125,10 @@ def split_sample_line(line: str) -> tuple[str, list[str]] | None:
 
 def check_sample_line(line: str) -> str | None:
     """Why a (non-comment) line cannot be a numeric sample, or None if it can."""
-    split = split_sample_line(line)
+    return _check(split_sample_line(line))
+
+
+def _check(split: tuple[str, list[str]] | None) -> str | None:
     if split is None or not split[1]:
         return "unparseable_line"
     series, tokens = split
@@ -177,12 +180,11 @@ def _samples(text: str, skipped: Counter[str], cache: SeriesCache) -> list[Sampl
         line = raw.strip()
         if not line or line[0] == "#":
             continue
-        reason = check_sample_line(line)
-        if reason is not None:
-            skipped[reason] += 1
-            continue
         split = split_sample_line(line)
-        assert split is not None
+        reason = _check(split)
+        if reason is not None or split is None:
+            skipped[reason or "unparseable_line"] += 1
+            continue
         key, tokens = split
         series = cache.get(key)
         if series is None:
