@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from kafka import KafkaProducer
-from kafka.errors import KafkaError, KafkaTimeoutError, NoBrokersAvailable
+from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 
 from pipeline.records import Kind, Record
+from pipeline.topics import topic_for
 from pipeline.wire import encode
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ class PublishError(RuntimeError):
 @dataclass(frozen=True)
 class PublishSettings:
     bootstrap: str
+    namespace: str = ""
     batch_records: int = 64
     compression: str = "gzip"
     linger_ms: int = 20
@@ -62,7 +64,7 @@ def connect_producer(settings: PublishSettings, **extra: Any) -> KafkaProducer:
                 bootstrap_timeout_ms=5_000,
                 **extra,
             )
-        except (NoBrokersAvailable, KafkaTimeoutError) as exc:
+        except (KafkaConnectionError, KafkaTimeoutError) as exc:
             if time.monotonic() + delay > deadline:
                 raise PublishError(
                     f"cannot reach Kafka at {settings.bootstrap} after "
@@ -110,7 +112,8 @@ class KafkaSink:
         with self._lock:
             self._unacked += n
         try:
-            future = self.producer.send(k.topic, key=key, value=encode(k, records))
+            topic = topic_for(k, self.settings.namespace)
+            future = self.producer.send(topic, key=key, value=encode(k, records))
         except KafkaTimeoutError as exc:
             with self._lock:
                 self._unacked -= n

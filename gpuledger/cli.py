@@ -65,8 +65,10 @@ def cmd_collect(a: argparse.Namespace) -> int:
     from pipeline.topics import ensure_topics
 
     built = a.build(a)
-    ensure_topics(a.kafka)
-    sink = KafkaSink(PublishSettings(bootstrap=a.kafka, batch_records=a.batch_records))
+    ensure_topics(a.kafka, a.namespace)
+    sink = KafkaSink(
+        PublishSettings(bootstrap=a.kafka, namespace=a.namespace, batch_records=a.batch_records)
+    )
     try:
         stats = run_collector(
             built.collector,
@@ -117,9 +119,10 @@ def cmd_ingest(a: argparse.Namespace) -> int:
     from pipeline.ingest import Ingestor, IngestSettings
     from pipeline.topics import ensure_topics
 
-    ensure_topics(a.kafka)
+    ensure_topics(a.kafka, a.namespace)
     settings = IngestSettings(
         bootstrap=a.kafka,
+        namespace=a.namespace,
         lake=a.lake,
         group=a.group,
         until_idle_s=a.until_idle,
@@ -156,8 +159,9 @@ def cmd_ingest(a: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------- reports
 def cmd_report_utilisation(a: argparse.Namespace) -> int:
-    from warehouse.catalog import connect
     from warehouse.reports import render, utilisation_report
+
+    from warehouse.catalog import connect
 
     con = connect(a.lake)
     rows = utilisation_report(
@@ -196,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("collect", help="run a collector, publishing to Kafka")
     p.add_argument("--kafka", required=True, metavar="HOST:PORT", help="bootstrap server")
+    p.add_argument("--namespace", default="", help="topic prefix, e.g. a site id (default none)")
     p.add_argument(
         "--batch-records", type=int, default=64, help="records per Kafka message (default 64)"
     )
@@ -210,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ingest", help="consume the topics and land records in the Parquet lake")
     p.add_argument("--kafka", required=True, metavar="HOST:PORT")
     p.add_argument("--lake", type=Path, required=True)
+    p.add_argument("--namespace", default="", help="topic prefix used by the collectors")
     p.add_argument(
         "--group", default="gpuledger-ingest", help="consumer group (default gpuledger-ingest)"
     )

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,13 +30,14 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from pipeline.dead_letter import DeadLetter
 from pipeline.dedup import dedup
-from pipeline.records import BY_TOPIC, Kind, Record, RecordError
-from pipeline.topics import contract_topics
+from pipeline.records import Kind, Record, RecordError
+from pipeline.topics import contract_topics, kind_for_topic
 from pipeline.validate import validate_batch
 from pipeline.wire import decode, encode_record
 from pipeline.write import record_load, stream_file_name, uncommitted_stream_files, write_records
 
 log = logging.getLogger(__name__)
+JOIN_GRACE_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,7 @@ class IngestSettings:
     bootstrap: str
     lake: Path
     group: str = "gpuledger-ingest"
-    topics: tuple[str, ...] = tuple(contract_topics())
+    namespace: str = ""
     max_batch_records: int = 250_000
     max_batch_seconds: float = 10.0
     until_idle_s: float | None = None
@@ -108,16 +110,16 @@ class IngestMetrics:
 
 
 class _Rebalance(ConsumerRebalanceListener):
-    def __init__(self, ingestor: Ingestor) -> None:
-        self.ingestor = ingestor
+    """Queues rebalance events for the main loop (the client's IO thread must not block)."""
+
+    def __init__(self) -> None:
+        self.events: deque[tuple[str, list[TopicPartition]]] = deque()
 
     def on_partitions_revoked(self, revoked: Any) -> None:
-        # Uncommitted buffered records will be consumed again by the new owner.
-        for tp in revoked:
-            self.ingestor.buffers.pop(tp, None)
+        self.events.append(("revoked", list(revoked)))
 
     def on_partitions_assigned(self, assigned: Any) -> None:
-        self.ingestor.recover(list(assigned))
+        self.events.append(("assigned", list(assigned)))
 
 
 class Ingestor:
@@ -135,6 +137,22 @@ class Ingestor:
         self.consumer = (consumer_factory or _consumer)(settings)
         self.dlq = (producer_factory or _producer)(settings)
         self._dlq_errors: list[BaseException] = []
+        self._rebalance = _Rebalance()
+        self._buffered = 0
+        self._assigned_at: float | None = None
+
+    def _handle_rebalance(self) -> None:
+        """Apply queued rebalances before touching any polled record."""
+        while self._rebalance.events:
+            event, partitions = self._rebalance.events.popleft()
+            if event == "revoked":  # uncommitted buffers will be consumed again by the new owner
+                for tp in partitions:
+                    dropped = self.buffers.pop(tp, None)
+                    if dropped:
+                        self._buffered -= len(dropped.records) + dropped.rejected
+            else:
+                self.recover(partitions)
+                self._assigned_at = time.monotonic()
 
     # -- recovery ---------------------------------------------------------------------------
     def recover(self, partitions: list[TopicPartition]) -> None:
@@ -161,30 +179,38 @@ class Ingestor:
         progress: Callable[[IngestStats], None] | None = None,
     ) -> IngestStats:
         stop = stop or threading.Event()
-        self.consumer.subscribe(list(self.settings.topics), listener=_Rebalance(self))
+        self.consumer.subscribe(contract_topics(self.settings.namespace), listener=self._rebalance)
         last_record = time.monotonic()
         oldest: float | None = None
         try:
             while not stop.is_set():
                 polled = self.consumer.poll(timeout_ms=self.settings.poll_timeout_ms)
+                self._handle_rebalance()
                 now = time.monotonic()
                 for tp, messages in polled.items():
                     for msg in messages:
-                        self._take(tp, msg)
+                        self._buffered += self._take(tp, msg)
+                        if self._buffered >= self.settings.max_batch_records:
+                            self.flush()  # bounded memory, even inside one large poll
                     if messages:
                         last_record = now
                         oldest = oldest or now
-                buffered = sum(len(b.records) + b.rejected for b in self.buffers.values())
                 due = oldest is not None and now - oldest >= self.settings.max_batch_seconds
-                if self.buffers and (
-                    buffered >= self.settings.max_batch_records or due or not polled
-                ):
+                if self.buffers and (due or not polled):
                     self.flush()
                     oldest = None
                     if progress:
                         progress(self.stats)
                 idle = self.settings.until_idle_s
-                if idle is not None and not self.buffers and now - last_record >= idle:
+                # Idle time counts from the partition assignment: joining a group whose last
+                # member was killed can take a session timeout (10 s), longer than a short idle.
+                since = (
+                    last_record
+                    if self._assigned_at is None
+                    else max(last_record, self._assigned_at)
+                )
+                grace = 0.0 if self._assigned_at is not None else JOIN_GRACE_S
+                if idle is not None and not self.buffers and now - since >= idle + grace:
                     log.info("no new records for %.1fs: stopping", idle)
                     break
             self.flush()
@@ -192,9 +218,10 @@ class Ingestor:
             self.close()
         return self.stats
 
-    def _take(self, tp: TopicPartition, msg: Any) -> None:
+    def _take(self, tp: TopicPartition, msg: Any) -> int:
+        """Buffer one message; return how many records (good or rejected) it carried."""
         self.stats.messages += 1
-        k = BY_TOPIC[tp.topic]
+        k = kind_for_topic(tp.topic, self.settings.namespace)
         buf = self.buffers.get(tp)
         if buf is None:
             buf = self.buffers[tp] = _Buffer(k, first=msg.offset)
@@ -217,7 +244,7 @@ class Ingestor:
                 )
             )
             buf.rejected += 1
-            return
+            return 1
         good, bad = validate_batch(k, raws)
         buf.records.extend(good)
         for r in bad:
@@ -234,6 +261,7 @@ class Ingestor:
                 )
             )
         buf.rejected += len(bad)
+        return len(raws)
 
     def _dead_letter(self, letter: DeadLetter) -> None:
         self.stats.rejected += 1
@@ -281,6 +309,7 @@ class Ingestor:
         self.consumer.commit(offsets)
         self.stats.commits += 1
         self.buffers.clear()
+        self._buffered = 0
         self.metrics.last_write.set_to_current_time()
 
     def close(self) -> None:
@@ -298,6 +327,7 @@ def _consumer(settings: IngestSettings) -> KafkaConsumer:
         auto_offset_reset="earliest",
         max_poll_records=5000,
         max_poll_interval_ms=600_000,
+        session_timeout_ms=10_000,  # a killed worker's partitions move on within 10 s
         bootstrap_timeout_ms=30_000,
     )
 

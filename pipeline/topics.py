@@ -9,28 +9,40 @@ import time
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from pipeline.records import KINDS
+from pipeline.records import BY_TOPIC, KINDS, Kind
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PARTITIONS = 4
 
 
-def contract_topics() -> list[str]:
-    return [k.topic for k in KINDS.values()]
+def topic_for(k: Kind, namespace: str = "") -> str:
+    """The topic of a kind; a namespace (a site, a test) prefixes it: ``ns.gpu.samples.v1``."""
+    return f"{namespace}.{k.topic}" if namespace else k.topic
 
 
-def all_topics() -> list[str]:
-    return contract_topics() + [k.dlq_topic for k in KINDS.values()]
+def kind_for_topic(topic: str, namespace: str = "") -> Kind:
+    bare = topic[len(namespace) + 1 :] if namespace and topic.startswith(namespace + ".") else topic
+    return BY_TOPIC[bare]
+
+
+def contract_topics(namespace: str = "") -> list[str]:
+    return [topic_for(k, namespace) for k in KINDS.values()]
+
+
+def all_topics(namespace: str = "") -> list[str]:
+    topics = contract_topics(namespace)
+    return topics + [f"{t}.dlq" for t in topics]
 
 
 def ensure_topics(
     bootstrap: str,
-    topics: dict[str, int] | None = None,
+    namespace: str = "",
+    partitions: int = DEFAULT_PARTITIONS,
     timeout_s: float = 30.0,
 ) -> None:
-    """Create the given topics (default: every contract topic and DLQ) if they do not exist."""
-    wanted = topics or {t: DEFAULT_PARTITIONS for t in all_topics()}
+    """Create every contract topic and its DLQ (in ``namespace``) if they do not exist."""
+    wanted = {t: partitions for t in all_topics(namespace)}
     admin = KafkaAdminClient(
         bootstrap_servers=bootstrap, bootstrap_timeout_ms=int(timeout_s * 1000)
     )

@@ -1,0 +1,90 @@
+"""Fixtures for tests against the real local Kafka broker.
+
+One broker serves the session: the one named by ``GPULEDGER_TEST_KAFKA`` (``.ci/run`` starts it
+with ``gpuledger kafka start``), else one this fixture starts on free ports in a temp folder.
+Each test gets its own topic namespace and consumer group, so tests never see each other's data.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pytest
+from kafka import KafkaConsumer
+
+from gpuledger import broker
+from pipeline.dead_letter import DeadLetter
+from pipeline.topics import ensure_topics
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def broker_settings(data_dir: Path) -> broker.BrokerSettings:
+    port = free_port()
+    controller = free_port()
+    while controller == port:
+        controller = free_port()
+    return broker.BrokerSettings(port=port, controller_port=controller, data_dir=data_dir)
+
+
+@pytest.fixture(scope="session")
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    given = os.environ.get("GPULEDGER_TEST_KAFKA")
+    if given:
+        broker.wait_until_answers(given, 60)
+        yield given
+        return
+    settings = broker_settings(tmp_path_factory.mktemp("kafka"))
+    bootstrap = broker.start(settings)
+    yield bootstrap
+    broker.stop(settings)
+
+
+@pytest.fixture
+def namespace(kafka: str) -> str:
+    ns = f"t{uuid.uuid4().hex[:10]}"
+    ensure_topics(kafka, ns, partitions=2)
+    return ns
+
+
+def lake_rows(lake: Path, table: str) -> list[tuple]:
+    files = list((lake / table).rglob("*.parquet"))
+    if not files:
+        return []
+    return (
+        duckdb.connect()
+        .execute(
+            "SELECT * FROM read_parquet(?, hive_partitioning = false)", [[str(f) for f in files]]
+        )
+        .fetchall()
+    )
+
+
+def read_dead_letters(
+    bootstrap: str, topic: str, expect: int, timeout_s: float = 20
+) -> list[DeadLetter]:
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=int(timeout_s * 1000),
+    )
+    letters = []
+    try:
+        for msg in consumer:
+            letters.append(DeadLetter.from_headers(msg.value, msg.headers))
+            if len(letters) >= expect:
+                break
+    finally:
+        consumer.close()
+    return letters
