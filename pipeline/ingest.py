@@ -25,6 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
+from kafka.errors import (
+    CommitFailedError,
+    IllegalGenerationError,
+    RebalanceInProgressError,
+    RetriableError,
+    UnknownMemberIdError,
+)
 from kafka.structs import OffsetAndMetadata, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
@@ -37,6 +44,7 @@ from pipeline.wire import decode, encode_record
 from pipeline.write import record_load, stream_file_name, uncommitted_stream_files, write_records
 
 log = logging.getLogger(__name__)
+COMMIT_RETRY_S = 300.0
 JOIN_GRACE_S = 60.0
 
 
@@ -184,7 +192,12 @@ class Ingestor:
         oldest: float | None = None
         try:
             while not stop.is_set():
-                polled = self.consumer.poll(timeout_ms=self.settings.poll_timeout_ms)
+                try:
+                    polled = self.consumer.poll(timeout_ms=self.settings.poll_timeout_ms)
+                except RetriableError as exc:  # broker away: positions are kept, poll again
+                    log.warning("poll failed (%r); retrying", exc)
+                    stop.wait(1.0)
+                    continue
                 self._handle_rebalance()
                 now = time.monotonic()
                 for tp, messages in polled.items():
@@ -306,11 +319,39 @@ class Ingestor:
             raise RuntimeError(
                 f"dead-letter writes failed, not committing: {self._dlq_errors[0]!r}"
             )
-        self.consumer.commit(offsets)
+        self._commit(offsets)
         self.stats.commits += 1
         self.buffers.clear()
         self._buffered = 0
         self.metrics.last_write.set_to_current_time()
+
+    def _commit(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
+        """Commit after the files are durable; ride out a broker restart with backoff.
+
+        Retriable errors (broker or coordinator away) are retried for ``COMMIT_RETRY_S``; a
+        commit refused because the group rebalanced is given up: the partitions' new owner
+        removes these files and consumes the records again (see ``recover``).
+        """
+        deadline = time.monotonic() + COMMIT_RETRY_S
+        delay = 0.5
+        while True:
+            try:
+                self.consumer.commit(offsets)
+                return
+            except RetriableError as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning("offset commit failed (%r); retrying in %.1fs", exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 8.0)
+            except (
+                CommitFailedError,
+                RebalanceInProgressError,
+                UnknownMemberIdError,
+                IllegalGenerationError,
+            ) as exc:
+                log.warning("commit refused after a rebalance (%r); records will be re-read", exc)
+                return
 
     def close(self) -> None:
         try:
