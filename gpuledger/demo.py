@@ -1,0 +1,165 @@
+"""``gpuledger demo``: a real public trace through the local Kafka broker into the lake and out
+as reports. Glue only: every step is a project command's function."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from collectors.publish import KafkaSink, PublishSettings
+from collectors.replay.dcgm_file import DcgmFileReplay
+from collectors.replay.helios import DEFAULT_HELIOS_DIR, HeliosReplay
+from collectors.run import RunStats, run_collector
+from gpuledger import broker
+from pipeline.ingest import Ingestor, IngestSettings, IngestStats
+from pipeline.topics import ensure_topics
+from warehouse.catalog import connect
+from warehouse.render import render
+from warehouse.reports import utilisation_report
+
+DCGM_STREAM = Path(__file__).parent / "data" / "dcgm" / "earth-sim-2020-05.prom.gz"
+MARKER = ".gpuledger-demo-lake"
+SHOWN = (
+    "period",
+    "datacentre",
+    "cluster",
+    "scope",
+    "capacity_gpu_h",
+    "allocated_gpu_h",
+    "busy_gpu_h",
+    "allocation_rate",
+    "utilisation",
+    "no_telemetry_share",
+    "sources",
+)
+
+
+INTRO = """gpuledger demo: the SenseTime Helios Earth trace (May 2020, 16 virtual clusters,
+per-minute occupancy; Hu et al., SC '21, CC BY 4.0 / MIT) plus a DCGM-format GPU sample
+stream, through a real Kafka broker into a Parquet lake, out as DuckDB reports.
+"""
+NOTE = """  note: the acme-sim/seren-sim GPU samples are SYNTHETIC (real dcgm-exporter format,
+  utilisation drawn from the published ACME Seren CDF, NSDI '24); Helios is the real trace."""
+
+
+INTRO = """gpuledger demo: the SenseTime Helios Earth trace (May 2020, 16 virtual clusters,
+per-minute occupancy; Hu et al., SC '21, CC BY 4.0 / MIT) plus a DCGM-format GPU sample
+stream, through a real Kafka broker into a Parquet lake, out as DuckDB reports.
+"""
+NOTE = """  note: the acme-sim/seren-sim GPU samples are SYNTHETIC (real dcgm-exporter format,
+  utilisation drawn from the published ACME Seren CDF, NSDI '24); Helios is the real trace."""
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def _progress(prefix: str, total: int | None = None) -> Callable[[RunStats], None]:
+    def show(stats: RunStats) -> None:
+        share = f" {stats.records / total:5.1%}" if total else ""
+        print(
+            f"\r  {prefix}: {stats.records:>9,} records{share} ({stats.rate:,.0f}/s)   ",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    return show
+
+
+def _prepare_lake(lake: Path) -> None:
+    if lake.exists():
+        if not (lake / MARKER).exists():
+            raise RuntimeError(f"{lake} exists and is not a demo lake; pass --lake to a new folder")
+        shutil.rmtree(lake)
+    lake.mkdir(parents=True)
+    (lake / MARKER).write_text("created by gpuledger demo; safe to delete\n")
+
+
+def run_demo(lake: Path, port: int, data_dir: Path) -> int:
+    started = time.monotonic()
+    _say(INTRO)
+    _say("[1/5] local Kafka broker (Apache Kafka 4.3, KRaft, jars from Maven Central)")
+    bootstrap = broker.start(broker.BrokerSettings(port=port, data_dir=data_dir))
+    namespace = f"demo{int(time.time())}"
+    ensure_topics(bootstrap, namespace)
+    _say(f"  broker at {bootstrap}; topics {namespace}.gpu.samples.v1 and 7 more")
+    _prepare_lake(lake)
+
+    _say("[2/5] collectors publish to Kafka (keyed, gzip, 64 records per message)")
+    sink = KafkaSink(PublishSettings(bootstrap=bootstrap, namespace=namespace))
+    try:
+        run_collector(
+            HeliosReplay(DEFAULT_HELIOS_DIR), sink, progress=_progress("helios occupancy", 714_240)
+        )
+        print(file=sys.stderr)
+        dcgm = DcgmFileReplay(
+            DCGM_STREAM, datacentre="acme-sim", cluster="seren-sim", interval_s=300.0, speed=None
+        )
+        run_collector(dcgm, sink, progress=_progress("dcgm gpu samples", 142_848))
+        print(file=sys.stderr)
+    finally:
+        sink.close()
+    _say(f"  published {sink.sent_records:,} records in {sink.sent_messages:,} messages")
+
+    _say("[3/5] ingest: validate, dedup, write zstd Parquet, commit offsets")
+
+    def show(s: IngestStats) -> None:
+        print(
+            f"\r  landed {s.landed:>9,} / {sink.sent_records:,} records, "
+            f"rejected {s.rejected:,}   ",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    stats = Ingestor(
+        IngestSettings(
+            bootstrap=bootstrap,
+            lake=lake,
+            namespace=namespace,
+            group=f"{namespace}-ingest",
+            until_idle_s=5.0,
+        )
+    ).run(progress=show)
+    print(file=sys.stderr)
+    _say(
+        f"  landed {stats.landed:,} records in {stats.files:,} files; rejected {stats.rejected:,} "
+        f"(dead letters in {namespace}.<topic>.dlq)"
+    )
+    if stats.landed != sink.sent_records:
+        _say(f"  WARNING: published {sink.sent_records:,} but landed {stats.landed:,}")
+
+    _say("[4/5] monthly utilisation report (Asia/Shanghai), per virtual cluster")
+    db = lake / "_warehouse.duckdb"
+    con = connect(lake, db)
+    by_scope = utilisation_report(con, period="month", by="scope", date_from=None, date_to=None)
+    sys.stdout.write(render(by_scope, "table", SHOWN))
+    _say("\n  per cluster:")
+    by_cluster = utilisation_report(con, period="month", by="cluster", date_from=None, date_to=None)
+    sys.stdout.write(render(by_cluster, "table", SHOWN))
+    reports = lake / "_reports"
+    reports.mkdir(exist_ok=True)
+    (reports / "utilisation_month_by_scope.csv").write_text(render(by_scope, "csv"))
+    (reports / "utilisation_month_by_cluster.json").write_text(render(by_cluster, "json"))
+    con.close()
+
+    _say("\n[5/5] where things are")
+    _say(f"  lake (Hive-partitioned Parquet): {lake.resolve()}")
+    _say(f"  DuckDB file with views:          {db.resolve()}")
+    _say(f"  reports as CSV / JSON:           {reports.resolve()}")
+    _say(f"  try: gpuledger report utilisation --lake {lake} --period day --by scope --format csv")
+    _say(
+        f'       python -c "import duckdb; '
+        f"duckdb.connect('{db}').sql('FROM occupancy LIMIT 5').show()\""
+    )
+    _say(
+        f"  the broker keeps running at {bootstrap}; stop it with: "
+        f"gpuledger kafka stop --data-dir {data_dir}"
+    )
+    _say(NOTE)
+    _say(f"done in {time.monotonic() - started:.0f}s")
+    return 0
