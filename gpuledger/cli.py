@@ -159,9 +159,8 @@ def cmd_ingest(a: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------- reports
 def cmd_report_utilisation(a: argparse.Namespace) -> int:
-    from warehouse.reports import render, utilisation_report
-
     from warehouse.catalog import connect
+    from warehouse.reports import render, utilisation_report
 
     con = connect(a.lake)
     rows = utilisation_report(
