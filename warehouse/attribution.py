@@ -1,0 +1,52 @@
+"""Attribution of compute-voucher claims to metered evidence (DESIGN §5).
+
+``attribute(con, tz)`` needs a connection from ``warehouse.catalog.connect`` with
+``warehouse.vouchers.voucher_views`` applied (``open_audit`` does both). It fills two temporary
+tables on the connection:
+
+- ``claim_allocations`` (``sql/attribution_allocations.sql``): one row per (claim, allocation):
+  the claimant's allocation spans at the claim's data centre (``allocation_spans``: running ones
+  up to the cluster's horizon), clipped to the claim period, only the listed ids when the claim
+  names ``allocation_ids``. An inequality (range) join: DuckDB plans it as an IEJoin.
+- ``claim_attribution`` (``sql/attribution.sql``): one row per claim with metered GPU-hours
+  (gpu_count x clipped span), telemetry-covered and busy GPU-hours (GPU samples on the held
+  GPUs, or of the allocation's job / pod when it lists no GPUs, clipped to the clipped span),
+  subsidy per metered and per busy GPU-hour, coverage = subsidy / invoice, the claim's
+  programme, voucher and tenant, and ``month``: the local month (``tz``) of ``period_start``,
+  which is the audit month the claim belongs to.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from warehouse.catalog import connect, load_sql
+from warehouse.vouchers import voucher_views
+
+
+def open_audit(lake: Path) -> duckdb.DuckDBPyConnection:
+    """An in-memory warehouse over ``lake`` with the voucher views."""
+    con = connect(lake, db_path=":memory:")
+    voucher_views(con, lake)
+    return con
+
+
+def attribute(con: duckdb.DuckDBPyConnection, tz: str = "Asia/Shanghai") -> None:
+    """(Re)build ``claim_allocations`` and ``claim_attribution`` on ``con``."""
+    con.execute(load_sql("attribution_allocations"))
+    con.execute(load_sql("attribution"), {"tz": tz})
+
+
+def attribution_rows(
+    con: duckdb.DuckDBPyConnection, month: str | None = None
+) -> list[dict[str, Any]]:
+    """``claim_attribution`` rows (of one local month, or all) as dicts, by claim id."""
+    cursor = con.execute(
+        "SELECT * FROM claim_attribution WHERE $month IS NULL OR month = $month ORDER BY claim_id",
+        {"month": month},
+    )
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]

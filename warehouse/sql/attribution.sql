@@ -1,0 +1,75 @@
+-- attribution: one row per claim (current version) with its programme, voucher and tenant, metered GPU-hours (allocations), telemetry-covered and busy GPU-hours (GPU samples under those allocations, clipped to allocation and claim period) and the local month of period_start; inputs: claims, vouchers, programmes, tenants, claim_allocations, gpu_sample_coverage; params: $tz
+CREATE OR REPLACE TEMP TABLE claim_attribution AS
+WITH
+-- GPU samples under each claimed allocation: by GPU uuid when the allocation lists its GPUs,
+-- else by job id / pod name; each sample's coverage clipped to the claimed allocation span
+held AS (
+    SELECT claim_id, datacentre, cluster, unnest(gpu_uuids) AS ref, s_ms, e_ms
+    FROM claim_allocations
+    WHERE gpu_uuids IS NOT NULL
+),
+by_gpu AS (
+    SELECT
+        h.claim_id,
+        (least(s.e_ms, h.e_ms) - greatest(s.s_ms, h.s_ms)) / 3600000.0 AS cov_h,
+        s.util
+    FROM held AS h
+    JOIN gpu_sample_coverage AS s
+        ON s.datacentre = h.datacentre AND s.cluster = h.cluster AND s.gpu_uuid = h.ref
+        AND s.s_ms < h.e_ms AND s.e_ms > h.s_ms
+),
+by_job AS (
+    SELECT
+        ca.claim_id,
+        (least(s.e_ms, ca.e_ms) - greatest(s.s_ms, ca.s_ms)) / 3600000.0 AS cov_h,
+        s.util
+    FROM claim_allocations AS ca
+    JOIN gpu_sample_coverage AS s
+        ON s.datacentre = ca.datacentre AND s.cluster = ca.cluster
+        AND s.s_ms < ca.e_ms AND s.e_ms > ca.s_ms
+        AND (s.job_id = ca.job_id OR s.pod = ca.allocation_id OR s.pod = ca.job_id)
+    WHERE ca.gpu_uuids IS NULL
+),
+smp AS (
+    SELECT claim_id, sum(cov_h) AS covered_gpu_h, coalesce(sum(util * cov_h), 0) AS busy_gpu_h
+    FROM (SELECT * FROM by_gpu UNION ALL SELECT * FROM by_job)
+    GROUP BY claim_id
+),
+alloc AS (
+    SELECT
+        claim_id,
+        sum(gpu_h) AS metered_gpu_h,
+        list(DISTINCT allocation_id ORDER BY allocation_id) AS attributed_allocation_ids
+    FROM claim_allocations
+    GROUP BY claim_id
+)
+SELECT
+    c.*,
+    strftime(timezone($tz, c.period_start), '%Y-%m') AS month,
+    v.programme_id,
+    v.face_value_cny,
+    v.issued_at,
+    v.expires_at,
+    p.max_coverage,
+    p.valid_from,
+    p.valid_to,
+    p.eligible_tenant_types,
+    p.eligible_datacentres,
+    p.price_cap_cny_per_gpu_hour,
+    t.tenant_type,
+    t.region AS tenant_region,
+    coalesce(a.metered_gpu_h, 0) AS metered_gpu_h,
+    coalesce(s.covered_gpu_h, 0) AS covered_gpu_h,
+    coalesce(s.busy_gpu_h, 0) AS busy_gpu_h,
+    coalesce(a.attributed_allocation_ids, []) AS attributed_allocation_ids,
+    c.subsidy_cny / nullif(a.metered_gpu_h, 0) AS subsidy_per_metered_gpu_h,
+    c.subsidy_cny / nullif(s.busy_gpu_h, 0) AS subsidy_per_busy_gpu_h,
+    c.subsidy_cny / nullif(c.invoice_cny, 0) AS coverage,
+    s.covered_gpu_h / nullif(a.metered_gpu_h, 0) AS telemetry_share,
+    s.busy_gpu_h / nullif(s.covered_gpu_h, 0) AS efficiency
+FROM claims AS c
+JOIN vouchers AS v USING (voucher_id)
+JOIN programmes AS p ON p.programme_id = v.programme_id
+JOIN tenants AS t ON t.tenant_id = c.tenant_id
+LEFT JOIN alloc AS a ON a.claim_id = c.claim_id
+LEFT JOIN smp AS s ON s.claim_id = c.claim_id;
