@@ -1,0 +1,116 @@
+"""Pipeline health read from the real broker: consumer lag and dead letters by reason.
+
+``KafkaHealth`` keeps one consumer (no group: it commits nothing and joins nothing) and one
+admin client for the life of the exporter. ``lag()`` compares the ingest group's committed
+offsets with each partition's end offset. ``dead_letters()`` reads the ``*.dlq`` topics from
+where the last call stopped and keeps running counts per (origin topic, reason), the reason
+being the dead letter's ``error_class`` header (a small, fixed vocabulary: fit for a label).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+
+from kafka import KafkaAdminClient, KafkaConsumer
+from kafka.structs import TopicPartition
+
+from pipeline.dead_letter import DeadLetter
+from pipeline.topics import contract_topics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PartitionLag:
+    topic: str
+    partition: int
+    committed: int | None
+    end: int
+
+    @property
+    def lag(self) -> int:
+        return self.end - (self.committed or 0)
+
+
+class KafkaHealth:
+    def __init__(
+        self, bootstrap: str, namespace: str = "", group: str = "gpuledger-ingest"
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.namespace = namespace
+        self.group = group
+        self._consumer: KafkaConsumer | None = None
+        self._admin: KafkaAdminClient | None = None
+        self._dlq_counts: Counter[tuple[str, str]] = Counter()
+        self._dlq_assigned: set[TopicPartition] = set()
+
+    def _clients(self) -> tuple[KafkaConsumer, KafkaAdminClient]:
+        if self._consumer is None:
+            self._consumer = KafkaConsumer(
+                bootstrap_servers=self.bootstrap,
+                enable_auto_commit=False,
+                request_timeout_ms=10000,
+            )
+        if self._admin is None:
+            self._admin = KafkaAdminClient(bootstrap_servers=self.bootstrap)
+        return self._consumer, self._admin
+
+    def _partitions(self, topics: list[str]) -> list[TopicPartition]:
+        consumer, _ = self._clients()
+        out = []
+        for topic in topics:
+            for p in sorted(consumer.partitions_for_topic(topic) or ()):
+                out.append(TopicPartition(topic, p))
+        return out
+
+    def lag(self) -> list[PartitionLag]:
+        consumer, admin = self._clients()
+        tps = self._partitions(contract_topics(self.namespace))
+        if not tps:
+            return []
+        ends = consumer.end_offsets(tps)
+        committed = admin.list_consumer_group_offsets(self.group)
+        return [
+            PartitionLag(
+                tp.topic,
+                tp.partition,
+                committed[tp].offset if tp in committed and committed[tp].offset >= 0 else None,
+                int(ends[tp]),
+            )
+            for tp in tps
+        ]
+
+    def dead_letters(self, max_polls: int = 100) -> dict[tuple[str, str], int]:
+        """Running count of dead letters per (origin topic, reason), read up to the end."""
+        consumer, _ = self._clients()
+        tps = set(self._partitions([f"{t}.dlq" for t in contract_topics(self.namespace)]))
+        if tps != self._dlq_assigned:
+            positions = {tp: consumer.position(tp) for tp in self._dlq_assigned & tps}
+            consumer.assign(sorted(tps, key=lambda tp: (tp.topic, tp.partition)))
+            new = tps - set(positions)
+            if new:
+                consumer.seek_to_beginning(*new)
+            for tp, pos in positions.items():
+                consumer.seek(tp, pos)
+            self._dlq_assigned = tps
+        if not tps:
+            return {}
+        ends = consumer.end_offsets(list(tps))
+        for _ in range(max_polls):
+            if all(consumer.position(tp) >= ends[tp] for tp in tps):
+                break
+            for msgs in consumer.poll(timeout_ms=500, max_records=10000).values():
+                for m in msgs:
+                    letter = DeadLetter.from_headers(m.value or b"", list(m.headers or []))
+                    origin = letter.origin or m.topic.removesuffix(".dlq")
+                    self._dlq_counts[(origin, letter.error_class or "unknown")] += 1
+        return dict(self._dlq_counts)
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+        if self._admin is not None:
+            self._admin.close()
+        self._consumer = self._admin = None
