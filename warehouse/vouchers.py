@@ -40,7 +40,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from collectors.records_file import _READERS
-from pipeline.records import Field, FieldType, Kind, Record, RecordError, coerce
+from pipeline.records import Field, FieldType, Kind, Record, RecordError, _coerce_value
 from pipeline.write import write_parquet_atomic
 from warehouse.catalog import ident, sql_literal
 
@@ -169,14 +169,31 @@ def _read(k: Kind, path: Path, problems: list[str]) -> list[_Row]:
             try:
                 if isinstance(raw, RecordError):
                     raise raw
-                record = coerce(k, raw)
-                _check_relations(k, record)
+                record = coerce_entity(k, raw)
                 rows.append(_Row(where, record))
             except RecordError as exc:
                 problems.append(f"{where}: {exc.reason}")
     except UnicodeDecodeError as exc:
         problems.append(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})")
     return rows
+
+
+def coerce_entity(k: Kind, raw: Mapping[str, Any]) -> Record:
+    """One mapping as a canonical voucher-entity record (the contract's per-field coercion)."""
+    unknown = set(raw) - set(k.names)
+    if unknown:
+        raise RecordError(f"unknown field(s) for {k.name}: {', '.join(sorted(unknown))}")
+    out: Record = {}
+    for f in k.fields:
+        value = raw.get(f.name)
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            if not f.nullable:
+                raise RecordError(f"{k.name}.{f.name} is required", "missing_field")
+            out[f.name] = None
+            continue
+        out[f.name] = _coerce_value(f, value)
+    _check_relations(k, out)
+    return out
 
 
 def _check_relations(k: Kind, r: Record) -> None:
