@@ -1,4 +1,4 @@
-"""Voucher import: strict whole-import refusal with file:line, idempotence, corrections in history."""
+"""Voucher import: whole-import refusal with file:line, idempotence, corrections in history."""
 
 from __future__ import annotations
 
@@ -39,8 +39,8 @@ def test_import_csv_and_views(lake: Path) -> None:
         ("c-2", None, 240.0, 1777564800000),
     ]
     progs = con.execute(
-        "SELECT programme_id, eligible_tenant_types, eligible_datacentres, price_cap_cny_per_gpu_hour "
-        "FROM programmes ORDER BY 1"
+        "SELECT programme_id, eligible_tenant_types, eligible_datacentres, "
+        "price_cap_cny_per_gpu_hour FROM programmes ORDER BY 1"
     ).fetchall()
     assert progs == [
         ("CD-2026", ["research"], ["dc-cd", "dc-gz"], None),
