@@ -11,6 +11,7 @@ lists are ``list[str]``, absent nullable fields are ``None``.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -271,6 +272,21 @@ def parse_ts(value: Any) -> int:
 
 
 def _coerce_value(f: Field, value: Any) -> Any:
+    # Fast paths for what the wire format carries (exact types, in range); the general
+    # checks below give the same answers, only slower.
+    kind_of = type(value)
+    if kind_of is str and f.type is FieldType.STRING and value:
+        return value
+    if (kind_of is float or kind_of is int) and f.type is FieldType.FLOAT:
+        number = float(value)
+        if (
+            math.isfinite(number)
+            and (f.min is None or number >= f.min)
+            and (f.max is None or number <= f.max)
+        ):
+            return number
+    if kind_of is int and f.type is FieldType.TIMESTAMP:
+        return value
     if f.type is FieldType.TIMESTAMP:
         return parse_ts(value)
     if f.type is FieldType.STRING:
@@ -304,13 +320,18 @@ def _coerce_value(f: Field, value: Any) -> Any:
     return value
 
 
+@functools.cache
+def _field_names(kind_name: str) -> frozenset[str]:
+    return frozenset(KINDS[kind_name].names)
+
+
 def coerce(k: Kind, raw: Mapping[str, Any]) -> Record:
     """Validate one mapping against the contract; return the canonical record."""
     if not isinstance(raw, Mapping):
         raise RecordError(
             f"a {k.name} record must be an object, got {type(raw).__name__}", "bad_type"
         )
-    unknown = set(raw) - set(k.names)
+    unknown = raw.keys() - _field_names(k.name)
     if unknown:
         raise RecordError(
             f"unknown field(s) for {k.name}: {', '.join(sorted(unknown))}", "unknown_field"
