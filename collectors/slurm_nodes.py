@@ -33,7 +33,14 @@ from pathlib import Path
 
 from collectors.base import Emitted
 from collectors.errors import SourceError
-from collectors.slurm import Runner, SacctLineError, gres_gpus, run_command, tres_gpu_count
+from collectors.slurm import (
+    Runner,
+    SacctCollector,
+    SacctLineError,
+    gres_gpus,
+    run_command,
+    tres_gpu_count,
+)
 from pipeline.records import INVENTORY, OCCUPANCY, Record
 
 log = logging.getLogger(__name__)
@@ -251,3 +258,27 @@ class SlurmNodesCollector:
             if self._known.get(node.node) != seen:
                 self._known[node.node] = seen
                 yield INVENTORY, inventory(node, ts_ms=ts_ms, **site)
+
+
+class SlurmCollector:
+    """``collect slurm``: node occupancy/inventory and sacct allocations in one pass.
+
+    Live, both commands run each pass; from saved outputs, only the files given are read. When
+    one part fails, the other part's records still go out and the failure is raised at the end
+    of the pass (so the scrape loop counts it and goes on).
+    """
+
+    def __init__(self, parts: list[SlurmNodesCollector | SacctCollector]) -> None:
+        if not parts:
+            raise ValueError("SlurmCollector needs at least one part")
+        self.parts = parts
+
+    def collect(self) -> Iterator[Emitted]:
+        errors: list[SourceError] = []
+        for part in self.parts:
+            try:
+                yield from part.collect()
+            except SourceError as exc:
+                errors.append(exc)
+        if errors:
+            raise SourceError("; ".join(str(e) for e in errors))

@@ -3,7 +3,8 @@ lake gives a utilisation report whose GPU-hours are worked out by hand below."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import argparse
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from collectors.slurm_nodes import (
     parse_scontrol,
     state_flags,
 )
+from gpuledger.sources import Built
+from gpuledger.sources_schedulers import add_scheduler_sources
 from pipeline.backfill import LakeSink
 from pipeline.records import INVENTORY, OCCUPANCY, coerce, parse_ts
 from warehouse.catalog import connect
@@ -179,3 +182,50 @@ def test_backfilled_sacct_and_scontrol_pair_gives_hand_computed_gpu_hours(lake: 
     assert row["allocation_rate"] == pytest.approx(117.5 / 576)
     assert row["busy_gpu_h"] is None
     assert row["sources"] == "capacity=occupancy;allocated=allocation;busy=none"
+
+
+def _parser() -> argparse.ArgumentParser:
+    """A parser wired like gpuledger.sources.add_sources wires its sub-commands."""
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="source_name", required=True)
+
+    def source(
+        parent: argparse._SubParsersAction,
+        name: str,
+        help_: str,
+        build: Callable[[argparse.Namespace], Built],
+    ) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = parent.add_parser(name, help=help_)
+        p.set_defaults(build=build)
+        return p
+
+    add_scheduler_sources(sub, source)
+    return parser
+
+
+def test_cli_backfill_slurm_from_saved_files() -> None:
+    a = _parser().parse_args(
+        ["slurm", "--datacentre", "dc1", "--cluster", "c1",
+         "--sacct-file", str(FIXTURES / "sacct-quirks.txt"),
+         "--sinfo-file", str(MULTI), "--at", "2026-07-01T00:00:00Z"]
+    )  # fmt: skip
+    built = a.build(a)
+    assert built.repeat_every_s is None  # saved files: one pass
+    out = list(built.collector.collect())
+    assert [k.name for k, _ in out].count("allocation") == 9
+    occ = [r for k, r in out if k is OCCUPANCY]
+    assert occ[0]["ts"] == parse_ts("2026-07-01T00:00:00Z") and occ[0]["cluster"] == "c1"
+
+
+def test_cli_live_slurm_loops_and_one_failing_part_keeps_the_other() -> None:
+    a = _parser().parse_args(["slurm", "--interval", "120"])
+    built = a.build(a)
+    assert built.repeat_every_s == 120.0
+    nodes, sacct = built.collector.parts
+    nodes._run = FakeScontrol([ONELINE.read_text()])
+    sacct._run = FakeScontrol([SourceError("sacct: not found on this host")])
+    got: list[str] = []
+    with pytest.raises(SourceError, match="sacct: not found"):
+        for k, _ in built.collector.collect():
+            got.append(k.name)
+    assert got == ["occupancy"] + ["inventory"] * 4

@@ -1,0 +1,118 @@
+"""Command-line wiring of the scheduler and host collectors (Slurm, Kubernetes, NVML,
+nvidia-smi): arguments in, a collector out. ``gpuledger.sources.add_sources`` calls
+``add_scheduler_sources(sub, source)`` so ``collect`` and ``backfill`` get the same options.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from gpuledger.sources import Built
+
+SourceAdder = Callable[
+    [argparse._SubParsersAction, str, str, Callable[[argparse.Namespace], Built]],
+    argparse.ArgumentParser,
+]
+
+
+def _iso(text: str) -> datetime:
+    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} needs a UTC offset, e.g. 2026-07-01T00:00:00Z")
+    return value
+
+
+def _site(p: argparse.ArgumentParser, cluster_default: str | None = "default") -> None:
+    p.add_argument("--datacentre", default="default", help="data centre id (default: default)")
+    p.add_argument(
+        "--cluster",
+        default=cluster_default,
+        help=f"cluster id (default: {cluster_default or 'the cluster sacct names'})",
+    )
+
+
+def _loop(p: argparse.ArgumentParser, every: float) -> None:
+    p.add_argument(
+        "--interval", type=float, default=every, help=f"seconds between passes (default {every:g})"
+    )
+    p.add_argument("--once", action="store_true", help="one pass and exit")
+
+
+def _slurm(a: argparse.Namespace) -> Built:
+    from collectors.slurm import SacctCollector
+    from collectors.slurm_nodes import SlurmCollector, SlurmNodesCollector
+
+    from_files = a.sacct_file is not None or a.sinfo_file is not None
+    cluster = a.cluster
+    parts: list[SlurmNodesCollector | SacctCollector] = []
+    if not from_files or a.sinfo_file is not None:
+        parts.append(
+            SlurmNodesCollector(
+                datacentre=a.datacentre,
+                cluster=cluster or "default",
+                interval_s=a.interval,
+                sinfo_file=a.sinfo_file,
+                at=a.at,
+                by_partition=a.by_partition,
+            )
+        )
+    if not from_files or a.sacct_file is not None:
+        parts.append(
+            SacctCollector(
+                datacentre=a.datacentre,
+                cluster=cluster,
+                sacct_file=a.sacct_file,
+                file_tz=a.file_tz,
+                state_file=a.state_file,
+                clusters=a.clusters,
+                lookback=timedelta(hours=a.lookback_hours),
+            )
+        )
+    what = (
+        " + ".join(str(f) for f in (a.sinfo_file, a.sacct_file) if f is not None)
+        or "scontrol + sacct"
+    )
+    repeat = None if (a.once or from_files) else a.interval
+    return Built(SlurmCollector(parts), repeat, f"slurm {what}")
+
+
+def add_scheduler_sources(sub: argparse._SubParsersAction, source: SourceAdder) -> None:
+    """Add ``slurm``, ``kubernetes``, ``nvml`` and ``nvidia-smi`` sub-commands to ``sub``."""
+    p = source(
+        sub,
+        "slurm",
+        "Slurm: allocations from sacct, GPU capacity/occupancy from scontrol show node",
+        _slurm,
+    )
+    _site(p, cluster_default=None)
+    _loop(p, 300.0)
+    p.add_argument("--sacct-file", type=Path, help="read saved sacct --parsable2 output instead")
+    p.add_argument("--sinfo-file", type=Path, help="read saved 'scontrol show node' output instead")
+    p.add_argument(
+        "--at",
+        type=_iso,
+        help="instant of the saved node snapshot (default: the file's modification time)",
+    )
+    p.add_argument(
+        "--file-tz",
+        default="UTC",
+        help="time zone the saved sacct ran in (default UTC: run it with TZ=UTC)",
+    )
+    p.add_argument(
+        "--state-file", type=Path, help="remember the last sacct window here (incremental)"
+    )
+    p.add_argument("--clusters", help="sacct --clusters value (default: the local cluster)")
+    p.add_argument(
+        "--lookback-hours",
+        type=float,
+        default=24.0,
+        help="first sacct window, hours back from now (default 24)",
+    )
+    p.add_argument(
+        "--by-partition",
+        action="store_true",
+        help="one occupancy row per partition (each node in its first partition)",
+    )
