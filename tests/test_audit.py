@@ -41,7 +41,7 @@ def build(
     claims: list[dict[str, Any]],
     *,
     util: float = 0.5,
-    skip: set[tuple[str, int]] = frozenset(),  # type: ignore[assignment]
+    skip: frozenset[tuple[str, int]] | set[tuple[str, int]] = frozenset(),
     allocs: list[tuple[str, str, str, tuple[str, ...], int, int]] = ALLOCS,
     voucher: dict[str, Any] | None = None,
 ) -> None:
@@ -87,7 +87,7 @@ def build(
     write_records(lake, ALLOCATION, records, "alloc")
     write_records(lake, GPU_SAMPLE, samples, "samples")
     year = "2026-01-01T00:00:00+08:00", "2027-01-01T00:00:00+08:00"
-    entities = {
+    entities: dict[str, list[dict[str, Any]]] = {
         "programme": [
             {
                 "programme_id": "P1",
