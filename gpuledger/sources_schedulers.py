@@ -79,6 +79,21 @@ def _slurm(a: argparse.Namespace) -> Built:
     return Built(SlurmCollector(parts), repeat, f"slurm {what}")
 
 
+def _nvidia_smi(a: argparse.Namespace) -> Built:
+    from collectors.nvidia_smi import NvidiaSmiCollector
+
+    c = NvidiaSmiCollector(
+        datacentre=a.datacentre,
+        cluster=a.cluster,
+        node=a.node,
+        interval_s=a.interval,
+        file=a.file,
+        tz=a.tz,
+    )
+    repeat = None if (a.once or a.file is not None) else a.interval
+    return Built(c, repeat, f"nvidia-smi {a.file or c.node}")
+
+
 def add_scheduler_sources(sub: argparse._SubParsersAction, source: SourceAdder) -> None:
     """Add ``slurm``, ``kubernetes``, ``nvml`` and ``nvidia-smi`` sub-commands to ``sub``."""
     p = source(
@@ -115,4 +130,19 @@ def add_scheduler_sources(sub: argparse._SubParsersAction, source: SourceAdder) 
         "--by-partition",
         action="store_true",
         help="one occupancy row per partition (each node in its first partition)",
+    )
+
+    p = source(
+        sub,
+        "nvidia-smi",
+        "nvidia-smi --query-gpu on this host (or a saved CSV): utilisation, memory, power",
+        _nvidia_smi,
+    )
+    _site(p)
+    _loop(p, 30.0)
+    p.add_argument("--node", help="node name (default: this host's name)")
+    p.add_argument("--file", type=Path, help="read saved --query-gpu CSV output instead")
+    p.add_argument(
+        "--tz",
+        help="zone of nvidia-smi's timestamps (default: this host's zone; UTC for --file)",
     )
