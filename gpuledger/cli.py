@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from gpuledger.sources import add_sources
+from pipeline.records import KINDS
 
 DEFAULT_LAKE = Path("lake")
 
@@ -157,6 +158,22 @@ def cmd_ingest(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dlq(a: argparse.Namespace) -> int:
+    from pipeline.dead_letter import read_dead_letters
+    from pipeline.records import KINDS
+    from pipeline.topics import topic_for
+
+    kinds = [KINDS[a.kind]] if a.kind else list(KINDS.values())
+    total = 0
+    for k in kinds:
+        topic = f"{topic_for(k, a.namespace)}.dlq"
+        for letter in read_dead_letters(a.kafka, topic, idle_timeout_s=a.wait):
+            total += 1
+            print(json.dumps({"dlq": topic, **letter.to_json()}, ensure_ascii=False))
+    print(f"{total} dead letters", file=sys.stderr)
+    return 0
+
+
 # ------------------------------------------------------------------------------- reports
 def cmd_report_utilisation(a: argparse.Namespace) -> int:
     from warehouse.catalog import connect
@@ -232,6 +249,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve ingest counters for Prometheus, e.g. 127.0.0.1:9109",
     )
     p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("dlq", help="print dead letters (rejected records) as JSON lines")
+    p.add_argument("--kafka", required=True, metavar="HOST:PORT")
+    p.add_argument("--namespace", default="")
+    p.add_argument("--kind", choices=sorted(KINDS), help="one record kind (default: all)")
+    p.add_argument("--wait", type=float, default=3.0, help="seconds to wait for more (default 3)")
+    p.set_defaults(func=cmd_dlq)
 
     p = sub.add_parser("report", help="reports from the warehouse")
     rsub = p.add_subparsers(dest="report", required=True, metavar="REPORT")

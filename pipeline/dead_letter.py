@@ -87,3 +87,22 @@ def write_quarantine(lake: Path, load_id: str, letters: list[DeadLetter]) -> Pat
     os.replace(tmp, path)
     fsync_dir(folder)
     return path
+
+
+def read_dead_letters(
+    bootstrap: str, dlq_topic: str, idle_timeout_s: float = 5.0
+) -> list[DeadLetter]:
+    """Every dead letter in ``dlq_topic`` from the beginning (no consumer group, no commit)."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(
+        dlq_topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=int(idle_timeout_s * 1000),
+    )
+    try:
+        return [DeadLetter.from_headers(m.value or b"", list(m.headers or [])) for m in consumer]
+    finally:
+        consumer.close()

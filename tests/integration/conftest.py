@@ -15,10 +15,10 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from kafka import KafkaConsumer
 
 from gpuledger import broker
 from pipeline.dead_letter import DeadLetter
+from pipeline.dead_letter import read_dead_letters as dead_letters
 from pipeline.topics import ensure_topics
 
 
@@ -69,22 +69,7 @@ def lake_rows(lake: Path, table: str) -> list[tuple]:
     )
 
 
-def read_dead_letters(
-    bootstrap: str, topic: str, expect: int, timeout_s: float = 20
-) -> list[DeadLetter]:
-    consumer = KafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        consumer_timeout_ms=int(timeout_s * 1000),
-    )
-    letters = []
-    try:
-        for msg in consumer:
-            letters.append(DeadLetter.from_headers(msg.value, msg.headers))
-            if len(letters) >= expect:
-                break
-    finally:
-        consumer.close()
+def read_dead_letters(bootstrap: str, topic: str, expect: int) -> list[DeadLetter]:
+    letters = dead_letters(bootstrap, topic, idle_timeout_s=10)
+    assert len(letters) == expect, letters
     return letters

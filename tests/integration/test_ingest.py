@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -15,6 +16,7 @@ from kafka import KafkaProducer
 
 from collectors.publish import KafkaSink, PublishSettings
 from gpuledger import broker
+from gpuledger.cli import main as cli_main
 from pipeline.ingest import Ingestor, IngestSettings
 from pipeline.records import GPU_SAMPLE, OCCUPANCY, coerce
 from pipeline.topics import ensure_topics, topic_for
@@ -69,7 +71,7 @@ def test_n_records_in_exactly_n_unique_rows_out(kafka: str, namespace: str, lake
 
 
 def test_malformed_records_go_to_the_dlq_and_neighbours_land(
-    kafka: str, namespace: str, lake: Path
+    kafka: str, namespace: str, lake: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     topic = topic_for(GPU_SAMPLE, namespace)
     good = [gpu_sample(T0 + i * 60_000) for i in range(3)]
@@ -98,6 +100,17 @@ def test_malformed_records_go_to_the_dlq_and_neighbours_land(
     assert b'"util":1.7' in rec.raw
     assert by_class["bad_envelope"].raw == b"\x00garbage that is not an envelope"
     assert by_class["bad_envelope"].index is None
+
+    # ... and an operator finds them with the CLI, as JSON lines
+    assert (
+        cli_main(["dlq", "--kafka", kafka, "--namespace", namespace, "--kind", "gpu_sample"]) == 0
+    )
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert sorted(p["error_class"] for p in printed) == [
+        "bad_envelope",
+        "out_of_range",
+        "wrong_topic",
+    ]
 
 
 def _ingest_process(kafka: str, namespace: str, lake: Path, idle: float | None) -> subprocess.Popen:
