@@ -1,0 +1,161 @@
+"""Command-line wiring of the operator surfaces: ``exporter`` and ``alerts``.
+
+``gpuledger.cli.build_parser`` calls ``add_commands(sub)`` to add both sub-commands; the
+functions here only parse arguments and format output (the logic is in ``warehouse``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+DEFAULT_LISTEN = "127.0.0.1:9108"
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def _instant_ms(text: str) -> int:
+    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} needs a UTC offset, e.g. 2020-05-01T00:00Z")
+    return int(value.timestamp() * 1000)
+
+
+def _duration(text: str) -> float:
+    from warehouse.alerts import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def cmd_exporter(a: argparse.Namespace) -> int:
+    from warehouse.exporter import ExporterSettings, parse_listen, serve
+
+    settings = ExporterSettings(
+        lake=a.lake,
+        kafka=a.kafka,
+        namespace=a.namespace,
+        group=a.group,
+        listen=a.listen,
+        horizon_s=a.horizon,
+    )
+    host, port = parse_listen(a.listen)
+    print(f"serving http://{host}:{port}/metrics for {a.lake}", file=sys.stderr, flush=True)
+    serve(settings, _stop_on_signals())
+    return 0
+
+
+def cmd_alerts(a: argparse.Namespace) -> int:
+    from warehouse.alert_runner import deliver, load_state, replay, save_state, watch
+    from warehouse.alert_sinks import AlertSink, KafkaAlertSink, StdoutSink, WebhookSink
+    from warehouse.alerts import DEFAULT_RULES, Evaluator, load_rules
+
+    rules = load_rules(a.rules) if a.rules else DEFAULT_RULES
+    evaluator = Evaluator(rules, horizon_s=a.horizon)
+    sinks: list[AlertSink] = []
+    if a.stdout or not (a.webhook or a.kafka):
+        sinks.append(StdoutSink(sys.stdout))
+    if a.webhook:
+        sinks.append(WebhookSink(a.webhook))
+    kafka_sink = None
+    if a.kafka:
+        kafka_sink = KafkaAlertSink(a.kafka, a.namespace)
+        sinks.append(kafka_sink)
+    try:
+        if a.replay_from is not None:
+            end = a.replay_to if a.replay_to is not None else a.replay_from
+            for _, alerts in replay(a.lake, evaluator, a.replay_from, end, a.step):
+                deliver(sinks, alerts)
+            return 0
+        if a.once:
+            from warehouse.alert_runner import evaluate_once
+
+            load_state(evaluator, a.state)
+            now_ms = a.at if a.at is not None else int(datetime.now().timestamp() * 1000)
+            deliver(sinks, evaluate_once(a.lake, evaluator, now_ms))
+            save_state(evaluator, a.state)
+            return 0
+        watch(a.lake, evaluator, sinks, a.interval, _stop_on_signals(), state_path=a.state)
+        return 0
+    finally:
+        if kafka_sink is not None:
+            kafka_sink.close()
+
+
+def add_commands(sub: Any) -> None:
+    """Add ``exporter`` and ``alerts`` to the CLI's sub-command parsers."""
+    p = sub.add_parser(
+        "exporter",
+        help="serve fleet and pipeline metrics from the warehouse for Prometheus",
+        description="Prometheus /metrics computed from the lake at scrape time.",
+    )
+    p.add_argument("--lake", type=Path, required=True, help="lake folder")
+    p.add_argument("--kafka", metavar="HOST:PORT", help="broker: adds consumer lag and DLQ counts")
+    p.add_argument("--namespace", default="", help="topic prefix used by the pipeline")
+    p.add_argument("--group", default="gpuledger-ingest", help="ingest consumer group")
+    p.add_argument(
+        "--listen",
+        default=DEFAULT_LISTEN,
+        metavar="HOST:PORT",
+        help=f"address to serve on (default {DEFAULT_LISTEN}, loopback only)",
+    )
+    p.add_argument(
+        "--horizon",
+        type=_duration,
+        default=3600.0,
+        metavar="DURATION",
+        help="a scope/node/GPU silent longer than this leaves the 'now' gauges (default 1h)",
+    )
+    p.set_defaults(func=cmd_exporter)
+
+    p = sub.add_parser(
+        "alerts",
+        help="evaluate idle-capacity and stale-telemetry alerts over the warehouse",
+        description="Built-in alerting for sites without Prometheus. Notifications (firing "
+        "and resolved, one per transition) go to stdout as JSON lines, to an "
+        "Alertmanager-compatible webhook and/or to the alerts.v1 topic.",
+    )
+    p.add_argument("--lake", type=Path, required=True, help="lake folder")
+    p.add_argument("--rules", type=Path, help="rules TOML (default: deploy/alerts/rules.toml's)")
+    p.add_argument("--webhook", metavar="URL", help="POST Alertmanager webhook payloads here")
+    p.add_argument("--kafka", metavar="HOST:PORT", help="also publish to the alerts.v1 topic")
+    p.add_argument("--namespace", default="", help="topic prefix for alerts.v1")
+    p.add_argument("--stdout", action="store_true", help="JSON lines on stdout as well")
+    p.add_argument("--interval", type=_duration, default=60.0, help="evaluation interval (60s)")
+    p.add_argument("--horizon", type=_duration, default=3600.0, help="as for exporter (1h)")
+    p.add_argument("--state", type=Path, help="keep pending/firing alerts here between runs")
+    p.add_argument("--once", action="store_true", help="evaluate once and exit (cron)")
+    p.add_argument("--at", type=_instant_ms, metavar="INSTANT", help="with --once: evaluate at")
+    p.add_argument(
+        "--replay-from",
+        type=_instant_ms,
+        metavar="INSTANT",
+        help="replay: evaluate every --step from this instant over past data",
+    )
+    p.add_argument("--replay-to", type=_instant_ms, metavar="INSTANT", help="replay end")
+    p.add_argument("--step", type=_duration, default=60.0, help="replay step (default 60s)")
+    p.set_defaults(func=cmd_alerts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry (``python -m gpuledger.ops_cli``), for use before the main CLI has it."""
+    parser = argparse.ArgumentParser(prog="gpuledger")
+    add_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

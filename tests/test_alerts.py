@@ -1,0 +1,197 @@
+"""Built-in alerting: the alert life cycle over a real lake, delivered to a real HTTP receiver."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from gpuledger.ops_cli import main
+from tests.ops_lake import MIN, occupancy, write_occupancy
+from warehouse.alert_runner import replay
+from warehouse.alert_sinks import WebhookSink
+from warehouse.alerts import DEFAULT_RULES, Evaluator, load_rules
+
+REPO = Path(__file__).resolve().parents[1]
+T0 = 1_780_000_000_000  # 2026-05-28T20:26:40Z
+
+
+def iso(ms: int) -> str:
+    from warehouse.alerts import iso as _iso
+
+    return _iso(ms)
+
+
+def idle_period_lake(lake: Path) -> None:
+    """16 GPUs in two scopes, one record a minute for 100 minutes; from minute 10 to 69 only
+    1 of 16 GPUs is allocated (94 % idle), otherwise 14 of 16."""
+    recs = [
+        occupancy(T0 + i * MIN, scope, 8, 0.5 if 10 <= i < 70 else 7)
+        for i in range(100)
+        for scope in ("a", "b")
+    ]
+    write_occupancy(lake, recs, "idle")
+
+
+def test_rules_file_is_the_default() -> None:
+    assert load_rules(REPO / "deploy" / "alerts" / "rules.toml") == DEFAULT_RULES
+
+
+def test_bad_rules_file_is_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "r.toml"
+    bad.write_text('[[rule]]\nname = "x"\ncondition = "idle"\nthreshold = 1\n')
+    with pytest.raises(ValueError, match="condition must be"):
+        load_rules(bad)
+    bad.write_text('[[rule]]\nname = "x"\ncondition = "idle_capacity"\nfor = "ten"\nthreshold=1\n')
+    with pytest.raises(ValueError, match="not a duration"):
+        load_rules(bad)
+
+
+def test_idle_period_fires_after_for_duration_and_resolves(lake: Path) -> None:
+    idle_period_lake(lake)
+    events = [
+        ((t - T0) // MIN, a)
+        for t, alerts in replay(lake, Evaluator(DEFAULT_RULES), T0, T0 + 99 * MIN, 60)
+        for a in alerts
+    ]
+    assert [(m, a.status, a.labels["alertname"]) for m, a in events] == [
+        (40, "firing", "GpuledgerIdleCapacity"),
+        (70, "resolved", "GpuledgerIdleCapacity"),
+    ]
+    firing, resolved = events[0][1], events[1][1]
+    assert firing.labels == {
+        "alertname": "GpuledgerIdleCapacity",
+        "datacentre": "dc1",
+        "severity": "warning",
+    }
+    assert firing.value == pytest.approx(15 / 16)
+    assert firing.startsAt == iso(T0 + 10 * MIN)
+    assert firing.endsAt == "0001-01-01T00:00:00Z"
+    assert firing.annotations["summary"] == "dc1: 94% of GPU capacity unallocated for 30m"
+    assert resolved.fingerprint == firing.fingerprint
+    assert resolved.endsAt == iso(T0 + 70 * MIN)
+
+
+def test_short_idle_period_never_fires(lake: Path) -> None:
+    recs = [occupancy(T0 + i * MIN, None, 8, 0 if 10 <= i < 35 else 8) for i in range(60)]
+    write_occupancy(lake, recs, "short")
+    fired = [
+        a for _, al in replay(lake, Evaluator(DEFAULT_RULES), T0, T0 + 59 * MIN, 60) for a in al
+    ]
+    assert fired == []
+
+
+def test_stale_telemetry_fires_when_records_stop(lake: Path) -> None:
+    write_occupancy(lake, [occupancy(T0 + i * MIN, None, 8, 8) for i in range(10)], "s")
+    events = [
+        ((t - T0) // MIN, a.status, a.labels.get("kind"))
+        for t, al in replay(lake, Evaluator(DEFAULT_RULES), T0, T0 + 30 * MIN, 60)
+        for a in al
+    ]
+    # newest record at minute 9; older than 600 s from minute 20 (strictly after 19); for 5m
+    assert events == [(25, "firing", "occupancy")]
+
+
+def test_cli_once_with_state_carries_the_for_duration(
+    lake: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    idle_period_lake(lake)
+    state = tmp_path / "state.json"
+    out = []
+    # first seen idle at minute 20 (the first evaluation): fires 30 minutes later
+    for minute in (20, 49, 50, 51, 70, 71):
+        at = iso(T0 + minute * MIN)
+        assert (
+            main(["alerts", "--lake", str(lake), "--once", "--at", at, "--state", str(state)]) == 0
+        )
+        out += [
+            (minute, json.loads(line)["status"])
+            for line in capsys.readouterr().out.split("\n")
+            if line
+        ]
+    assert out == [(50, "firing"), (70, "resolved")]
+
+
+class Receiver:
+    """A real HTTP server on loopback that records what an Alertmanager webhook would get."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict] = []
+        self.fail = False
+        bodies = self.bodies
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                data = self.rfile.read(int(self.headers["Content-Length"]))
+                if outer.fail:
+                    self.send_response(503)
+                    self.end_headers()
+                    return
+                bodies.append(json.loads(data))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/alerts"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.close()
+
+
+def test_webhook_gets_alertmanager_payloads(lake: Path, receiver: Receiver) -> None:
+    idle_period_lake(lake)
+    argv = ["alerts", "--lake", str(lake), "--webhook", receiver.url]
+    argv += ["--replay-from", iso(T0), "--replay-to", iso(T0 + 99 * MIN)]
+    assert main(argv) == 0
+    assert [b["status"] for b in receiver.bodies] == ["firing", "resolved"]
+    firing = receiver.bodies[0]
+    assert firing["version"] == "4"
+    assert firing["receiver"] == "gpuledger"
+    assert firing["groupLabels"] == {"alertname": "GpuledgerIdleCapacity"}
+    assert firing["commonLabels"]["datacentre"] == "dc1"
+    (alert,) = firing["alerts"]
+    assert set(alert) == {
+        "status",
+        "labels",
+        "annotations",
+        "startsAt",
+        "endsAt",
+        "generatorURL",
+        "fingerprint",
+    }
+    assert alert["startsAt"] == iso(T0 + 10 * MIN)
+    assert receiver.bodies[1]["alerts"][0]["endsAt"] == iso(T0 + 70 * MIN)
+
+
+def test_webhook_keeps_alerts_while_the_receiver_is_down(lake: Path, receiver: Receiver) -> None:
+    idle_period_lake(lake)
+    sink = WebhookSink(receiver.url)
+    receiver.fail = True
+    for _, alerts in replay(lake, Evaluator(DEFAULT_RULES), T0, T0 + 99 * MIN, 60):
+        if alerts:
+            sink.deliver(alerts)
+    assert receiver.bodies == []
+    assert [a.status for a in sink.backlog] == ["firing", "resolved"]
+    receiver.fail = False
+    sink.deliver([])
+    assert sink.backlog == []
+    # both transitions of the one alert arrive, in order, in one group message
+    assert [a["status"] for a in receiver.bodies[0]["alerts"]] == ["firing", "resolved"]
