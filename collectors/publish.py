@@ -44,6 +44,7 @@ class PublishSettings:
     """Bound on records handed to the producer but not yet acknowledged by the broker."""
     max_block_ms: int = 30_000
     delivery_timeout_ms: int = 60_000
+    request_timeout_ms: int = 30_000
     connect_timeout_s: float = 60.0
 
 
@@ -59,6 +60,7 @@ def connect_producer(settings: PublishSettings, **extra: Any) -> KafkaProducer:
                 linger_ms=settings.linger_ms,
                 max_block_ms=settings.max_block_ms,
                 delivery_timeout_ms=settings.delivery_timeout_ms,
+                request_timeout_ms=settings.request_timeout_ms,
                 max_request_size=8 * 1024 * 1024,
                 acks="all",
                 bootstrap_timeout_ms=5_000,
