@@ -71,7 +71,7 @@ class KafkaHealth:
         if not tps:
             return []
         ends = consumer.end_offsets(tps)
-        committed = admin.list_consumer_group_offsets(self.group)
+        committed = admin.list_group_offsets({self.group: None}).get(self.group, {})
         return [
             PartitionLag(
                 tp.topic,
