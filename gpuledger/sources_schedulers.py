@@ -94,6 +94,23 @@ def _nvidia_smi(a: argparse.Namespace) -> Built:
     return Built(c, repeat, f"nvidia-smi {a.file or c.node}")
 
 
+def _kubernetes(a: argparse.Namespace) -> Built:
+    from collectors.kubernetes import KubernetesCollector
+
+    if (a.prometheus is None) == (a.ksm_url is None):
+        raise SystemExit("kubernetes: give exactly one of --prometheus URL and --ksm-url URL")
+    c = KubernetesCollector(
+        datacentre=a.datacentre,
+        cluster=a.cluster,
+        ksm_url=a.ksm_url,
+        prometheus_url=a.prometheus,
+        tenant_label=a.tenant_label,
+        shared_replicas=a.shared_replicas,
+        interval_s=a.interval,
+    )
+    return Built(c, None if a.once else a.interval, f"kubernetes {a.prometheus or a.ksm_url}")
+
+
 def add_scheduler_sources(sub: argparse._SubParsersAction, source: SourceAdder) -> None:
     """Add ``slurm``, ``kubernetes``, ``nvml`` and ``nvidia-smi`` sub-commands to ``sub``."""
     p = source(
@@ -145,4 +162,25 @@ def add_scheduler_sources(sub: argparse._SubParsersAction, source: SourceAdder) 
     p.add_argument(
         "--tz",
         help="zone of nvidia-smi's timestamps (default: this host's zone; UTC for --file)",
+    )
+
+    p = source(
+        sub,
+        "kubernetes",
+        "Kubernetes GPU capacity and pod allocations from kube-state-metrics",
+        _kubernetes,
+    )
+    _site(p)
+    _loop(p, 60.0)
+    p.add_argument("--prometheus", help="Prometheus base URL that scrapes kube-state-metrics")
+    p.add_argument("--ksm-url", help="kube-state-metrics /metrics URL, read directly")
+    p.add_argument(
+        "--tenant-label",
+        default="namespace",
+        help="tenant = the namespace (default) or this pod label (needs kube_pod_labels)",
+    )
+    p.add_argument(
+        "--shared-replicas",
+        type=int,
+        help="time-slicing replicas per GPU when nodes lack the nvidia.com/gpu.replicas label",
     )
