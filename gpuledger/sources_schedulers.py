@@ -111,6 +111,20 @@ def _kubernetes(a: argparse.Namespace) -> Built:
     return Built(c, None if a.once else a.interval, f"kubernetes {a.prometheus or a.ksm_url}")
 
 
+def _nvml(a: argparse.Namespace) -> Built:
+    from collectors.errors import SourceError
+    from collectors.nvml import NvmlCollector
+
+    c = NvmlCollector(
+        datacentre=a.datacentre, cluster=a.cluster, node=a.node, interval_s=a.interval
+    )
+    try:
+        count = c.probe()
+    except SourceError as exc:  # no package, driver or GPU: say so and exit non-zero
+        raise SystemExit(str(exc)) from None
+    return Built(c, None if a.once else a.interval, f"nvml {c.node} ({count} GPUs)")
+
+
 def add_scheduler_sources(sub: argparse._SubParsersAction, source: SourceAdder) -> None:
     """Add ``slurm``, ``kubernetes``, ``nvml`` and ``nvidia-smi`` sub-commands to ``sub``."""
     p = source(
@@ -184,3 +198,13 @@ def add_scheduler_sources(sub: argparse._SubParsersAction, source: SourceAdder) 
         type=int,
         help="time-slicing replicas per GPU when nodes lack the nvidia.com/gpu.replicas label",
     )
+
+    p = source(
+        sub,
+        "nvml",
+        "NVML on this host (nvidia-ml-py): utilisation, memory, power, temperature per GPU/MIG",
+        _nvml,
+    )
+    _site(p)
+    _loop(p, 30.0)
+    p.add_argument("--node", help="node name (default: this host's name)")
