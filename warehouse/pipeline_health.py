@@ -44,7 +44,7 @@ class KafkaHealth:
         self._consumer: KafkaConsumer | None = None
         self._admin: KafkaAdminClient | None = None
         self._dlq_counts: Counter[tuple[str, str]] = Counter()
-        self._dlq_assigned: set[TopicPartition] = set()
+        self._next: dict[TopicPartition, int] = {}
 
     def _clients(self) -> tuple[KafkaConsumer, KafkaAdminClient]:
         if self._consumer is None:
@@ -83,29 +83,31 @@ class KafkaHealth:
         ]
 
     def dead_letters(self, max_polls: int = 100) -> dict[tuple[str, str], int]:
-        """Running count of dead letters per (origin topic, reason), read up to the end."""
+        """Running count of dead letters per (origin topic, reason), read up to the end.
+
+        The next offset to read is kept per partition, so a reconnect (after a broker error)
+        resumes where the count stopped instead of counting a letter twice."""
         consumer, _ = self._clients()
         tps = set(self._partitions([f"{t}.dlq" for t in contract_topics(self.namespace)]))
-        if tps != self._dlq_assigned:
-            positions = {tp: consumer.position(tp) for tp in self._dlq_assigned & tps}
-            consumer.assign(sorted(tps, key=lambda tp: (tp.topic, tp.partition)))
-            new = tps - set(positions)
-            if new:
-                consumer.seek_to_beginning(*new)
-            for tp, pos in positions.items():
-                consumer.seek(tp, pos)
-            self._dlq_assigned = tps
         if not tps:
-            return {}
+            return dict(self._dlq_counts)
+        if set(consumer.assignment()) != tps:
+            consumer.assign(sorted(tps, key=lambda tp: (tp.topic, tp.partition)))
+            fresh = [tp for tp in tps if tp not in self._next]
+            if fresh:
+                consumer.seek_to_beginning(*fresh)
+            for tp in tps - set(fresh):
+                consumer.seek(tp, self._next[tp])
         ends = consumer.end_offsets(list(tps))
         for _ in range(max_polls):
             if all(consumer.position(tp) >= ends[tp] for tp in tps):
                 break
-            for msgs in consumer.poll(timeout_ms=500, max_records=10000).values():
+            for tp, msgs in consumer.poll(timeout_ms=500, max_records=10000).items():
                 for m in msgs:
                     letter = DeadLetter.from_headers(m.value or b"", list(m.headers or []))
                     origin = letter.origin or m.topic.removesuffix(".dlq")
                     self._dlq_counts[(origin, letter.error_class or "unknown")] += 1
+                    self._next[tp] = m.offset + 1
         return dict(self._dlq_counts)
 
     def close(self) -> None:
