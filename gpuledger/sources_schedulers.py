@@ -34,9 +34,12 @@ def _site(p: argparse.ArgumentParser, cluster_default: str | None = "default") -
     )
 
 
-def _loop(p: argparse.ArgumentParser, every: float) -> None:
+def _loop(p: argparse.ArgumentParser, every: float, extra: str = "") -> None:
     p.add_argument(
-        "--interval", type=float, default=every, help=f"seconds between passes (default {every:g})"
+        "--interval",
+        type=float,
+        default=every,
+        help=f"seconds between passes (default {every:g}){extra}",
     )
     p.add_argument("--once", action="store_true", help="one pass and exit")
 
@@ -134,7 +137,7 @@ def add_scheduler_sources(sub: argparse._SubParsersAction, source: SourceAdder) 
         _slurm,
     )
     _site(p, cluster_default=None)
-    _loop(p, 300.0)
+    _loop(p, 300.0, "; for a saved node snapshot, the seconds it stands for")
     p.add_argument("--sacct-file", type=Path, help="read saved sacct --parsable2 output instead")
     p.add_argument("--sinfo-file", type=Path, help="read saved 'scontrol show node' output instead")
     p.add_argument(

@@ -318,3 +318,35 @@ def test_a_node_that_is_not_ready_has_its_free_gpus_down(server: str) -> None:
     c = KubernetesCollector(datacentre="d", cluster="c", ksm_url=f"{server}/metrics")
     (occ,) = [r for k, r in c.collect() if k is OCCUPANCY]
     assert occ["gpus_down"] == 2.0  # k1: 4 GPUs, 2 still held by train-a
+
+
+def test_cli_needs_exactly_one_endpoint(server: str) -> None:
+    import argparse
+    from collections.abc import Callable
+
+    from gpuledger.sources import Built
+    from gpuledger.sources_schedulers import add_scheduler_sources
+
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="source_name", required=True)
+
+    def source(
+        parent: argparse._SubParsersAction,
+        name: str,
+        help_: str,
+        build: Callable[[argparse.Namespace], Built],
+    ) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = parent.add_parser(name, help=help_)
+        p.set_defaults(build=build)
+        return p
+
+    add_scheduler_sources(sub, source)
+    a = parser.parse_args(["kubernetes"])
+    with pytest.raises(SystemExit, match="exactly one of --prometheus URL and --ksm-url"):
+        a.build(a)
+    a = parser.parse_args(["kubernetes", "--prometheus", server, "--interval", "15"])
+    built = a.build(a)
+    assert built.repeat_every_s == 15.0
+    serve("0000")
+    kinds = [k.name for k, _ in built.collector.collect()]
+    assert kinds.count("allocation") == 2
