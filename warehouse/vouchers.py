@@ -133,10 +133,17 @@ class VoucherImportError(ValueError):
     """An import refused whole; ``problems`` holds one ``<file>:<line>: <reason>`` each."""
 
     def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
+        self.problems = sorted(problems, key=_where_key)
         super().__init__(
             f"import refused, {len(problems)} problem(s), nothing written:\n" + "\n".join(problems)
         )
+
+
+def _where_key(problem: str) -> tuple[str, int]:
+    """Sort key of a ``<file>:<line>: <reason>`` problem: file, then line (stable otherwise)."""
+    where = problem.split(": ", 1)[0]
+    path, _, line = where.rpartition(":")
+    return (path, int(line)) if line.isdigit() else (where, 0)
 
 
 @dataclass

@@ -65,7 +65,7 @@ SELECT
     c.subsidy_cny / nullif(a.metered_gpu_h, 0) AS subsidy_per_metered_gpu_h,
     c.subsidy_cny / nullif(s.busy_gpu_h, 0) AS subsidy_per_busy_gpu_h,
     c.subsidy_cny / nullif(c.invoice_cny, 0) AS coverage,
-    s.covered_gpu_h / nullif(a.metered_gpu_h, 0) AS telemetry_share,
+    coalesce(s.covered_gpu_h, 0) / nullif(a.metered_gpu_h, 0) AS telemetry_share,
     s.busy_gpu_h / nullif(s.covered_gpu_h, 0) AS efficiency
 FROM claims AS c
 JOIN vouchers AS v USING (voucher_id)

@@ -1,0 +1,217 @@
+"""Voucher, audit and scenario commands: they parse arguments and format output, nothing more.
+
+``gpuledger/cli.py`` wires them in with ``add_commands(sub)`` (``vouchers import``, ``audit``,
+``scenario``) and ``add_effectiveness_report(report_sub)`` (``report effectiveness``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+DEFAULT_LAKE = Path("lake")
+_SUMMARY_COLUMNS = (
+    "programme_id",
+    "vouchers_issued",
+    "vouchers_redeemed",
+    "claims",
+    "claims_clean",
+    "subsidy_paid_cny",
+    "metered_gpu_h",
+    "busy_gpu_h",
+    "subsidy_per_busy_gpu_h",
+    "cny_at_stake",
+    "findings",
+)
+
+
+def cmd_vouchers_import(a: argparse.Namespace) -> int:
+    from warehouse.vouchers import VoucherImportError, import_files
+
+    files = {
+        name: paths
+        for name, paths in (
+            ("programme", a.programmes),
+            ("tenant", a.tenants),
+            ("voucher", a.vouchers),
+            ("claim", a.claims),
+        )
+        if paths
+    }
+    if not files:
+        print(
+            "nothing to import: give --programmes, --tenants, --vouchers or --claims",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        result = import_files(a.lake, files)
+    except VoucherImportError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    for name in files:
+        print(f"{name}: {result.written[name]} new or changed, {result.unchanged[name]} unchanged")
+    written = sum(result.written.values())
+    print(
+        f"import {result.import_id}: {written} record version(s) written"
+        if written
+        else "nothing changed"
+    )
+    return 0
+
+
+def _findings_text(findings: dict[str, Any]) -> str:
+    return " ".join(f"{k}:{v['count']}/{v['cny_at_stake']:.2f}" for k, v in findings.items())
+
+
+def format_audit(report: dict[str, Any], fmt: str) -> str:
+    """The audit as ``json`` (the whole report), ``csv`` (one row per finding, then one CLEAN row
+    per clean claim; evidence as JSON) or ``table`` (programme summary, then findings)."""
+    from warehouse.audit import FINDING_KEYS
+    from warehouse.render import render
+
+    if fmt == "json":
+        return json.dumps(report, indent=2, default=str, ensure_ascii=False) + "\n"
+    rows = [{**f, "evidence": json.dumps(f["evidence"], default=str)} for f in report["findings"]]
+    clean = [
+        {k: None for k in FINDING_KEYS} | {"finding": "CLEAN", "claim_id": c, "cny_at_stake": 0.0}
+        for c in report["clean"]
+    ]
+    if fmt == "csv":
+        return render(rows + clean, "csv", FINDING_KEYS)
+    summary = [{**p, "findings": _findings_text(p["findings"])} for p in report["programmes"]]
+    cols = [c for c in FINDING_KEYS if c != "evidence"]
+    return (
+        f"audit {report['month']} ({report['tz']})\n\n"
+        + render(summary, "table", _SUMMARY_COLUMNS)
+        + f"\n{len(report['findings'])} finding(s), worst first; "
+        + f"{len(report['clean'])} clean claim(s)\n"
+        + render(rows, "table", cols)
+    )
+
+
+def cmd_audit(a: argparse.Namespace) -> int:
+    from warehouse.attribution import open_audit
+    from warehouse.audit import audit, load_thresholds
+
+    con = open_audit(a.lake)
+    report = audit(
+        con, month=a.month, programme=a.programme, tz=a.tz, thresholds=load_thresholds(a.thresholds)
+    )
+    sys.stdout.write(format_audit(report, a.format))
+    return 0
+
+
+def cmd_scenario(a: argparse.Namespace) -> int:
+    from warehouse.scenario import ScenarioSpec, build_scenario, write_scenario
+
+    spec = ScenarioSpec(
+        start=a.start,
+        months=a.months,
+        programme_month=a.programme_month,
+        nodes_per_dc=a.nodes,
+        sample_interval_s=a.interval,
+        seed=a.seed,
+        anomalies=a.anomalies,
+    )
+    scenario = build_scenario(spec)
+    result = write_scenario(scenario, a.out)
+    claims = scenario.entities["claim"]
+    print(
+        f"scenario seed {spec.seed}: {len(scenario.allocations)} allocations, "
+        f"{len(scenario.entities['voucher'])} vouchers, {len(claims)} claims, "
+        f"{len(scenario.ground_truth)} planted finding(s)"
+    )
+    print(f"lake {a.out / 'lake'}; vouchers import {result.import_id}")
+    print(f"ground truth {a.out / 'ground_truth.json'}")
+    return 0
+
+
+def cmd_report_effectiveness(a: argparse.Namespace) -> int:
+    from warehouse.attribution import open_audit
+    from warehouse.effectiveness import effectiveness
+    from warehouse.render import render
+
+    report = effectiveness(open_audit(a.lake), a.programme, months=a.months, tz=a.tz)
+    if a.format == "json":
+        print(json.dumps(report, indent=2, default=str, ensure_ascii=False))
+        return 0
+    if a.format == "csv":
+        sys.stdout.write(render(report["monthly"], "csv"))
+        return 0
+    cols = ["period", "phase", "datacentre", "capacity_gpu_h", "allocated_gpu_h", "busy_gpu_h"]
+    cols += ["allocation_rate", "utilisation"]
+    print(
+        f"programme {report['programme_id']} from {report['start']} "
+        f"at {', '.join(report['datacentres'])}\n"
+    )
+    sys.stdout.write(render(report["monthly"], "table", cols) + "\n")
+    sys.stdout.write(render(report["phases"], "table") + "\n")
+    share = report["subsidised_share"]
+    print(
+        f"subsidised share of capacity after the start: {'' if share is None else f'{share:.1%}'}"
+    )
+    for by in ("tenant", "region"):
+        c = report["concentration"][by]
+        print(f"subsidy by {by}: n={c['n']} top-10 share={c['top10_share']} gini={c['gini']}")
+    print(f"median days from period end to claim: {report['median_claim_delay_days']}")
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Add ``vouchers import``, ``audit`` and ``scenario`` to the top-level sub-parsers."""
+    p = sub.add_parser("vouchers", help="compute-voucher records (DESIGN §5)")
+    vsub = p.add_subparsers(dest="vouchers", required=True, metavar="ACTION")
+    v = vsub.add_parser(
+        "import",
+        help="import programme / tenant / voucher / claim files (CSV, Parquet, JSON lines)",
+        description="Strict import: any bad row refuses the whole import with file:line; "
+        "re-importing changes nothing; corrections become new versions kept in history.",
+    )
+    v.add_argument("--lake", type=Path, default=DEFAULT_LAKE)
+    for name in ("programmes", "tenants", "vouchers", "claims"):
+        v.add_argument(f"--{name}", type=Path, action="append", metavar="FILE", default=[])
+    v.set_defaults(func=cmd_vouchers_import)
+
+    p = sub.add_parser("audit", help="monthly compute-voucher audit: findings per claim")
+    p.add_argument("--lake", type=Path, default=DEFAULT_LAKE)
+    p.add_argument("--month", required=True, metavar="YYYY-MM", help="local month of the claims")
+    p.add_argument("--programme", metavar="ID", help="one programme (default: all)")
+    p.add_argument("--tz", default="Asia/Shanghai", help="data-centre time zone")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.add_argument(
+        "--thresholds", type=Path, help="thresholds TOML (default deploy/audit/thresholds.toml)"
+    )
+    p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser("scenario", help="generate a synthetic voucher landscape over a lake")
+    p.add_argument(
+        "--out", type=Path, required=True, help="folder for lake/, vouchers/, ground_truth.json"
+    )
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--anomalies", action="store_true", help="plant one claim of every finding type")
+    p.add_argument("--start", default="2026-03", metavar="YYYY-MM", help="first month")
+    p.add_argument("--months", type=int, default=4)
+    p.add_argument(
+        "--programme-month", type=int, default=2, help="month index the programmes start"
+    )
+    p.add_argument("--nodes", type=int, default=2, help="8-GPU nodes per data centre")
+    p.add_argument("--interval", type=int, default=900, help="GPU sample interval in seconds")
+    p.set_defaults(func=cmd_scenario)
+
+
+def add_effectiveness_report(report_sub: argparse._SubParsersAction) -> None:
+    """Add ``effectiveness`` under the ``report`` command's sub-parsers."""
+    r = report_sub.add_parser(
+        "effectiveness",
+        help="did a voucher programme raise utilisation, and who got the money",
+    )
+    r.add_argument("--lake", type=Path, default=DEFAULT_LAKE)
+    r.add_argument("--programme", required=True, metavar="ID")
+    r.add_argument("--months", type=int, default=3, help="months before and after the start")
+    r.add_argument("--tz", default="Asia/Shanghai")
+    r.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    r.set_defaults(func=cmd_report_effectiveness)
