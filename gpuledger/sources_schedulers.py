@@ -30,7 +30,9 @@ def _site(p: argparse.ArgumentParser, cluster_default: str | None = "default") -
     p.add_argument(
         "--cluster",
         default=cluster_default,
-        help=f"cluster id (default: {cluster_default or 'the cluster sacct names'})",
+        help=f"cluster id (default: {cluster_default})"
+        if cluster_default
+        else "cluster id (required with node occupancy; default for sacct alone: its cluster)",
     )
 
 
@@ -52,10 +54,12 @@ def _slurm(a: argparse.Namespace) -> Built:
     cluster = a.cluster
     parts: list[SlurmNodesCollector | SacctCollector] = []
     if not from_files or a.sinfo_file is not None:
+        if cluster is None:  # node records carry no cluster name; sacct's must match them
+            raise SystemExit("slurm: --cluster is required when node occupancy is read")
         parts.append(
             SlurmNodesCollector(
                 datacentre=a.datacentre,
-                cluster=cluster or "default",
+                cluster=cluster,
                 interval_s=a.interval,
                 sinfo_file=a.sinfo_file,
                 at=a.at,

@@ -219,6 +219,9 @@ def test_cli_backfill_slurm_from_saved_files() -> None:
 
 def test_cli_live_slurm_loops_and_one_failing_part_keeps_the_other() -> None:
     a = _parser().parse_args(["slurm", "--interval", "120"])
+    with pytest.raises(SystemExit, match="--cluster is required"):
+        a.build(a)  # occupancy and allocations must name the same cluster
+    a = _parser().parse_args(["slurm", "--interval", "120", "--cluster", "c1"])
     built = a.build(a)
     assert built.repeat_every_s == 120.0
     nodes, sacct = built.collector.parts
