@@ -23,19 +23,22 @@ After a Prometheus scrape without ``honor_labels``, ``exported_namespace`` / ``e
 Allocation records: ``allocation_id`` = ``<namespace>/<pod>``, ``job_id`` = the pod name (what
 dcgm-exporter's ``pod`` label carries, so GPU samples join to it), start = pod start time, end =
 completion time, or, for a pod that vanished from kube-state-metrics while running, the last
-scrape that saw it. A pod's record is emitted when first seen and whenever it changes;
-``event_ts`` = end, else start, else the scrape instant.
+scrape that saw it (with ``state_file``, also across a restart of the collector). A pod's
+record is emitted when first seen and whenever it changes; ``event_ts`` = end, else start, else
+the scrape instant.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 import urllib.parse
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -239,6 +242,7 @@ class KubernetesCollector:
         tenant_label: str = "namespace",
         shared_replicas: int | None = None,
         interval_s: float = 60.0,
+        state_file: Path | None = None,
         fetch: Fetch | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -257,6 +261,29 @@ class KubernetesCollector:
         self._emitted: dict[str, Record] = {}
         self._last_seen: dict[str, int] = {}
         self._inventory: dict[str, tuple[int, str | None]] = {}
+        self.state_file = state_file
+        self._loaded = state_file is None
+
+    def _load_state(self) -> None:
+        """Pods seen before a restart: one that vanished meanwhile still gets its end."""
+        self._loaded = True
+        assert self.state_file is not None
+        try:
+            data = json.loads(self.state_file.read_text())
+            for allocation_id, item in data["pods"].items():
+                self._emitted[allocation_id] = item["record"]
+                self._last_seen[allocation_id] = int(item["last_seen"])
+        except FileNotFoundError:
+            return
+        except (ValueError, KeyError, TypeError) as exc:
+            raise SourceError(f"{self.state_file}: unreadable pod state ({exc})") from exc
+
+    def _save_state(self) -> None:
+        assert self.state_file is not None
+        pods = {a: {"record": r, "last_seen": self._last_seen[a]} for a, r in self._emitted.items()}
+        tmp = self.state_file.with_name(self.state_file.name + ".tmp")
+        tmp.write_text(json.dumps({"pods": pods}, sort_keys=True) + "\n")
+        os.replace(tmp, self.state_file)
 
     def _get(self, url: str) -> bytes:
         try:
@@ -295,6 +322,9 @@ class KubernetesCollector:
         return value or pod.namespace
 
     def collect(self) -> Iterator[Emitted]:
+        """One read; with a ``state_file``, the pods are saved once every record was taken."""
+        if not self._loaded:
+            self._load_state()
         ts = int(round(self._clock() * 1000))
         samples = self._samples()
         state = interpret(samples, self.shared_replicas)
@@ -344,6 +374,8 @@ class KubernetesCollector:
                         "state": "Deleted",
                     },
                 )
+        if self.state_file is not None:
+            self._save_state()
 
     def _occupancy(self, state: Cluster, ts: int, site: Mapping[str, str]) -> Iterator[Emitted]:
         total = sum(node_gpus(n, self.shared_replicas) for n in state.nodes.values())

@@ -114,6 +114,7 @@ def _kubernetes(a: argparse.Namespace) -> Built:
         tenant_label=a.tenant_label,
         shared_replicas=a.shared_replicas,
         interval_s=a.interval,
+        state_file=a.state_file,
     )
     return Built(c, None if a.once else a.interval, f"kubernetes {a.prometheus or a.ksm_url}")
 
@@ -204,6 +205,11 @@ def add_scheduler_sources(sub: argparse._SubParsersAction, source: SourceAdder) 
         "--shared-replicas",
         type=int,
         help="time-slicing replicas per GPU when nodes lack the nvidia.com/gpu.replicas label",
+    )
+    p.add_argument(
+        "--state-file",
+        type=Path,
+        help="keep running pods here, so pods deleted while the collector was down get an end",
     )
 
     p = source(

@@ -350,3 +350,28 @@ def test_cli_needs_exactly_one_endpoint(server: str) -> None:
     serve("0000")
     kinds = [k.name for k, _ in built.collector.collect()]
     assert kinds.count("allocation") == 2
+
+
+def test_state_file_ends_a_pod_that_vanished_across_a_restart(server: str, tmp_path: Path) -> None:
+    state = tmp_path / "k8s-state.json"
+    serve("0000")
+
+    def collector(at: float) -> KubernetesCollector:
+        return KubernetesCollector(
+            datacentre="dc1",
+            cluster="k8s",
+            ksm_url=f"{server}/metrics",
+            state_file=state,
+            clock=lambda: at,
+        )
+
+    assert len([1 for k, _ in collector(T0).collect() if k is ALLOCATION]) == 2
+    # restarted an hour later; infer-b was deleted meanwhile, train-a still runs
+    text = (FIXTURES / "ksm-0000.prom").read_text()
+    _Server.bodies["/metrics"] = "\n".join(
+        ln for ln in text.splitlines() if 'pod="infer-b"' not in ln
+    ).encode()
+    out = [r for k, r in collector(T0 + H).collect() if k is ALLOCATION]
+    assert [(r["allocation_id"], r["state"], r["end"]) for r in out] == [
+        ("team-b/infer-b", "Deleted", T0 * 1000)  # train-a unchanged: not emitted again
+    ]
