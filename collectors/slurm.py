@@ -329,8 +329,12 @@ Runner = Callable[[Sequence[str]], str]
 
 
 def run_command(argv: Sequence[str], timeout_s: float = SACCT_TIMEOUT_S) -> str:
-    """Run a Slurm client command with ``TZ=UTC``; any failure raises ``SourceError``."""
-    env = {**os.environ, "TZ": "UTC"}
+    """Run a Slurm client command with ``TZ=UTC`` and ISO times; failures raise ``SourceError``.
+
+    ``SLURM_TIME_FORMAT=standard`` overrides a site default such as ``relative``, which would
+    print times the parser cannot read.
+    """
+    env = {**os.environ, "TZ": "UTC", "SLURM_TIME_FORMAT": "standard"}
     try:
         done = subprocess.run(
             list(argv), env=env, capture_output=True, text=True, timeout=timeout_s, check=False

@@ -371,3 +371,19 @@ def test_saved_file_in_local_time_is_normalised(tmp_path: Path) -> None:
     c = SacctCollector(datacentre="dc1", sacct_file=saved, file_tz="Asia/Shanghai")
     records = by_id([r for _, r in c.collect()])
     assert records["1001"]["start"] == parse_ts("2026-07-01T01:00:00+08:00")
+
+
+def test_the_real_runner_sets_utc_and_iso_times(tmp_path: Path) -> None:
+    from collectors.slurm import run_command
+
+    script = tmp_path / "sacct"
+    script.write_text('#!/bin/sh\necho "TZ=$TZ SLURM_TIME_FORMAT=$SLURM_TIME_FORMAT $*"\n')
+    script.chmod(0o755)
+    assert run_command([str(script), "--x"]) == "TZ=UTC SLURM_TIME_FORMAT=standard --x\n"
+    failing = tmp_path / "broken"
+    failing.write_text("#!/bin/sh\necho 'sacct: error: slurmdbd: Connection refused' >&2\nexit 1\n")
+    failing.chmod(0o755)
+    with pytest.raises(SourceError, match="exit status 1: sacct: error: slurmdbd"):
+        run_command([str(failing)])
+    with pytest.raises(SourceError, match="not found on this host"):
+        run_command([str(tmp_path / "missing")])
