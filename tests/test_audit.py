@@ -280,7 +280,11 @@ def test_double_claim_two_programmes_overlapping_periods(lake: Path, tmp: Path) 
 def test_voucher_overspent(lake: Path, tmp: Path, face: float, expect: list[float]) -> None:
     claims = [claim("c1"), claim("c2", allocation_ids=["a2"], submitted_at=iso(JUNE + 11 * 24 * H))]
     build(lake, tmp, claims, voucher={"face_value_cny": face})
-    assert found(run(lake)) == [("VOUCHER_OVERSPENT", "c2", x) for x in expect]
+    report = run(lake)
+    assert found(report) == [("VOUCHER_OVERSPENT", "c2", x) for x in expect]
+    for f in report["findings"]:
+        assert f["evidence"]["earlier_claim_ids"] == ["c1"]
+        assert f["evidence"]["cum_subsidy_cny"] == pytest.approx(320.0)
 
 
 @pytest.mark.parametrize(("expires", "expect"), [(JUNE, []), (P0 + 15 * 24 * H, [160 * 16 / 31])])
@@ -351,3 +355,30 @@ def test_every_claim_once_per_finding_or_clean(lake: Path, tmp: Path) -> None:
     assert [f["severity"] for f in report["findings"]] == ["medium", "medium"]
     # worst first: same severity, more CNY at stake first
     assert report["findings"][0]["finding"] == "PRICE_ANOMALY"
+
+
+def test_programme_filter_and_summary(lake: Path, tmp: Path) -> None:
+    claims = [claim("c1"), claim("c2", voucher_id="v2", allocation_ids=["a2"], subsidy_cny=170.0)]
+    build(lake, tmp, claims)
+    con = open_audit(lake)
+    everything = audit(con, month="2026-05")
+    assert [p["programme_id"] for p in everything["programmes"]] == ["P1", "P2"]
+    only = audit(con, month="2026-05", programme="P2")
+    assert [p["programme_id"] for p in only["programmes"]] == ["P2"]
+    assert found(only) == [("COVERAGE_EXCEEDED", "c2", 10.0)] and only["clean"] == []
+    (p2,) = only["programmes"]
+    assert p2["findings"] == {"COVERAGE_EXCEEDED": {"count": 1, "cny_at_stake": 10.0}}
+    assert (p2["claims"], p2["claims_clean"], p2["subsidy_paid_cny"]) == (1, 0, 170.0)
+    with pytest.raises(ValueError, match="YYYY-MM"):
+        audit(con, month="2026-13")
+
+
+def test_thresholds_file_is_checked(tmp_path: Path) -> None:
+    path = tmp_path / "t.toml"
+    path.write_text("over_claim_tolerance = 0.05\n[severity]\nIDLE_SUBSIDISED = 'high'\n")
+    loaded = load_thresholds(path)
+    assert loaded.over_claim_tolerance == 0.05 and loaded.severity["IDLE_SUBSIDISED"] == "high"
+    assert loaded.price_anomaly_factor == Thresholds().price_anomaly_factor
+    path.write_text("over_claim_tolerence = 0.05\n")
+    with pytest.raises(ValueError, match="unknown setting"):
+        load_thresholds(path)

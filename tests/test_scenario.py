@@ -85,6 +85,7 @@ def test_cli_audit_json_reports_exactly_the_planted_findings(
     assert by_type["DOUBLE_CLAIM"]["programme_id"] == "SC-PROV"
     assert by_type["NO_TELEMETRY"]["evidence"]["covered_gpu_h"] == 0
     assert all(r["programmes"] for r in reports)
+    assert all("allocation_ids" in f["evidence"] for r in reports for f in r["findings"])
 
     # the table names every finding; a re-import of the scenario's own files changes nothing
     assert cli("audit", "--lake", str(tmp_path / "lake"), "--month", truth["months"][-1]) == 0

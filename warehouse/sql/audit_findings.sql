@@ -29,7 +29,7 @@ coverage AS (
     SELECT
         'COVERAGE_EXCEEDED', claim_id,
         subsidy_cny - max_coverage * invoice_cny,
-        to_json(struct_pack(subsidy_cny, invoice_cny, coverage, max_coverage))
+        to_json(struct_pack(subsidy_cny, invoice_cny, coverage, max_coverage, allocation_ids := attributed_allocation_ids))
     FROM ca
     WHERE round(subsidy_cny - max_coverage * invoice_cny, 2) > 0
 ),
@@ -73,14 +73,19 @@ cum AS (
         *,
         sum(subsidy_cny) OVER (
             PARTITION BY voucher_id ORDER BY submitted_at, claim_id ROWS UNBOUNDED PRECEDING
-        ) AS cum_subsidy
+        ) AS cum_subsidy,
+        coalesce(list(claim_id) OVER (
+            PARTITION BY voucher_id ORDER BY submitted_at, claim_id
+            ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
+        ), []) AS earlier
     FROM ca
 ),
 overspent AS (
     SELECT
         'VOUCHER_OVERSPENT', claim_id,
         least(subsidy_cny, cum_subsidy - face_value_cny),
-        to_json(struct_pack(face_value_cny, cum_subsidy_cny := cum_subsidy, subsidy_cny))
+        to_json(struct_pack(face_value_cny, cum_subsidy_cny := cum_subsidy, subsidy_cny,
+            earlier_claim_ids := earlier, allocation_ids := attributed_allocation_ids))
     FROM cum
     WHERE round(cum_subsidy - face_value_cny, 2) > 0
 ),
@@ -97,7 +102,7 @@ out_of_validity AS (
         'OUT_OF_VALIDITY', claim_id,
         subsidy_cny * outside_ms / len_ms,
         to_json(struct_pack(period_start, period_end, valid_from := lo, valid_to := hi,
-            outside_share := outside_ms / len_ms))
+            outside_share := outside_ms / len_ms, allocation_ids := attributed_allocation_ids))
     FROM (
         SELECT
             *,
@@ -111,7 +116,8 @@ ineligible AS (
     SELECT
         'INELIGIBLE', claim_id,
         subsidy_cny,
-        to_json(struct_pack(tenant_type, eligible_tenant_types, datacentre, eligible_datacentres))
+        to_json(struct_pack(tenant_type, eligible_tenant_types, datacentre, eligible_datacentres,
+            allocation_ids := attributed_allocation_ids))
     FROM ca
     WHERE NOT list_contains(eligible_tenant_types, tenant_type)
         OR (coalesce(len(eligible_datacentres), 0) > 0
@@ -131,7 +137,8 @@ price AS (
     SELECT
         'PRICE_ANOMALY', claim_id,
         subsidy_cny * (unit_price_cny - price_limit) / unit_price_cny,
-        to_json(struct_pack(unit_price_cny, price_cap_cny_per_gpu_hour, market_median, price_limit))
+        to_json(struct_pack(unit_price_cny, price_cap_cny_per_gpu_hour, market_median, price_limit,
+            allocation_ids := attributed_allocation_ids))
     FROM priced
     WHERE round(unit_price_cny - price_limit, 2) > 0
 ),
