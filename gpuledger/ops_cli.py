@@ -50,6 +50,7 @@ def cmd_exporter(a: argparse.Namespace) -> int:
         group=a.group,
         listen=a.listen,
         horizon_s=a.horizon,
+        as_of=a.as_of,
     )
     host, port = parse_listen(a.listen)
     print(f"serving http://{host}:{port}/metrics for {a.lake}", file=sys.stderr, flush=True)
@@ -84,10 +85,18 @@ def cmd_alerts(a: argparse.Namespace) -> int:
 
             load_state(evaluator, a.state)
             now_ms = a.at if a.at is not None else int(datetime.now().timestamp() * 1000)
-            deliver(sinks, evaluate_once(a.lake, evaluator, now_ms))
+            deliver(sinks, evaluate_once(a.lake, evaluator, now_ms, a.as_of == "data"))
             save_state(evaluator, a.state)
             return 0
-        watch(a.lake, evaluator, sinks, a.interval, _stop_on_signals(), state_path=a.state)
+        watch(
+            a.lake,
+            evaluator,
+            sinks,
+            a.interval,
+            _stop_on_signals(),
+            state_path=a.state,
+            as_of_data=a.as_of == "data",
+        )
         return 0
     finally:
         if kafka_sink is not None:
@@ -118,6 +127,12 @@ def add_commands(sub: Any) -> None:
         metavar="DURATION",
         help="a scope/node/GPU silent longer than this leaves the 'now' gauges (default 1h)",
     )
+    p.add_argument(
+        "--as-of",
+        choices=["wall", "data"],
+        default="wall",
+        help="'now' = the wall clock (default) or the newest instant in the lake (replays)",
+    )
     p.set_defaults(func=cmd_exporter)
 
     p = sub.add_parser(
@@ -137,6 +152,12 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--horizon", type=_duration, default=3600.0, help="as for exporter (1h)")
     p.add_argument("--state", type=Path, help="keep pending/firing alerts here between runs")
     p.add_argument("--once", action="store_true", help="evaluate once and exit (cron)")
+    p.add_argument(
+        "--as-of",
+        choices=["wall", "data"],
+        default="wall",
+        help="evaluate at the wall clock (default) or the newest instant in the lake (replays)",
+    )
     p.add_argument("--at", type=_instant_ms, metavar="INSTANT", help="with --once: evaluate at")
     p.add_argument(
         "--replay-from",

@@ -195,3 +195,23 @@ def test_webhook_keeps_alerts_while_the_receiver_is_down(lake: Path, receiver: R
     assert sink.backlog == []
     # both transitions of the one alert arrive, in order, in one group message
     assert [a["status"] for a in receiver.bodies[0]["alerts"]] == ["firing", "resolved"]
+
+
+def test_cli_once_as_of_data_evaluates_at_the_newest_record(
+    lake: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A replay of a past trace: 'now' is the newest record, so nothing looks stale."""
+    write_occupancy(lake, [occupancy(T0 + i * MIN, None, 8, 0) for i in range(60)], "idle")
+    argv = ["alerts", "--lake", str(lake), "--once", "--state", str(tmp_path / "s.json")]
+    state = tmp_path / "s.json"
+
+    def pending() -> list[str]:
+        return sorted(t["rule"] for t in json.loads(state.read_text()).values())
+
+    assert main(argv + ["--as-of", "data"]) == 0
+    assert main(argv + ["--as-of", "data"]) == 0
+    assert pending() == ["GpuledgerIdleCapacity"]  # idle at the newest record; not stale
+    assert main(argv) == 0
+    # at the wall clock the records are months old: stale, and out of the 'now' horizon
+    assert pending() == ["GpuledgerStaleTelemetry"]
+    assert capsys.readouterr().out == ""  # pending only: nothing delivered

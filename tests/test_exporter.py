@@ -158,3 +158,13 @@ def test_parse_listen() -> None:
     assert parse_listen(":9108") == ("127.0.0.1", 9108)
     with pytest.raises(ValueError):
         parse_listen("9108x")
+
+
+def test_as_of_data_follows_a_replay_of_the_past(lake: Path) -> None:
+    past = 1_588_291_200_000  # 2020-05-01: hours before the wall clock
+    mixed_lake(lake, past)
+    registry, _ = build_registry(ExporterSettings(lake=lake, as_of="data"))
+    text = generate_latest(registry).decode()
+    assert 'gpuledger_capacity_gpus{cluster="c1",datacentre="dc1",scope="a"} 8.0' in text
+    wall, _ = build_registry(ExporterSettings(lake=lake))
+    assert "gpuledger_capacity_gpus{" not in generate_latest(wall).decode()

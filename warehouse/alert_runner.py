@@ -14,6 +14,7 @@ from pathlib import Path
 from warehouse.alert_sinks import AlertSink
 from warehouse.alerts import Alert, Evaluator
 from warehouse.catalog import connect
+from warehouse.fleet import data_now_ms
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +29,14 @@ def deliver(sinks: Sequence[AlertSink], alerts: list[Alert]) -> None:
             log.exception("alert sink %s failed", type(sink).__name__)
 
 
-def evaluate_once(lake: Path, evaluator: Evaluator, now_ms: int) -> list[Alert]:
+def evaluate_once(
+    lake: Path, evaluator: Evaluator, now_ms: int, as_of_data: bool = False
+) -> list[Alert]:
+    """One evaluation at ``now_ms`` (or, ``as_of_data``, at the newest instant in the lake)."""
     con = connect(lake, ":memory:")  # never holds the warehouse file's lock
     try:
+        if as_of_data:
+            now_ms = data_now_ms(con) or now_ms
         return evaluator.evaluate(con, now_ms)
     finally:
         con.close()
@@ -73,13 +79,14 @@ def watch(
     stop: threading.Event,
     clock: Callable[[], float] = time.time,
     state_path: Path | None = None,
+    as_of_data: bool = False,
 ) -> int:
     """Evaluate every ``interval_s`` until ``stop``; returns the number of notifications."""
     load_state(evaluator, state_path)
     sent = 0
     while True:
         try:
-            alerts = evaluate_once(lake, evaluator, int(clock() * 1000))
+            alerts = evaluate_once(lake, evaluator, int(clock() * 1000), as_of_data)
         except Exception:
             log.exception("alert evaluation failed; retrying in %.0f s", interval_s)
             alerts = []

@@ -20,6 +20,9 @@ Metrics (base units, ratios 0-1, ``_total`` counters; the fleet semantics are th
   topics (with ``--kafka``), ``path="backfill"`` from ``<lake>/_quarantine``.
 - ``gpuledger_consumer_lag_records`` {group, topic, partition} (with ``--kafka``).
 - ``gpuledger_exporter_up`` {part}, ``gpuledger_exporter_scrape_duration_seconds``.
+
+"Now" is the wall clock; with ``as_of="data"`` (a replay of a past trace) it is the newest
+record instant in the lake, so the gauges follow the replay.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -59,6 +63,8 @@ class ExporterSettings:
     listen: str = "127.0.0.1:9108"
     horizon_s: float = 3600.0
     """A unit (scope, node, GPU) silent for longer drops out of the "now" gauges."""
+    as_of: Literal["wall", "data"] = "wall"
+    """"now" is the wall clock, or (replays of past traces) the newest instant in the lake."""
 
 
 def _g(name: str, doc: str, labels: Iterable[str]) -> GaugeMetricFamily:
@@ -139,6 +145,8 @@ class WarehouseCollector(Collector):
     def _warehouse(self, now_ms: int) -> Iterator[Metric]:
         con = connect(self.settings.lake, ":memory:")
         try:
+            if self.settings.as_of == "data":
+                now_ms = fleet.data_now_ms(con) or now_ms
             now = fleet.fleet_now(con, now_ms, self.settings.horizon_s)
             windows = [(w, fleet.fleet_window(con, now_ms, s)) for w, s in WINDOWS]
             newest = fleet.telemetry_newest(con, now_ms)

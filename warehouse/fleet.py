@@ -112,3 +112,9 @@ def lake_loads(con: duckdb.DuckDBPyConnection) -> list[LoadTotals]:
         LoadTotals(kind, int(landed or 0), int(rej or 0), None if last is None else int(last))
         for kind, landed, rej, last in rows
     ]
+
+
+def data_now_ms(con: duckdb.DuckDBPyConnection) -> int | None:
+    """The newest telemetry / allocation instant in the lake (never after the wall clock)."""
+    row = con.execute("SELECT epoch_ms(hi) FROM data_span").fetchone()
+    return None if row is None or row[0] is None else int(row[0])
