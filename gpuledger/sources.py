@@ -173,6 +173,10 @@ def add_sources(sub: argparse._SubParsersAction) -> None:
     )
     _speed_arg(p)
 
+    from gpuledger.sources_schedulers import add_scheduler_sources
+
+    add_scheduler_sources(sub, source)
+
     p = source(sub, "records", "contract records from a JSON-lines, CSV or Parquet file", _records)
     p.add_argument("--kind", required=True, choices=sorted(KINDS))
     p.add_argument("--file", type=Path, required=True)
