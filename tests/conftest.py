@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
 
@@ -12,6 +13,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 def shared_data() -> Path:
     return Path(os.environ.get("GPULEDGER_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def source_args(argv: list[str]) -> argparse.Namespace:
+    """A source's arguments parsed by the real CLI parser (``backfill --lake - <argv>``)."""
+    from gpuledger.cli import build_parser
+
+    return build_parser().parse_args(["backfill", "--lake", "-", *argv])
 
 
 @pytest.fixture

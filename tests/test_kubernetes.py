@@ -24,6 +24,7 @@ from collectors.kubernetes import KubernetesCollector, interpret, parse_ksm_text
 from collectors.run import run_collector
 from pipeline.backfill import LakeSink
 from pipeline.records import ALLOCATION, OCCUPANCY, Record, coerce
+from tests.conftest import source_args
 from warehouse.catalog import connect
 from warehouse.reports import utilisation_report
 
@@ -321,30 +322,10 @@ def test_a_node_that_is_not_ready_has_its_free_gpus_down(server: str) -> None:
 
 
 def test_cli_needs_exactly_one_endpoint(server: str) -> None:
-    import argparse
-    from collections.abc import Callable
-
-    from gpuledger.sources import Built
-    from gpuledger.sources_schedulers import add_scheduler_sources
-
-    parser = argparse.ArgumentParser()
-    sub = parser.add_subparsers(dest="source_name", required=True)
-
-    def source(
-        parent: argparse._SubParsersAction,
-        name: str,
-        help_: str,
-        build: Callable[[argparse.Namespace], Built],
-    ) -> argparse.ArgumentParser:
-        p: argparse.ArgumentParser = parent.add_parser(name, help=help_)
-        p.set_defaults(build=build)
-        return p
-
-    add_scheduler_sources(sub, source)
-    a = parser.parse_args(["kubernetes"])
+    a = source_args(["kubernetes"])
     with pytest.raises(SystemExit, match="exactly one of --prometheus URL and --ksm-url"):
         a.build(a)
-    a = parser.parse_args(["kubernetes", "--prometheus", server, "--interval", "15"])
+    a = source_args(["kubernetes", "--prometheus", server, "--interval", "15"])
     built = a.build(a)
     assert built.repeat_every_s == 15.0
     serve("0000")

@@ -10,6 +10,7 @@ import pytest
 from collectors.errors import SourceError
 from collectors.nvidia_smi import QUERY_FIELDS, NvidiaSmiCollector, smi_command
 from pipeline.records import GPU_SAMPLE, Record, coerce, parse_ts
+from tests.conftest import source_args
 
 FIXTURES = Path(__file__).parent / "fixtures" / "nvidia_smi"
 NOUNITS = FIXTURES / "query-gpu-noheader-nounits.csv"
@@ -120,27 +121,7 @@ def test_missing_binary_is_a_clear_source_error(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_cli_reads_a_saved_file_once() -> None:
-    import argparse
-    from collections.abc import Callable
-
-    from gpuledger.sources import Built
-    from gpuledger.sources_schedulers import add_scheduler_sources
-
-    parser = argparse.ArgumentParser()
-    sub = parser.add_subparsers(dest="source_name", required=True)
-
-    def source(
-        parent: argparse._SubParsersAction,
-        name: str,
-        help_: str,
-        build: Callable[[argparse.Namespace], Built],
-    ) -> argparse.ArgumentParser:
-        p: argparse.ArgumentParser = parent.add_parser(name, help=help_)
-        p.set_defaults(build=build)
-        return p
-
-    add_scheduler_sources(sub, source)
-    a = parser.parse_args(["nvidia-smi", "--file", str(NOUNITS), "--node", "gn01"])
+    a = source_args(["nvidia-smi", "--file", str(NOUNITS), "--node", "gn01"])
     built = a.build(a)
     assert built.repeat_every_s is None
     assert len(list(built.collector.collect())) == 5

@@ -13,6 +13,7 @@ import pytest
 from collectors.errors import SourceError
 from collectors.nvml import NvmlCollector, workload_of_pid
 from pipeline.records import GPU_SAMPLE, Record, coerce
+from tests.conftest import source_args
 
 FIXTURES = Path(__file__).parent / "fixtures" / "nvml"
 
@@ -203,27 +204,7 @@ def test_no_gpu_is_a_clear_source_error() -> None:
 
 
 def test_cli_without_gpu_or_package_exits_non_zero_with_the_reason() -> None:
-    import argparse
-    from collections.abc import Callable
-
-    from gpuledger.sources import Built
-    from gpuledger.sources_schedulers import add_scheduler_sources
-
-    parser = argparse.ArgumentParser()
-    sub = parser.add_subparsers(dest="source_name", required=True)
-
-    def source(
-        parent: argparse._SubParsersAction,
-        name: str,
-        help_: str,
-        build: Callable[[argparse.Namespace], Built],
-    ) -> argparse.ArgumentParser:
-        p: argparse.ArgumentParser = parent.add_parser(name, help=help_)
-        p.set_defaults(build=build)
-        return p
-
-    add_scheduler_sources(sub, source)
-    a = parser.parse_args(["nvml", "--once"])
+    a = source_args(["nvml", "--once"])
     if _real_gpu() is None:
         pytest.skip("this host has a GPU; the no-GPU path cannot be shown here")
     with pytest.raises(SystemExit) as exc:

@@ -3,8 +3,7 @@ lake gives a utilisation report whose GPU-hours are worked out by hand below."""
 
 from __future__ import annotations
 
-import argparse
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -20,10 +19,9 @@ from collectors.slurm_nodes import (
     parse_scontrol,
     state_flags,
 )
-from gpuledger.sources import Built
-from gpuledger.sources_schedulers import add_scheduler_sources
 from pipeline.backfill import LakeSink
 from pipeline.records import INVENTORY, OCCUPANCY, coerce, parse_ts
+from tests.conftest import source_args
 from warehouse.catalog import connect
 from warehouse.reports import utilisation_report
 
@@ -184,27 +182,8 @@ def test_backfilled_sacct_and_scontrol_pair_gives_hand_computed_gpu_hours(lake: 
     assert row["sources"] == "capacity=occupancy;allocated=allocation;busy=none"
 
 
-def _parser() -> argparse.ArgumentParser:
-    """A parser wired like gpuledger.sources.add_sources wires its sub-commands."""
-    parser = argparse.ArgumentParser()
-    sub = parser.add_subparsers(dest="source_name", required=True)
-
-    def source(
-        parent: argparse._SubParsersAction,
-        name: str,
-        help_: str,
-        build: Callable[[argparse.Namespace], Built],
-    ) -> argparse.ArgumentParser:
-        p: argparse.ArgumentParser = parent.add_parser(name, help=help_)
-        p.set_defaults(build=build)
-        return p
-
-    add_scheduler_sources(sub, source)
-    return parser
-
-
 def test_cli_backfill_slurm_from_saved_files() -> None:
-    a = _parser().parse_args(
+    a = source_args(
         ["slurm", "--datacentre", "dc1", "--cluster", "c1",
          "--sacct-file", str(FIXTURES / "sacct-quirks.txt"),
          "--sinfo-file", str(MULTI), "--at", "2026-07-01T00:00:00Z"]
@@ -218,10 +197,10 @@ def test_cli_backfill_slurm_from_saved_files() -> None:
 
 
 def test_cli_live_slurm_loops_and_one_failing_part_keeps_the_other() -> None:
-    a = _parser().parse_args(["slurm", "--interval", "120"])
+    a = source_args(["slurm", "--interval", "120"])
     with pytest.raises(SystemExit, match="--cluster is required"):
         a.build(a)  # occupancy and allocations must name the same cluster
-    a = _parser().parse_args(["slurm", "--interval", "120", "--cluster", "c1"])
+    a = source_args(["slurm", "--interval", "120", "--cluster", "c1"])
     built = a.build(a)
     assert built.repeat_every_s == 120.0
     nodes, sacct = built.collector.parts
