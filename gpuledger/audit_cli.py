@@ -106,7 +106,8 @@ def cmd_audit(a: argparse.Namespace) -> int:
 
 
 def cmd_scenario(a: argparse.Namespace) -> int:
-    from warehouse.scenario import ScenarioSpec, build_scenario, write_scenario
+    from warehouse.scenario import ScenarioSpec, build_scenario
+    from warehouse.scenario_write import write_scenario
 
     spec = ScenarioSpec(
         start=a.start,
