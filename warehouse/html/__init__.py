@@ -1,0 +1,27 @@
+"""Self-contained HTML reports: inline CSS and SVG charts drawn in Python, nothing fetched at
+view time (the machines that read them may have no internet)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from warehouse.html.utilisation import utilisation_html
+
+__all__ = ["utilisation_html", "write_html", "write_utilisation_html"]
+
+
+def write_html(text: str, path: Path) -> Path:
+    """Write a page atomically (temp file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def write_utilisation_html(rows: Sequence[dict[str, Any]], path: Path, title: str = "") -> Path:
+    return write_html(utilisation_html(rows, title) if title else utilisation_html(rows), path)
