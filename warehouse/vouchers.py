@@ -305,6 +305,8 @@ def _write(
     now_ms: int | None,
 ) -> ImportResult:
     now = int(time.time() * 1000) if now_ms is None else now_ms
+    # import ids order the versions: never at or before an import already in the lake
+    now = max(now, _last_import_ms(lake) + 1)
     changed: dict[str, list[_Row]] = {}
     result = ImportResult(import_id="")
     for name, k in ENTITIES.items():
@@ -334,6 +336,11 @@ def _write(
         write_parquet_atomic(pa.Table.from_pylist(rows, schema=schema), path)
         result.files.append(path)
     return result
+
+
+def _last_import_ms(lake: Path) -> int:
+    stems = [p.stem for p in (lake / VOUCHERS_DIR).glob("*/import=*.parquet")]
+    return max((int(s.split("=", 1)[1].split("-", 1)[0]) for s in stems), default=-1)
 
 
 def voucher_views(con: duckdb.DuckDBPyConnection, lake: Path) -> None:
