@@ -17,7 +17,7 @@ Typical use::
 
     settings = BrokerSettings(port=9092)
     bootstrap = start(settings)             # "127.0.0.1:9092"
-    create_topics(bootstrap, {"gpu.samples": 4})
+    pipeline.topics.ensure_topics(bootstrap)   # topic creation lives with the transport
     ...
     stop(settings)
 """
@@ -58,12 +58,6 @@ JVM_PERFORMANCE_OPTS = (
     "-Djava.awt.headless=true",
 )
 _START_BANNER = "----- gpuledger: starting Kafka broker"
-_TOPIC_ALREADY_EXISTS = 36  # Kafka error code TOPIC_ALREADY_EXISTS
-_RETRIABLE_CREATE_ERRORS = {
-    38,  # INVALID_REPLICATION_FACTOR: broker not registered with the controller yet
-    7,  # REQUEST_TIMED_OUT
-    41,  # NOT_CONTROLLER
-}
 
 # Broker processes started by this interpreter, so that a dead child is reaped (and not seen as a
 # live zombie) when its liveness is checked.
@@ -415,63 +409,6 @@ def wait_until_answers(bootstrap: str, timeout_s: float) -> None:
         time.sleep(0.2)
 
 
-def create_topics(bootstrap: str, topics: dict[str, int], timeout_s: float = 30) -> None:
-    """Create ``{name: partitions}`` topics with replication factor 1 and wait for them.
-
-    Topics that already exist are left as they are (a differing partition count is logged).
-    Returns once every topic has a leader for each partition in the broker's metadata.
-    """
-    if not topics:
-        return
-    from kafka.admin import KafkaAdminClient
-
-    deadline = time.monotonic() + timeout_s
-    try:
-        admin = _admin_client(KafkaAdminClient, bootstrap, timeout_s)
-    except Exception as exc:
-        raise BrokerError(f"cannot reach Kafka at {bootstrap} to create topics: {exc!r}") from exc
-    try:
-        pending = dict(topics)
-        while pending:
-            request = {
-                name: {"num_partitions": parts, "replication_factor": 1}
-                for name, parts in pending.items()
-            }
-            remaining_ms = _remaining_ms(deadline)
-            response = admin.create_topics(request, timeout_ms=remaining_ms, raise_errors=False)
-            retry: dict[str, int] = {}
-            for result in response["topics"]:
-                name, code = result["name"], result["error_code"]
-                if code in (0, _TOPIC_ALREADY_EXISTS):
-                    continue
-                if code in _RETRIABLE_CREATE_ERRORS and time.monotonic() < deadline:
-                    retry[name] = pending[name]
-                    continue
-                raise BrokerError(
-                    f"creating topic {name!r} on {bootstrap} failed: error {code} "
-                    f"{result.get('error_message') or _error_name(code)}"
-                )
-            pending = retry
-            if pending:
-                time.sleep(0.5)
-        admin.wait_for_topics(list(topics), timeout_ms=_remaining_ms(deadline))
-        for described in admin.describe_topics(list(topics)):
-            name = described["name"]
-            have = len(described.get("partitions") or [])
-            if have != topics[name]:
-                log.warning(
-                    "topic %s exists with %d partitions (wanted %d)", name, have, topics[name]
-                )
-    except BrokerError:
-        raise
-    except Exception as exc:  # kafka-python raises its own error hierarchy
-        raise BrokerError(
-            f"creating topics {sorted(topics)} on {bootstrap} failed: {exc!r}"
-        ) from exc
-    finally:
-        admin.close()
-
-
 # --------------------------------------------------------------------------------------------
 # Internals
 
@@ -750,19 +687,6 @@ def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
-
-
-def _remaining_ms(deadline: float) -> int:
-    return max(1000, int((deadline - time.monotonic()) * 1000))
-
-
-def _error_name(code: int) -> str:
-    try:
-        from kafka.errors import for_code
-
-        return str(for_code(code).__name__)
-    except Exception:
-        return "unknown error"
 
 
 @contextlib.contextmanager

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 
-from kafka.admin import KafkaAdminClient, NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.admin import KafkaAdminClient
+from kafka.errors import for_code
 
 from pipeline.records import BY_TOPIC, KINDS, Kind
 
@@ -42,20 +41,88 @@ def ensure_topics(
     timeout_s: float = 30.0,
 ) -> None:
     """Create every contract topic and its DLQ (in ``namespace``) if they do not exist."""
-    wanted = {t: partitions for t in all_topics(namespace)}
-    admin = KafkaAdminClient(
-        bootstrap_servers=bootstrap, bootstrap_timeout_ms=int(timeout_s * 1000)
-    )
+    create_topics(bootstrap, {t: partitions for t in all_topics(namespace)}, timeout_s)
+
+
+class TopicError(RuntimeError):
+    """Topics could not be created (broker unreachable, invalid name, ...)."""
+
+
+_TOPIC_ALREADY_EXISTS = 36  # Kafka error code TOPIC_ALREADY_EXISTS
+_RETRIABLE_CREATE_ERRORS = {
+    38,  # INVALID_REPLICATION_FACTOR: broker not registered with the controller yet
+    7,  # REQUEST_TIMED_OUT
+    41,  # NOT_CONTROLLER
+}
+
+
+def _remaining_ms(deadline: float) -> int:
+    return max(1000, int((deadline - time.monotonic()) * 1000))
+
+
+def _error_name(code: int) -> str:
     try:
-        existing = set(admin.list_topics())
-        missing = [NewTopic(t, n, 1) for t, n in wanted.items() if t not in existing]
-        if missing:
-            with contextlib.suppress(TopicAlreadyExistsError):
-                admin.create_topics(missing)
-        deadline = time.monotonic() + timeout_s
-        while not set(wanted) <= set(admin.list_topics()):
-            if time.monotonic() > deadline:
-                raise KafkaError(f"topics {sorted(wanted)} not visible after {timeout_s}s")
-            time.sleep(0.2)
+        return str(for_code(code).__name__)
+    except Exception:
+        return "unknown error"
+
+
+def create_topics(bootstrap: str, topics: dict[str, int], timeout_s: float = 30) -> None:
+    """Create ``{name: partitions}`` topics with replication factor 1 and wait for them.
+
+    Topics that already exist are left as they are (a differing partition count is logged).
+    Returns once every topic has a leader for each partition in the broker's metadata.
+    """
+    if not topics:
+        return
+    deadline = time.monotonic() + timeout_s
+    timeout_ms = max(1000, int(timeout_s * 1000))
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=bootstrap,
+            bootstrap_timeout_ms=timeout_ms,
+            request_timeout_ms=timeout_ms,
+        )
+    except Exception as exc:
+        raise TopicError(f"cannot reach Kafka at {bootstrap} to create topics: {exc!r}") from exc
+    try:
+        pending = dict(topics)
+        while pending:
+            request = {
+                name: {"num_partitions": parts, "replication_factor": 1}
+                for name, parts in pending.items()
+            }
+            response = admin.create_topics(
+                request, timeout_ms=_remaining_ms(deadline), raise_errors=False
+            )
+            retry: dict[str, int] = {}
+            for result in response["topics"]:
+                name, code = result["name"], result["error_code"]
+                if code in (0, _TOPIC_ALREADY_EXISTS):
+                    continue
+                if code in _RETRIABLE_CREATE_ERRORS and time.monotonic() < deadline:
+                    retry[name] = pending[name]
+                    continue
+                raise TopicError(
+                    f"creating topic {name!r} on {bootstrap} failed: error {code} "
+                    f"{result.get('error_message') or _error_name(code)}"
+                )
+            pending = retry
+            if pending:
+                time.sleep(0.5)
+        admin.wait_for_topics(list(topics), timeout_ms=_remaining_ms(deadline))
+        for described in admin.describe_topics(list(topics)):
+            name = described["name"]
+            have = len(described.get("partitions") or [])
+            if have != topics[name]:
+                log.warning(
+                    "topic %s exists with %d partitions (wanted %d)", name, have, topics[name]
+                )
+    except TopicError:
+        raise
+    except Exception as exc:  # kafka-python raises its own error hierarchy
+        raise TopicError(
+            f"creating topics {sorted(topics)} on {bootstrap} failed: {exc!r}"
+        ) from exc
     finally:
         admin.close()

@@ -18,6 +18,7 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from gpuledger import broker
+from pipeline.topics import TopicError, create_topics
 
 pytestmark = pytest.mark.integration
 
@@ -96,8 +97,8 @@ def test_lifecycle_keeps_data_across_stop_and_start(settings: broker.BrokerSetti
     assert (settings.data_dir / "broker.pid").read_text().strip() == str(st.pid)
     cluster_id = _cluster_id(settings)
 
-    broker.create_topics(bootstrap, {"lifecycle": 1, "four": 4})
-    broker.create_topics(bootstrap, {"lifecycle": 1})  # already exists: no error
+    create_topics(bootstrap, {"lifecycle": 1, "four": 4})
+    create_topics(bootstrap, {"lifecycle": 1})  # already exists: no error
 
     _produce(bootstrap, "lifecycle", [b"hello"])
     # A consumer group too: exercises __consumer_offsets (1 partition, RF 1, no rebalance delay).
@@ -145,13 +146,13 @@ def test_start_again_reuses_running_broker(settings: broker.BrokerSettings) -> N
     assert broker.start(settings) == bootstrap
     assert time.monotonic() - t0 < 10
     assert broker.status(settings).pid == pid
-    with pytest.raises(broker.BrokerError, match="bad name"):
-        broker.create_topics(bootstrap, {"bad name!": 1})
+    with pytest.raises(TopicError, match="bad name"):
+        create_topics(bootstrap, {"bad name!": 1})
 
 
 def test_restart_after_kill_recovers_data(settings: broker.BrokerSettings) -> None:
     bootstrap = broker.start(settings)
-    broker.create_topics(bootstrap, {"crash": 1})
+    create_topics(bootstrap, {"crash": 1})
     _produce(bootstrap, "crash", [b"a", b"b"])
     assert broker.kill(settings) is True
     assert broker.start(settings) == bootstrap
