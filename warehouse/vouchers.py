@@ -7,7 +7,8 @@ the telemetry contract. They are imported from files, never streamed: ``topic`` 
 Import (``import_files``): every file (CSV, Parquet, JSON lines; ``collectors.records_file``
 readers) is read and checked whole before anything is written:
 
-- each row through ``pipeline.records.coerce`` (types, required fields, money >= 0,
+- each row through ``coerce_entity`` (the contract's per-field coercion: types, required
+  fields, money >= 0,
   ``max_coverage`` in [0, 1]);
 - relations: an end not after its start (programme validity, voucher validity, claim period);
 - a key twice in the same import;
