@@ -8,8 +8,7 @@ Import (``import_files``): every file (CSV, Parquet, JSON lines; ``collectors.re
 readers) is read and checked whole before anything is written:
 
 - each row through ``coerce_entity`` (the contract's per-field coercion: types, required
-  fields, money >= 0,
-  ``max_coverage`` in [0, 1]);
+  fields, money >= 0, ``max_coverage`` in [0, 1], tenant types);
 - relations: an end not after its start (programme validity, voucher validity, claim period);
 - a key twice in the same import;
 - references: a voucher's programme and tenant, a claim's voucher and tenant (in this import or
