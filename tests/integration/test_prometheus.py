@@ -4,6 +4,7 @@ Grafana dashboards returns data."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -13,12 +14,17 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
+from collectors.replay.helios import HeliosReplay
 from pipeline.dead_letter import DeadLetter, write_quarantine
+from pipeline.records import OCCUPANCY
+from pipeline.write import record_load, write_records
 from tests.integration.conftest import free_port
 from tests.ops_lake import mixed_lake, occupancy, write_occupancy
 from warehouse.exporter import ExporterSettings, serve
@@ -70,27 +76,21 @@ def as_query(expr: str) -> str:
     return expr.replace("$datacentre", ".*").replace("$__rate_interval", "1m")
 
 
-@pytest.fixture
-def stack(kafka: str, namespace: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
+@contextlib.contextmanager
+def running_stack(lake: Path, tmp_path: Path, settings: dict[str, Any]) -> Iterator[str]:
+    """An exporter over ``lake`` and a real Prometheus scraping it every second with the rules
+    of deploy/prometheus/rules.yml (for-durations shortened); yields Prometheus' base URL."""
     prometheus = shutil.which("prometheus")
     if prometheus is None:
         pytest.skip("prometheus is not installed (run .ci/install-prometheus.sh)")
-    lake = tmp_path / "lake"
-    now = int(time.time() * 1000)
-    mixed_lake(lake, now - 60_000)
-    # dc1 goes idle: 1 of 16 GPUs allocated from now on
-    write_occupancy(lake, [occupancy(now, s, 8, 0.5) for s in ("a", "b")], "idle")
-    letter = DeadLetter(b'{"util": 3}', "util above 1", "out_of_range", "gpu_sample", "f")
-    write_quarantine(lake, "bad-load", [letter])
-
     port = free_port()
     stop = threading.Event()
-    settings = ExporterSettings(
-        lake=lake, kafka=kafka, namespace=namespace, listen=f"127.0.0.1:{port}"
+    exporter = threading.Thread(
+        target=serve,
+        args=(ExporterSettings(lake=lake, listen=f"127.0.0.1:{port}", **settings), stop),
+        daemon=True,
     )
-    exporter = threading.Thread(target=serve, args=(settings, stop), daemon=True)
     exporter.start()
-
     conf = tmp_path / "prom"
     conf.mkdir()
     (conf / "rules.yml").write_text(fast_rules((REPO / "deploy/prometheus/rules.yml").read_text()))
@@ -117,13 +117,26 @@ def stack(kafka: str, namespace: str, tmp_path: Path) -> Iterator[dict[str, Any]
         wait_for(
             "prometheus ready", lambda: urllib.request.urlopen(f"{base}/-/ready").status == 200
         )
-        yield {"base": base, "lake": lake}
+        yield base
     finally:
         proc.terminate()
         proc.wait(30)
         log.close()
         stop.set()
         exporter.join(10)
+
+
+@pytest.fixture
+def stack(kafka: str, namespace: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    lake = tmp_path / "lake"
+    now = int(time.time() * 1000)
+    mixed_lake(lake, now - 60_000)
+    # dc1 goes idle: 1 of 16 GPUs allocated from now on
+    write_occupancy(lake, [occupancy(now, s, 8, 0.5) for s in ("a", "b")], "idle")
+    letter = DeadLetter(b'{"util": 3}', "util above 1", "out_of_range", "gpu_sample", "f")
+    write_quarantine(lake, "bad-load", [letter])
+    with running_stack(lake, tmp_path, {"kafka": kafka, "namespace": namespace}) as base:
+        yield {"base": base, "lake": lake}
 
 
 def query(base: str, expr: str) -> list[dict[str, Any]]:
@@ -173,3 +186,37 @@ def test_idle_alert_fires_and_resolves_and_every_panel_has_data(stack: dict[str,
     )
     ratio = query(base, "datacentre:gpuledger_idle_capacity:ratio")
     assert {r["metric"]["datacentre"]: float(r["value"][1]) for r in ratio}["dc1"] == 2 / 16
+
+
+def test_helios_idle_day_replayed_fires_and_resolves(tmp_path: Path) -> None:
+    """Helios Earth replayed from the evening of 2020-05-09 to the night of 2020-05-11
+    (Asia/Shanghai): on May 10 the trace shows none of the GPUs of these VCs allocated. Written
+    into the lake chunk by chunk while Prometheus scrapes an exporter that follows the replay
+    (--as-of data), the idle-capacity alert fires during May 10 and resolves on May 11."""
+    tz = ZoneInfo("Asia/Shanghai")
+    t0 = int(datetime(2020, 5, 9, 20, tzinfo=tz).timestamp() * 1000)
+    idle_from = int(datetime(2020, 5, 10, tzinfo=tz).timestamp() * 1000)
+    idle_to = int(datetime(2020, 5, 11, tzinfo=tz).timestamp() * 1000)
+    t1 = int(datetime(2020, 5, 11, 4, tzinfo=tz).timestamp() * 1000)
+    records = [
+        r for _, r in HeliosReplay(vcs=["vc6YE", "vcJLV", "vcLJZ"]).collect() if t0 <= r["ts"] < t1
+    ]
+    lake = tmp_path / "lake"
+    chunk_ms = 20 * 60_000
+    seen: list[tuple[int, str]] = []  # (trace instant written so far, alert state)
+    with running_stack(lake, tmp_path, {"as_of": "data"}) as base:
+        for i, start in enumerate(range(t0, t1, chunk_ms)):
+            chunk = [r for r in records if start <= r["ts"] < start + chunk_ms]
+            files = write_records(lake, OCCUPANCY, chunk, f"replay-{i:04d}")
+            record_load(lake, f"replay-{i:04d}", "test replay", OCCUPANCY, files)
+            time.sleep(0.25)
+            for a in idle_alerts(base, "firing"):
+                seen.append((start + chunk_ms, a["labels"]["datacentre"]))
+        wait_for("the alert to resolve", lambda: not idle_alerts(base, "firing"), timeout_s=20)
+    assert seen, "the idle-capacity alert never fired during the replayed idle day"
+    span = [datetime.fromtimestamp(t / 1000, tz).isoformat() for t in (seen[0][0], seen[-1][0])]
+    print("idle-capacity alert firing while the replay wrote", *span)
+    assert {dc for _, dc in seen} == {"helios"}
+    first, last = seen[0][0], seen[-1][0]
+    assert idle_from < first < idle_to  # fired during the idle day (after its for-duration)
+    assert last <= idle_to + 3 * 3_600_000  # resolved soon after the GPUs were allocated again
