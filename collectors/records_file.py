@@ -49,11 +49,11 @@ class RecordsFileCollector:
         self.path = Path(path)
 
     def collect(self) -> Iterable[Emitted]:
-        reader = _READERS.get(self.path.suffix.lower())
+        reader = READERS.get(self.path.suffix.lower())
         if reader is None:
             raise InputFileError(
                 self.path,
-                [f"{self.path}: unsupported file type; use {', '.join(sorted(_READERS))}"],
+                [f"{self.path}: unsupported file type; use {', '.join(sorted(READERS))}"],
             )
         records: list[Record] = []
         problems: list[str] = []
@@ -143,7 +143,7 @@ def _parquet(k: Kind, path: Path) -> Numbered:
     yield from enumerate(table.to_pylist(), start=1)
 
 
-_READERS: dict[str, Callable[[Kind, Path], Numbered]] = {
+READERS: dict[str, Callable[[Kind, Path], Numbered]] = {
     ".jsonl": _json_lines,
     ".json": _json_lines,
     ".csv": _csv,

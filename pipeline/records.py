@@ -90,6 +90,10 @@ class Kind:
     def names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.fields)
 
+    @functools.cached_property
+    def name_set(self) -> frozenset[str]:
+        return frozenset(self.names)
+
     def field(self, name: str) -> Field:
         for f in self.fields:
             if f.name == name:
@@ -271,7 +275,7 @@ def parse_ts(value: Any) -> int:
     raise RecordError(f"timestamp must be epoch ms or ISO-8601, got {value!r}", "bad_timestamp")
 
 
-def _coerce_value(f: Field, value: Any) -> Any:
+def coerce_value(f: Field, value: Any) -> Any:
     # Fast paths for what the wire format carries (exact types, in range); the general
     # checks below give the same answers, only slower.
     kind_of = type(value)
@@ -320,18 +324,13 @@ def _coerce_value(f: Field, value: Any) -> Any:
     return value
 
 
-@functools.cache
-def _field_names(kind_name: str) -> frozenset[str]:
-    return frozenset(KINDS[kind_name].names)
-
-
 def coerce(k: Kind, raw: Mapping[str, Any]) -> Record:
     """Validate one mapping against the contract; return the canonical record."""
     if not isinstance(raw, Mapping):
         raise RecordError(
             f"a {k.name} record must be an object, got {type(raw).__name__}", "bad_type"
         )
-    unknown = raw.keys() - _field_names(k.name)
+    unknown = raw.keys() - k.name_set
     if unknown:
         raise RecordError(
             f"unknown field(s) for {k.name}: {', '.join(sorted(unknown))}", "unknown_field"
@@ -344,7 +343,7 @@ def coerce(k: Kind, raw: Mapping[str, Any]) -> Record:
                 raise RecordError(f"{k.name}.{f.name} is required", "missing_field")
             out[f.name] = None
             continue
-        out[f.name] = _coerce_value(f, value)
+        out[f.name] = coerce_value(f, value)
     _check_relations(k, out)
     return out
 

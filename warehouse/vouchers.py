@@ -39,8 +39,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from collectors.records_file import _READERS
-from pipeline.records import Field, FieldType, Kind, Record, RecordError, _coerce_value
+from collectors.records_file import READERS
+from pipeline.records import Field, FieldType, Kind, Record, RecordError, coerce_value
 from pipeline.write import write_parquet_atomic
 from warehouse.catalog import ident, sql_literal
 
@@ -162,9 +162,9 @@ class _Row:
 
 
 def _read(k: Kind, path: Path, problems: list[str]) -> list[_Row]:
-    reader = _READERS.get(path.suffix.lower())
+    reader = READERS.get(path.suffix.lower())
     if reader is None:
-        problems.append(f"{path}: unsupported file type; use {', '.join(sorted(_READERS))}")
+        problems.append(f"{path}: unsupported file type; use {', '.join(sorted(READERS))}")
         return []
     if not path.is_file():
         problems.append(f"{path}: no such file")
@@ -198,7 +198,7 @@ def coerce_entity(k: Kind, raw: Mapping[str, Any]) -> Record:
                 raise RecordError(f"{k.name}.{f.name} is required", "missing_field")
             out[f.name] = None
             continue
-        out[f.name] = _coerce_value(f, value)
+        out[f.name] = coerce_value(f, value)
     _check_relations(k, out)
     return out
 
