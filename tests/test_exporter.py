@@ -168,3 +168,36 @@ def test_as_of_data_follows_a_replay_of_the_past(lake: Path) -> None:
     assert 'gpuledger_capacity_gpus{cluster="c1",datacentre="dc1",scope="a"} 8.0' in text
     wall, _ = build_registry(ExporterSettings(lake=lake))
     assert "gpuledger_capacity_gpus{" not in generate_latest(wall).decode()
+
+
+def test_exporter_command_serves_and_stops_on_sigterm(lake: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    mixed_lake(lake, int(time.time() * 1000) - MIN)
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gpuledger.ops_cli", "exporter", "--lake", str(lake)]
+        + ["--listen", f"127.0.0.1:{port}"],
+        cwd=REPO,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                    text = r.read().decode()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise
+                time.sleep(0.2)
+        assert 'gpuledger_idle_gpus{cluster="c1",datacentre="dc1",scope="b"} 2.0' in text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0, proc.stderr.read() if proc.stderr else ""
