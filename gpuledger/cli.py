@@ -12,6 +12,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from gpuledger import audit_cli
 from gpuledger.sources import add_sources
 from pipeline.records import KINDS
 
@@ -259,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="reports from the warehouse")
     rsub = p.add_subparsers(dest="report", required=True, metavar="REPORT")
+    audit_cli.add_effectiveness_report(rsub)
     r = rsub.add_parser(
         "utilisation",
         help="capacity, allocated and busy GPU-hours per period",
@@ -286,6 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--format", choices=["table", "csv", "json"], default="table")
     r.set_defaults(func=cmd_report_utilisation)
+
+    audit_cli.add_commands(sub)
 
     p = sub.add_parser(
         "demo", help="the main job: a real trace through Kafka into the lake and out as reports"

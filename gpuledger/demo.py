@@ -79,17 +79,41 @@ def _prepare_lake(lake: Path) -> None:
     (lake / MARKER).write_text("created by gpuledger demo; safe to delete\n")
 
 
+AUDIT_MONTHS = ("2026-04", "2026-05")
+
+
+def _voucher_audit(out: Path) -> str:
+    """Generate a small voucher scenario with one planted case of every finding; audit it."""
+    from gpuledger.audit_cli import format_audit
+    from warehouse.attribution import open_audit
+    from warehouse.audit import audit
+    from warehouse.scenario import ScenarioSpec, build_scenario
+    from warehouse.scenario_write import write_scenario
+
+    spec = ScenarioSpec(
+        anomalies=True, months=3, programme_month=1, nodes_per_dc=1, sample_interval_s=3600
+    )
+    write_scenario(build_scenario(spec), out)
+    con = open_audit(out / "lake")
+    parts = []
+    for month in AUDIT_MONTHS:
+        parts.append(f"\n  audit {month}:\n")
+        parts.append(format_audit(audit(con, month=month), "table"))
+    con.close()
+    return "".join(parts)
+
+
 def run_demo(lake: Path, port: int, data_dir: Path) -> int:
     started = time.monotonic()
     _say(INTRO)
-    _say("[1/5] local Kafka broker (Apache Kafka 4.3, KRaft, jars from Maven Central)")
+    _say("[1/6] local Kafka broker (Apache Kafka 4.3, KRaft, jars from Maven Central)")
     bootstrap = broker.start(broker.BrokerSettings(port=port, data_dir=data_dir))
     namespace = f"demo{int(time.time())}"
     ensure_topics(bootstrap, namespace)
     _say(f"  broker at {bootstrap}; topics {namespace}.gpu.samples.v1 and 7 more")
     _prepare_lake(lake)
 
-    _say("[2/5] collectors publish to Kafka (keyed, gzip, 64 records per message)")
+    _say("[2/6] collectors publish to Kafka (keyed, gzip, 64 records per message)")
     sink = KafkaSink(PublishSettings(bootstrap=bootstrap, namespace=namespace))
     try:
         run_collector(
@@ -105,7 +129,7 @@ def run_demo(lake: Path, port: int, data_dir: Path) -> int:
         sink.close()
     _say(f"  published {sink.sent_records:,} records in {sink.sent_messages:,} messages")
 
-    _say("[3/5] ingest: validate, dedup, write zstd Parquet, commit offsets")
+    _say("[3/6] ingest: validate, dedup, write zstd Parquet, commit offsets")
 
     def show(s: IngestStats) -> None:
         print(
@@ -133,7 +157,7 @@ def run_demo(lake: Path, port: int, data_dir: Path) -> int:
     if stats.landed != sink.sent_records:
         _say(f"  WARNING: published {sink.sent_records:,} but landed {stats.landed:,}")
 
-    _say("[4/5] monthly utilisation report (Asia/Shanghai), per virtual cluster")
+    _say("[4/6] monthly utilisation report (Asia/Shanghai), per virtual cluster")
     db = lake / "_warehouse.duckdb"
     con = connect(lake, db)
     by_scope = utilisation_report(con, period="month", by="scope", date_from=None, date_to=None)
@@ -147,10 +171,20 @@ def run_demo(lake: Path, port: int, data_dir: Path) -> int:
     (reports / "utilisation_month_by_cluster.json").write_text(render(by_cluster, "json"))
     con.close()
 
-    _say("\n[5/5] where things are")
+    scenario = lake / "_voucher_scenario"
+    _say("\n[5/6] compute-voucher audit on a generated programme landscape (planted anomalies)")
+    audit_text = _voucher_audit(scenario)
+    sys.stdout.write(audit_text)
+
+    _say("\n[6/6] where things are")
     _say(f"  lake (Hive-partitioned Parquet): {lake.resolve()}")
     _say(f"  DuckDB file with views:          {db.resolve()}")
     _say(f"  reports as CSV / JSON:           {reports.resolve()}")
+    _say(f"  voucher scenario (lake, vouchers, ground truth): {scenario.resolve()}")
+    _say(
+        f"  try: gpuledger audit --lake {scenario / 'lake'} --month {AUDIT_MONTHS[-1]} "
+        "--format json"
+    )
     _say(f"  try: gpuledger report utilisation --lake {lake} --period day --by scope --format csv")
     _say(
         f'       python -c "import duckdb; '
