@@ -124,3 +124,33 @@ def test_text_is_escaped() -> None:
 def test_scale_helpers() -> None:
     assert nice_max(7.3) == 10 and nice_max(0.0) == 1.0 and nice_max(180) == 200
     assert heat_colour(0) == "#fff7bc" and heat_colour(1) == "#253494"
+
+
+def test_audit_report_renders_findings_and_flows(tmp_path: Path) -> None:
+    """The synthetic voucher scenario with one planted finding of every type, audited month
+    by month; every month with findings renders with both charts and every finding listed."""
+    import json
+
+    from warehouse.attribution import open_audit
+    from warehouse.audit import audit
+    from warehouse.html import write_audit_html
+    from warehouse.scenario import ScenarioSpec, build_scenario
+    from warehouse.scenario_write import write_scenario
+
+    spec = {"months": 3, "programme_month": 1, "nodes_per_dc": 1, "sample_interval_s": 3600}
+    write_scenario(build_scenario(ScenarioSpec(seed=7, anomalies=True, **spec)), tmp_path)  # type: ignore[arg-type]
+    truth = json.loads((tmp_path / "ground_truth.json").read_text())
+    con = open_audit(tmp_path / "lake")
+    reports = [audit(con, month=m, tz=truth["tz"]) for m in truth["months"]]
+    report = max(reports, key=lambda r: len(r["findings"]))
+    assert report["findings"]
+    page = write_audit_html(report, tmp_path / "audit.html")
+    dom, console = render(page, tmp_path)
+    assert console == []
+    assert 'data-charts-drawn="2"' in dom
+    for f in report["findings"]:
+        assert f["claim_id"] in dom and f["finding"] in dom
+    # one bar segment per (finding type, severity) with money at stake
+    stakes = {(f["finding"], f["severity"]) for f in report["findings"] if f["cny_at_stake"] > 0}
+    assert 'data-chart="bars" role="img"' in dom
+    assert dom.count('class="bar"') >= len(stakes)

@@ -8,9 +8,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from warehouse.html.audit import audit_html
 from warehouse.html.utilisation import utilisation_html
 
-__all__ = ["utilisation_html", "write_html", "write_utilisation_html"]
+__all__ = [
+    "audit_html",
+    "utilisation_html",
+    "write_audit_html",
+    "write_html",
+    "write_utilisation_html",
+]
 
 
 def write_html(text: str, path: Path) -> Path:
@@ -25,3 +32,7 @@ def write_html(text: str, path: Path) -> Path:
 
 def write_utilisation_html(rows: Sequence[dict[str, Any]], path: Path, title: str = "") -> Path:
     return write_html(utilisation_html(rows, title) if title else utilisation_html(rows), path)
+
+
+def write_audit_html(report: dict[str, Any], path: Path) -> Path:
+    return write_html(audit_html(report), path)

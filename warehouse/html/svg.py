@@ -92,6 +92,26 @@ def heatmap(
     return "".join(out)
 
 
+def _label_layout(xlabels: Sequence[str], pw: int) -> tuple[int, bool]:
+    """(every how many x labels to print, rotated?): up to 16 categories are all labelled,
+    rotated when they do not fit side by side; longer axes (dates) print every n-th."""
+    n = len(xlabels)
+    longest = max((len(x) for x in xlabels), default=1)
+    fits = max(1, pw // (6 * longest + 14))  # labels that fit side by side
+    if n <= fits:
+        return 1, False
+    if n <= 16:
+        return 1, True
+    return math.ceil(n / fits), False
+
+
+def _bottom(xlabels: Sequence[str], pw: int) -> int:
+    """Room under the plot for the x labels."""
+    if _label_layout(xlabels, pw)[1]:
+        return 24 + int(3.2 * max(len(x) for x in xlabels))
+    return 30
+
+
 def _axes(
     left: int, top: int, pw: int, ph: int, ymax: float, xlabels: Sequence[str], unit: str
 ) -> list[str]:
@@ -105,25 +125,36 @@ def _axes(
         )
     out.append(f'<text x="{left}" y="{top - 8}">{escape(unit)}</text>')
     n = len(xlabels)
-    longest = max((len(x) for x in xlabels), default=1)
-    fits = max(1, pw // (6 * longest + 14))  # labels that fit side by side
-    step = max(1, math.ceil(n / fits))
+    step, rotate = _label_layout(xlabels, pw)
     for i in range(0, n, step):
         x = left + (i + 0.5) * pw / n
         label = escape(xlabels[i])
-        out.append(f'<text x="{x:.1f}" y="{top + ph + 14}" text-anchor="middle">{label}</text>')
+        y = top + ph + 14
+        if rotate:
+            out.append(
+                f'<text x="{x:.1f}" y="{y}" text-anchor="end" '
+                f'transform="rotate(-30 {x:.1f} {y})">{label}</text>'
+            )
+        else:
+            out.append(f'<text x="{x:.1f}" y="{y}" text-anchor="middle">{label}</text>')
     out.append(
         f'<line x1="{left}" x2="{left + pw}" y1="{top + ph}" y2="{top + ph}" stroke="#888"/>'
     )
     return out
 
 
-def _legend(names: Sequence[str], x: int, y: int) -> list[str]:
+def _colour(name: str, i: int, colours: Mapping[str, str] | None) -> str:
+    return (colours or {}).get(name) or PALETTE[i % len(PALETTE)]
+
+
+def _legend(
+    names: Sequence[str], x: int, y: int, colours: Mapping[str, str] | None = None
+) -> list[str]:
     out = []
     for i, name in enumerate(names):
         yy = y + i * 16
         out.append(
-            f'<rect x="{x}" y="{yy}" width="12" height="12" fill="{PALETTE[i % len(PALETTE)]}"/>'
+            f'<rect x="{x}" y="{yy}" width="12" height="12" fill="{_colour(name, i, colours)}"/>'
             f'<text x="{x + 16}" y="{yy + 10}">{escape(name)}</text>'
         )
     return out
@@ -139,7 +170,9 @@ def line_chart(
 ) -> str:
     """One polyline per series over the x labels; a None breaks the line."""
     left, top, right = 60, 24, 170
-    pw, ph = width - left - right, height - top - 30
+    pw = width - left - right
+    height += _bottom(xlabels, pw) - 30
+    ph = height - top - _bottom(xlabels, pw)
     vals = [v for s in series.values() for v in s if v is not None]
     ymax = nice_max(max(vals, default=0.0))
     n = max(len(xlabels), 1)
@@ -181,10 +214,13 @@ def stacked_bars(
     unit: str,
     width: int = 760,
     height: int = 260,
+    colours: Mapping[str, str] | None = None,
 ) -> str:
     """One bar per x label, stacked by series (None and negatives count as 0)."""
     left, top, right = 60, 24, 170
-    pw, ph = width - left - right, height - top - 30
+    pw = width - left - right
+    height += _bottom(xlabels, pw) - 30
+    ph = height - top - _bottom(xlabels, pw)
     n = max(len(xlabels), 1)
     totals = [sum(max(0.0, s[j] or 0.0) for s in series.values()) for j in range(len(xlabels))]
     ymax = nice_max(max(totals, default=0.0))
@@ -205,10 +241,10 @@ def stacked_bars(
             hgt = ph * v / ymax
             out.append(
                 f'<rect class="bar" x="{x:.1f}" y="{y:.1f}" width="{bw:.1f}" height="{hgt:.1f}" '
-                f'fill="{PALETTE[i % len(PALETTE)]}"><title>{escape(name)} '
+                f'fill="{_colour(name, i, colours)}"><title>{escape(name)} '
                 f"{escape(xlabels[j])}: {_fmt(v)} {escape(unit)}</title></rect>"
             )
             base += v
-    out += _legend(list(series), left + pw + 14, top)
+    out += _legend(list(series), left + pw + 14, top, colours)
     out.append("</svg>")
     return "".join(out)
