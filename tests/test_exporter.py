@@ -201,3 +201,44 @@ def test_exporter_command_serves_and_stops_on_sigterm(lake: Path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(15) == 0, proc.stderr.read() if proc.stderr else ""
+
+
+def test_window_figures_agree_with_the_utilisation_report(lake: Path) -> None:
+    """A one-day window gives the GPU-hours of the day row of the utilisation report (the
+    report's hand-checked SQL over the full coverage views), duplicates included."""
+    from datetime import date
+
+    from pipeline.records import GPU_SAMPLE
+    from pipeline.write import write_records
+    from tests.ops_lake import sample
+    from warehouse import fleet
+    from warehouse.catalog import connect
+    from warehouse.reports import utilisation_report
+
+    mixed_lake(lake, NOW)
+    # the same samples again in a later file, one of them with a different util (a conflict)
+    again = [sample(NOW - i * MIN, "g1", 0.5 if i else 0.9) for i in range(10)]
+    write_records(lake, GPU_SAMPLE, again, "zz-again")
+    day_end = 1_780_012_800_000  # 2026-05-29T00:00Z
+    con = connect(lake, ":memory:")
+    try:
+        window = {(r.datacentre, r.cluster): r for r in fleet.fleet_window(con, day_end, 86400)}
+        rows = utilisation_report(
+            con,
+            period="day",
+            by="cluster",
+            date_from=date(2026, 5, 28),
+            date_to=date(2026, 5, 28),
+            tz="UTC",
+        )
+    finally:
+        con.close()
+    assert len(rows) == 2
+    for r in rows:
+        w = window[(r["datacentre"], r["cluster"])]
+        assert w.capacity_s / 3600 == pytest.approx(r["capacity_gpu_h"])
+        assert w.allocated_s / 3600 == pytest.approx(r["allocated_gpu_h"])
+        if r["busy_gpu_h"] is None:
+            assert w.busy_s is None
+        else:
+            assert w.busy_s / 3600 == pytest.approx(r["busy_gpu_h"])

@@ -9,7 +9,8 @@ Both surfaces ask the same questions of the warehouse, so both read them from he
   its capacity and its allocated GPUs; otherwise it is one row with ``scope`` ``""``. Summing
   the rows of a datacentre therefore never counts a GPU twice.
 - ``fleet_window``: capacity / allocated / busy GPU-seconds in ``[now - window, now)`` per
-  (datacentre, cluster), with DESIGN §4 coverage, clipping and source precedence.
+  (datacentre, cluster), with DESIGN §4 coverage, clipping and source precedence (occupancy
+  and samples read from ``MAX_INTERVAL_S`` before the window on).
 - ``telemetry_newest``: the newest record instant per (datacentre, cluster, kind).
 - ``lake_loads``: rows landed / rejected and the newest write per kind, from ``_loads``.
 
@@ -23,6 +24,11 @@ from dataclasses import dataclass
 import duckdb
 
 from warehouse.catalog import load_sql
+
+MAX_INTERVAL_S = 3600.0
+"""Longest sampling interval expected (DCGM 30 s-5 min, occupancy 1 min): the windowed query
+reads records from this long before the window on, so the scrape cost follows the window, not
+the size of the lake. A record with a longer interval that starts earlier is not counted."""
 
 
 @dataclass(frozen=True)
@@ -96,7 +102,8 @@ def fleet_now(
 
 
 def fleet_window(con: duckdb.DuckDBPyConnection, now_ms: int, window_s: float) -> list[FleetWindow]:
-    params = {"w0_ms": now_ms - int(window_s * 1000), "w1_ms": now_ms}
+    w0 = now_ms - int(window_s * 1000)
+    params = {"w0_ms": w0, "w1_ms": now_ms, "lo_ms": w0 - int(MAX_INTERVAL_S * 1000)}
     rows = con.execute(load_sql("ops_fleet_window"), params).fetchall()
     return [FleetWindow(*r) for r in rows]
 

@@ -1,10 +1,12 @@
--- ops_fleet_now: one row per (datacentre, cluster, scope) with capacity / allocated / busy GPUs at the instant $now_ms, from the newest record of each unit made in ($now_ms - $horizon_ms, $now_ms] (scope '' = whole cluster); inputs: occupancy_coverage, inventory, gpu_sample_coverage, allocations_current, allocation_hold_spans, cluster_sources; params: $now_ms, $horizon_ms
+-- ops_fleet_now: one row per (datacentre, cluster, scope) with capacity / allocated / busy GPUs at the instant $now_ms, from the newest record of each unit made in ($now_ms - $horizon_ms, $now_ms] (scope '' = whole cluster); inputs: raw_occupancy, raw_gpu_samples (read only in that span: the filter reaches the Parquet scan), inventory, allocations_current, allocation_hold_spans, cluster_sources; params: $now_ms, $horizon_ms
 WITH
 occ AS (
     SELECT datacentre, cluster, coalesce(scope, '') AS scope,
-        arg_max(gpus_total, s_ms) AS total, arg_max(gpus_allocated, s_ms) AS allocated
-    FROM occupancy_coverage
-    WHERE s_ms <= $now_ms AND s_ms > $now_ms - $horizon_ms
+        arg_max(gpus_total, (ts, _file, _row)) AS total,
+        arg_max(gpus_allocated, (ts, _file, _row)) AS allocated
+    FROM raw_occupancy
+    WHERE ts > make_timestamptz(($now_ms - $horizon_ms) * 1000)
+        AND ts <= make_timestamptz($now_ms * 1000)
     GROUP BY ALL
 ),
 inv AS (
@@ -21,10 +23,13 @@ inv AS (
 ),
 -- newest sample of each GPU, and whether an allocation holds the GPU, its job or pod now
 smp AS (
-    SELECT datacentre, cluster, gpu_uuid, arg_max(util, s_ms) AS util,
-        arg_max(job_id, s_ms) AS job_id, arg_max(pod, s_ms) AS pod
-    FROM gpu_sample_coverage
-    WHERE s_ms <= $now_ms AND s_ms > $now_ms - $horizon_ms
+    SELECT datacentre, cluster, gpu_uuid,
+        arg_max(util, (ts, _file, _row)) AS util,
+        arg_max(job_id, (ts, _file, _row)) AS job_id,
+        arg_max(pod, (ts, _file, _row)) AS pod
+    FROM raw_gpu_samples
+    WHERE ts > make_timestamptz(($now_ms - $horizon_ms) * 1000)
+        AND ts <= make_timestamptz($now_ms * 1000)
     GROUP BY ALL
 ),
 smp_held AS (
@@ -57,25 +62,29 @@ by_scope AS (
     JOIN cluster_sources AS s USING (datacentre, cluster)
     WHERE s.capacity_source = 'occupancy' AND s.allocated_source = 'occupancy'
 ),
+occ_c AS (
+    SELECT datacentre, cluster, sum(total) AS total, sum(allocated) AS allocated
+    FROM occ
+    GROUP BY ALL
+),
 whole AS (
     SELECT
         s.datacentre,
         s.cluster,
         '' AS scope,
         CASE s.capacity_source
-            WHEN 'occupancy' THEN (SELECT sum(total) FROM occ AS o
-                WHERE o.datacentre = s.datacentre AND o.cluster = s.cluster)
+            WHEN 'occupancy' THEN o.total
             WHEN 'inventory' THEN i.total
             WHEN 'gpu_samples' THEN c.gpus
         END AS capacity,
         CASE s.allocated_source
             WHEN 'allocation' THEN coalesce(a.allocated, 0)
-            WHEN 'occupancy' THEN (SELECT sum(allocated) FROM occ AS o
-                WHERE o.datacentre = s.datacentre AND o.cluster = s.cluster)
+            WHEN 'occupancy' THEN o.allocated
         END AS allocated,
         c.busy,
         CASE WHEN s.allocated_source = 'allocation' THEN c.busy_held END AS busy_allocated
     FROM cluster_sources AS s
+    LEFT JOIN occ_c AS o USING (datacentre, cluster)
     LEFT JOIN inv AS i USING (datacentre, cluster)
     LEFT JOIN smp_c AS c USING (datacentre, cluster)
     LEFT JOIN alc AS a USING (datacentre, cluster)

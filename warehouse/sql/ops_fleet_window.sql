@@ -1,10 +1,25 @@
--- ops_fleet_window: one row per (datacentre, cluster) with capacity / allocated / busy GPU-seconds in the window [$w0_ms, $w1_ms), coverage clipped to it, sources by DESIGN §4 precedence; inputs: occupancy_coverage, inventory_coverage, gpu_sample_coverage, allocation_spans, cluster_sources; params: $w0_ms, $w1_ms
+-- ops_fleet_window: one row per (datacentre, cluster) with capacity / allocated / busy GPU-seconds in the window [$w0_ms, $w1_ms), DESIGN §4 coverage (dedup: last copy of a ts; [ts, ts + min(interval, next ts - ts))) clipped to it, sources by precedence; occupancy and samples are read only from $lo_ms on (the filter reaches the Parquet scan; $lo_ms = $w0_ms minus the longest sampling interval expected); inputs: raw_occupancy, raw_gpu_samples, inventory_coverage, allocation_spans, cluster_sources; params: $w0_ms, $w1_ms, $lo_ms
 WITH
+occ_raw AS (
+    SELECT datacentre, cluster, scope, gpus_total, gpus_allocated, s_ms,
+        CAST(round(interval_s * 1000) AS BIGINT) AS iv_ms,
+        lead(s_ms) OVER (PARTITION BY datacentre, cluster, scope ORDER BY s_ms, _file, _row)
+            AS next_ms
+    FROM (
+        SELECT *, epoch_ms(ts) AS s_ms FROM raw_occupancy
+        WHERE ts >= make_timestamptz($lo_ms * 1000) AND ts < make_timestamptz($w1_ms * 1000)
+    )
+),
+occ_cov AS (
+    SELECT *, s_ms + least(iv_ms, coalesce(next_ms - s_ms, iv_ms)) AS e_ms
+    FROM occ_raw
+    WHERE next_ms IS DISTINCT FROM s_ms
+),
 occ AS (
     SELECT datacentre, cluster,
         sum(gpus_total * (least(e_ms, $w1_ms) - greatest(s_ms, $w0_ms))) / 1000.0 AS cap_s,
         sum(gpus_allocated * (least(e_ms, $w1_ms) - greatest(s_ms, $w0_ms))) / 1000.0 AS alloc_s
-    FROM occupancy_coverage
+    FROM occ_cov
     WHERE s_ms < $w1_ms AND e_ms > $w0_ms
     GROUP BY ALL
 ),
@@ -15,11 +30,26 @@ inv AS (
     WHERE s_ms < $w1_ms AND e_ms > $w0_ms
     GROUP BY ALL
 ),
+smp_raw AS (
+    SELECT datacentre, cluster, gpu_uuid, util, s_ms,
+        CAST(round(interval_s * 1000) AS BIGINT) AS iv_ms,
+        lead(s_ms) OVER (PARTITION BY datacentre, cluster, gpu_uuid ORDER BY s_ms, _file, _row)
+            AS next_ms
+    FROM (
+        SELECT *, epoch_ms(ts) AS s_ms FROM raw_gpu_samples
+        WHERE ts >= make_timestamptz($lo_ms * 1000) AND ts < make_timestamptz($w1_ms * 1000)
+    )
+),
+smp_cov AS (
+    SELECT *, s_ms + least(iv_ms, coalesce(next_ms - s_ms, iv_ms)) AS e_ms
+    FROM smp_raw
+    WHERE next_ms IS DISTINCT FROM s_ms
+),
 smp AS (
     SELECT datacentre, cluster,
         sum(least(e_ms, $w1_ms) - greatest(s_ms, $w0_ms)) / 1000.0 AS cov_s,
         sum(util * (least(e_ms, $w1_ms) - greatest(s_ms, $w0_ms))) / 1000.0 AS busy_s
-    FROM gpu_sample_coverage
+    FROM smp_cov
     WHERE s_ms < $w1_ms AND e_ms > $w0_ms
     GROUP BY ALL
 ),
