@@ -215,3 +215,77 @@ def test_cli_once_as_of_data_evaluates_at_the_newest_record(
     # at the wall clock the records are months old: stale, and out of the 'now' horizon
     assert pending() == ["GpuledgerStaleTelemetry"]
     assert capsys.readouterr().out == ""  # pending only: nothing delivered
+
+
+def test_webhook_payload_has_the_shape_real_alertmanager_sends(
+    lake: Path, tmp_path: Path, receiver: Receiver
+) -> None:
+    """Real Alertmanager (Debian package) posts an alert to the same loopback receiver; our
+    payload has the same fields, at the top level and per alert, with the same value types."""
+    import shutil
+    import subprocess
+    import time
+    import urllib.request
+
+    from tests.integration.conftest import free_port
+
+    binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+    if binary is None:
+        pytest.skip("alertmanager is not installed (run .ci/install-prometheus.sh)")
+    (tmp_path / "am.yml").write_text(
+        "route: {receiver: hook, group_wait: 0s, group_interval: 1s, group_by: [alertname]}\n"
+        f"receivers: [{{name: hook, webhook_configs: [{{url: '{receiver.url}'}}]}}]\n"
+    )
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={tmp_path / 'am.yml'}",
+            f"--storage.path={tmp_path / 'am-data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        alert = [
+            {
+                "labels": {"alertname": "GpuledgerIdleCapacity", "datacentre": "dc1"},
+                "annotations": {"summary": "idle"},
+            }
+        ]
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                req = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/api/v2/alerts",
+                    data=json.dumps(alert).encode(),
+                    headers={"Content-Type": "application/json"},
+                    method="POST",
+                )
+                urllib.request.urlopen(req, timeout=5).read()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        while not receiver.bodies and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        proc.terminate()
+        proc.wait(20)
+    assert receiver.bodies, "alertmanager sent nothing"
+    real = receiver.bodies[0]
+    receiver.bodies.clear()
+
+    idle_period_lake(lake)
+    argv = ["alerts", "--lake", str(lake), "--webhook", receiver.url]
+    assert main(argv + ["--replay-from", iso(T0), "--replay-to", iso(T0 + 45 * MIN)]) == 0
+    (ours,) = receiver.bodies  # the firing message
+    assert set(ours) == set(real)
+    assert set(ours["alerts"][0]) == set(real["alerts"][0])
+    for key, value in real.items():
+        assert type(ours[key]) is type(value), key
+    for key, value in real["alerts"][0].items():
+        assert type(ours["alerts"][0][key]) is type(value), key
