@@ -76,3 +76,15 @@ def test_rules_use_only_metrics_the_exporter_exposes(tmp_path: Path) -> None:
     used = set(re.findall(r"(?<![:\w])(gpuledger_\w+)", rules))
     assert used, "no gpuledger metric found in rules.yml"
     assert used <= served, sorted(used - served)
+
+
+def test_readme_documents_every_exported_metric(tmp_path: Path) -> None:
+    mixed_lake(tmp_path, 1_780_000_000_000)
+    registry, _ = build_registry(ExporterSettings(lake=tmp_path), clock=lambda: 1_780_000_000)
+    text = generate_latest(registry).decode()
+    served = set(re.findall(r"^# TYPE (\S+)", text, re.M))  # counters: with _total
+    served.add("gpuledger_consumer_lag_records")
+    served.discard("gpuledger_exporter_scrape_duration_seconds")  # the exporter's own timing
+    documented = set(re.findall(r"`(gpuledger_\w+)`", (PROM / "README.md").read_text()))
+    assert served <= documented, sorted(served - documented)
+    assert documented <= served, sorted(documented - served)
