@@ -58,14 +58,17 @@ def test_window_ratios_and_staleness(lake: Path) -> None:
     mixed_lake(lake, NOW)
     m = scrape(lake, NOW + 30_000)
     c1 = {"datacentre": "dc1", "cluster": "c1"}
-    # last 5 min: both scopes fully covered, (2 + 6) / 16 allocated
-    assert val(m, "gpuledger_allocation_ratio", window="5m", **c1) == pytest.approx(0.5)
-    k1 = {"datacentre": "dc2", "cluster": "k1"}
+    # last 5 min: both scopes fully covered, 2 / 8 and 6 / 8 allocated
+    assert val(m, "gpuledger_allocation_ratio", window="5m", scope="a", **c1) == 0.25
+    assert val(m, "gpuledger_allocation_ratio", window="1h", scope="b", **c1) == 0.75
+    k1 = {"datacentre": "dc2", "cluster": "k1", "scope": ""}
     assert val(m, "gpuledger_utilisation_ratio", window="5m", **k1) == pytest.approx(0.5)
     assert val(m, "gpuledger_allocation_ratio", window="5m", **k1) == pytest.approx(0.5)
     # 1 h window: only 10 minutes of samples, capacity is the covered GPU time -> still 0.5
     assert val(m, "gpuledger_utilisation_ratio", window="1h", **k1) == pytest.approx(0.5)
-    age = val(m, "gpuledger_telemetry_age_seconds", kind="gpu_sample", **k1)
+    age = val(
+        m, "gpuledger_telemetry_age_seconds", kind="gpu_sample", datacentre="dc2", cluster="k1"
+    )
     assert age == pytest.approx(30.0)
     assert val(
         m, "gpuledger_telemetry_newest_timestamp_seconds", kind="occupancy", **c1
@@ -222,20 +225,22 @@ def test_window_figures_agree_with_the_utilisation_report(lake: Path) -> None:
     day_end = 1_780_012_800_000  # 2026-05-29T00:00Z
     con = connect(lake, ":memory:")
     try:
-        window = {(r.datacentre, r.cluster): r for r in fleet.fleet_window(con, day_end, 86400)}
+        window = {
+            (r.datacentre, r.cluster, r.scope): r for r in fleet.fleet_window(con, day_end, 86400)
+        }
         rows = utilisation_report(
             con,
             period="day",
-            by="cluster",
+            by="scope",
             date_from=date(2026, 5, 28),
             date_to=date(2026, 5, 28),
             tz="UTC",
         )
     finally:
         con.close()
-    assert len(rows) == 2
+    assert len(rows) == 3  # dc1/c1 scopes a and b, dc2/k1
     for r in rows:
-        w = window[(r["datacentre"], r["cluster"])]
+        w = window[(r["datacentre"], r["cluster"], r["scope"] or "")]
         assert w.capacity_s / 3600 == pytest.approx(r["capacity_gpu_h"])
         assert w.allocated_s / 3600 == pytest.approx(r["allocated_gpu_h"])
         if r["busy_gpu_h"] is None:

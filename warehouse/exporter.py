@@ -10,7 +10,8 @@ Metrics (base units, ratios 0-1, ``_total`` counters; the fleet semantics are th
 
 - ``gpuledger_capacity_gpus``, ``gpuledger_allocated_gpus``, ``gpuledger_busy_gpus``,
   ``gpuledger_idle_gpus``, ``gpuledger_held_idle_gpus`` {datacentre, cluster, scope}: now.
-- ``gpuledger_allocation_ratio``, ``gpuledger_utilisation_ratio`` {datacentre, cluster, window}:
+- ``gpuledger_allocation_ratio``, ``gpuledger_utilisation_ratio`` {datacentre, cluster, scope,
+  window}:
   allocated / capacity and busy / capacity GPU-seconds over the last 5 minutes and 1 hour.
 - ``gpuledger_telemetry_newest_timestamp_seconds`` and ``gpuledger_telemetry_age_seconds``
   {datacentre, cluster, kind}: stale telemetry.
@@ -243,7 +244,7 @@ def _fleet_metrics(rows: list[fleet.FleetNow]) -> Iterator[Metric]:
 
 
 def _window_metrics(windows: list[tuple[str, list[fleet.FleetWindow]]]) -> Iterator[Metric]:
-    labels = ["datacentre", "cluster", "window"]
+    labels = ["datacentre", "cluster", "scope", "window"]
     rate = _g(
         "gpuledger_allocation_ratio",
         "Allocated / capacity GPU-seconds over the trailing window.",
@@ -257,9 +258,9 @@ def _window_metrics(windows: list[tuple[str, list[fleet.FleetWindow]]]) -> Itera
     for window, rows in windows:
         for r in rows:
             if r.allocation_rate is not None:
-                rate.add_metric([r.datacentre, r.cluster, window], r.allocation_rate)
+                rate.add_metric([r.datacentre, r.cluster, r.scope, window], r.allocation_rate)
             if r.utilisation is not None:
-                util.add_metric([r.datacentre, r.cluster, window], r.utilisation)
+                util.add_metric([r.datacentre, r.cluster, r.scope, window], r.utilisation)
     yield rate
     yield util
 

@@ -9,8 +9,8 @@ Both surfaces ask the same questions of the warehouse, so both read them from he
   its capacity and its allocated GPUs; otherwise it is one row with ``scope`` ``""``. Summing
   the rows of a datacentre therefore never counts a GPU twice.
 - ``fleet_window``: capacity / allocated / busy GPU-seconds in ``[now - window, now)`` per
-  (datacentre, cluster), with DESIGN §4 coverage, clipping and source precedence (occupancy
-  and samples read from ``MAX_INTERVAL_S`` before the window on).
+  (datacentre, cluster, scope) (scopes as in ``fleet_now``), with DESIGN §4 coverage, clipping
+  and source precedence (occupancy and samples read from ``MAX_INTERVAL_S`` before the window).
 - ``telemetry_newest``: the newest record instant per (datacentre, cluster, kind).
 - ``lake_loads``: rows landed / rejected and the newest write per kind, from ``_loads``.
 
@@ -60,6 +60,7 @@ class FleetNow:
 class FleetWindow:
     datacentre: str
     cluster: str
+    scope: str
     capacity_s: float | None
     allocated_s: float | None
     busy_s: float | None
