@@ -74,18 +74,29 @@ def cmd_alerts(a: argparse.Namespace) -> int:
     if a.kafka:
         kafka_sink = KafkaAlertSink(a.kafka, a.namespace)
         sinks.append(kafka_sink)
+
+    def undelivered() -> int:
+        left = sum(len(s.backlog) for s in sinks if isinstance(s, WebhookSink))
+        if left:
+            print(
+                f"gpuledger: error: {left} alert(s) not delivered to {a.webhook}", file=sys.stderr
+            )
+        return left
+
     try:
         if a.replay_from is not None:
             end = a.replay_to if a.replay_to is not None else a.replay_from
             for _, alerts in replay(a.lake, evaluator, a.replay_from, end, a.step):
                 deliver(sinks, alerts)
-            return 0
+            return 1 if undelivered() else 0
         if a.once:
             from warehouse.alert_runner import evaluate_once
 
             load_state(evaluator, a.state)
             now_ms = a.at if a.at is not None else int(datetime.now().timestamp() * 1000)
             deliver(sinks, evaluate_once(a.lake, evaluator, now_ms, a.as_of == "data"))
+            if undelivered():
+                return 1  # state not saved: the next run makes the same transitions again
             save_state(evaluator, a.state)
             return 0
         watch(

@@ -289,3 +289,21 @@ def test_webhook_payload_has_the_shape_real_alertmanager_sends(
         assert type(ours[key]) is type(value), key
     for key, value in real["alerts"][0].items():
         assert type(ours["alerts"][0][key]) is type(value), key
+
+
+def test_cron_run_with_the_receiver_down_resends_on_the_next_run(
+    lake: Path, tmp_path: Path, receiver: Receiver, capsys: pytest.CaptureFixture[str]
+) -> None:
+    idle_period_lake(lake)
+    state = tmp_path / "state.json"
+    argv = ["alerts", "--lake", str(lake), "--webhook", receiver.url, "--once"]
+    argv += ["--state", str(state)]
+    assert main(argv + ["--at", iso(T0 + 15 * MIN)]) == 0  # pending
+    receiver.fail = True
+    assert main(argv + ["--at", iso(T0 + 45 * MIN)]) == 1  # fires, receiver down
+    assert "not delivered" in capsys.readouterr().err
+    receiver.fail = False
+    assert main(argv + ["--at", iso(T0 + 46 * MIN)]) == 0  # fires again, delivered
+    assert main(argv + ["--at", iso(T0 + 47 * MIN)]) == 0  # still firing: nothing new
+    assert [b["status"] for b in receiver.bodies] == ["firing"]
+    assert receiver.bodies[0]["alerts"][0]["startsAt"] == iso(T0 + 15 * MIN)
