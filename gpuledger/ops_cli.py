@@ -40,6 +40,17 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def write_page(text: str, output: Path | None) -> None:
+    """An HTML report (``warehouse.html``) to ``output`` (atomically) or, without it, stdout;
+    for ``report utilisation --format html`` and ``audit --format html``."""
+    if output is None:
+        sys.stdout.write(text)
+        return
+    from warehouse.html import write_html
+
+    print(f"wrote {write_html(text, output)}", file=sys.stderr)
+
+
 def cmd_exporter(a: argparse.Namespace) -> int:
     from warehouse.exporter import ExporterSettings, parse_listen, serve
 

@@ -154,3 +154,14 @@ def test_audit_report_renders_findings_and_flows(tmp_path: Path) -> None:
     stakes = {(f["finding"], f["severity"]) for f in report["findings"] if f["cny_at_stake"] > 0}
     assert 'data-chart="bars" role="img"' in dom
     assert dom.count('class="bar"') >= len(stakes)
+
+
+def test_write_page_to_file_or_stdout(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from gpuledger.ops_cli import write_page
+
+    page = utilisation_html([])
+    write_page(page, tmp_path / "out" / "u.html")
+    assert (tmp_path / "out" / "u.html").read_text() == page
+    assert "wrote" in capsys.readouterr().err
+    write_page(page, None)
+    assert capsys.readouterr().out == page
