@@ -101,6 +101,12 @@ def cmd_audit(a: argparse.Namespace) -> int:
     report = audit(
         con, month=a.month, programme=a.programme, tz=a.tz, thresholds=load_thresholds(a.thresholds)
     )
+    if a.format == "html":
+        from gpuledger.ops_cli import write_page
+        from warehouse.html import audit_html
+
+        write_page(audit_html(report), a.output)
+        return 0
     sys.stdout.write(format_audit(report, a.format))
     return 0
 
@@ -182,7 +188,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--month", required=True, metavar="YYYY-MM", help="local month of the claims")
     p.add_argument("--programme", metavar="ID", help="one programme (default: all)")
     p.add_argument("--tz", default="Asia/Shanghai", help="data-centre time zone")
-    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.add_argument("--format", choices=["table", "csv", "json", "html"], default="table")
+    p.add_argument(
+        "--output",
+        type=Path,
+        metavar="FILE",
+        help="with --format html: write the page here (default stdout)",
+    )
     p.add_argument(
         "--thresholds", type=Path, help="thresholds TOML (default deploy/audit/thresholds.toml)"
     )

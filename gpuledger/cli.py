@@ -12,7 +12,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from gpuledger import audit_cli
+from gpuledger import audit_cli, ops_cli
 from gpuledger.sources import add_sources
 from pipeline.records import KINDS
 
@@ -184,6 +184,11 @@ def cmd_report_utilisation(a: argparse.Namespace) -> int:
     rows = utilisation_report(
         con, period=a.period, by=a.by, date_from=a.date_from, date_to=a.date_to, tz=a.tz
     )
+    if a.format == "html":
+        from warehouse.html import utilisation_html
+
+        ops_cli.write_page(utilisation_html(rows), a.output)
+        return 0
     sys.stdout.write(render(rows, a.format))
     return 0
 
@@ -286,10 +291,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--tz", default="Asia/Shanghai", help="data-centre time zone (default Asia/Shanghai)"
     )
-    r.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    r.add_argument("--format", choices=["table", "csv", "json", "html"], default="table")
+    r.add_argument(
+        "--output",
+        type=Path,
+        metavar="FILE",
+        help="with --format html: write the page here (default stdout)",
+    )
     r.set_defaults(func=cmd_report_utilisation)
 
     audit_cli.add_commands(sub)
+    ops_cli.add_commands(sub)
 
     p = sub.add_parser(
         "demo", help="the main job: a real trace through Kafka into the lake and out as reports"
