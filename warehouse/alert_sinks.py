@@ -14,6 +14,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TextIO
 
+from pipeline.topics import create_topics
 from warehouse.alerts import Alert
 
 log = logging.getLogger(__name__)
@@ -90,22 +91,6 @@ class WebhookSink:
             self.backlog = [a for a in self.backlog if a.labels["alertname"] != name]
 
 
-def ensure_alerts_topic(bootstrap: str, topic: str, partitions: int = 1) -> None:
-    """Create the alerts topic if missing (brokers here run without topic auto-creation)."""
-    import contextlib
-
-    from kafka.admin import KafkaAdminClient, NewTopic
-    from kafka.errors import TopicAlreadyExistsError
-
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        if topic not in set(admin.list_topics()):
-            with contextlib.suppress(TopicAlreadyExistsError):
-                admin.create_topics([NewTopic(topic, partitions, 1)])
-    finally:
-        admin.close()
-
-
 class KafkaAlertSink:
     """Publishes each notification to ``[<namespace>.]alerts.v1`` (one partition: in order),
     keyed by the alert's fingerprint, value = the alert's JSON."""
@@ -114,7 +99,7 @@ class KafkaAlertSink:
         from kafka import KafkaProducer
 
         self.topic = f"{namespace}.{ALERTS_TOPIC}" if namespace else ALERTS_TOPIC
-        ensure_alerts_topic(bootstrap, self.topic)
+        create_topics(bootstrap, {self.topic: 1})  # one partition: alerts stay in order
         self.producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", retries=5)
 
     def deliver(self, alerts: Sequence[Alert]) -> None:
