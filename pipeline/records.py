@@ -326,6 +326,14 @@ def coerce_value(f: Field, value: Any) -> Any:
 
 def coerce(k: Kind, raw: Mapping[str, Any]) -> Record:
     """Validate one mapping against the contract; return the canonical record."""
+    out = coerce_fields(k, raw)
+    _check_relations(k, out)
+    return out
+
+
+def coerce_fields(k: Kind, raw: Mapping[str, Any]) -> Record:
+    """Field-by-field validation of one mapping (types, ranges, required, unknown fields),
+    without the checks between fields; shared by every table defined like ``Kind``."""
     if not isinstance(raw, Mapping):
         raise RecordError(
             f"a {k.name} record must be an object, got {type(raw).__name__}", "bad_type"
@@ -344,7 +352,6 @@ def coerce(k: Kind, raw: Mapping[str, Any]) -> Record:
             out[f.name] = None
             continue
         out[f.name] = coerce_value(f, value)
-    _check_relations(k, out)
     return out
 
 

@@ -28,12 +28,12 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import duckdb
 
 from warehouse.attribution import attribute
 from warehouse.catalog import load_sql
+from warehouse.reports import check_tz
 
 FINDINGS = (
     "OVER_CLAIM",
@@ -100,12 +100,7 @@ def load_thresholds(path: Path | None = None) -> Thresholds:
 
 
 def _check_month(month: str, tz: str) -> None:
-    try:
-        ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(
-            f"unknown time zone {tz!r} (use an IANA name like Asia/Shanghai)"
-        ) from None
+    check_tz(tz)
     parts = month.split("-")
     if len(parts) != 2 or len(parts[0]) != 4 or not all(p.isdigit() for p in parts):
         raise ValueError(f"month must be YYYY-MM, not {month!r}")

@@ -75,6 +75,16 @@ _LABEL = {"day": "%Y-%m-%d", "month": "%Y-%m"}
 _BY = ("datacentre", "cluster", "scope")
 
 
+def check_tz(tz: str) -> None:
+    """Raise ValueError with advice unless ``tz`` is an IANA time zone."""
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {tz!r} (use an IANA name like Asia/Shanghai)"
+        ) from None
+
+
 def utilisation_report(
     con: duckdb.DuckDBPyConnection,
     *,
@@ -93,12 +103,7 @@ def utilisation_report(
         raise ValueError(f"period must be one of {', '.join(_LABEL)}, not {period!r}")
     if by not in _BY:
         raise ValueError(f"by must be one of {', '.join(_BY)}, not {by!r}")
-    try:
-        ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(
-            f"unknown time zone {tz!r} (use an IANA name like Asia/Shanghai)"
-        ) from None
+    check_tz(tz)
     if date_from is not None and date_to is not None and date_from > date_to:
         raise ValueError(f"date_from {date_from} is after date_to {date_to}")
     params = {

@@ -40,7 +40,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from collectors.records_file import READERS
-from pipeline.records import Field, FieldType, Kind, Record, RecordError, coerce_value
+from pipeline.records import (
+    Field,
+    FieldType,
+    Kind,
+    Record,
+    RecordError,
+    coerce_fields,
+)
 from pipeline.write import write_parquet_atomic
 from warehouse.catalog import ident, sql_literal
 
@@ -187,18 +194,7 @@ def _read(k: Kind, path: Path, problems: list[str]) -> list[_Row]:
 
 def coerce_entity(k: Kind, raw: Mapping[str, Any]) -> Record:
     """One mapping as a canonical voucher-entity record (the contract's per-field coercion)."""
-    unknown = set(raw) - set(k.names)
-    if unknown:
-        raise RecordError(f"unknown field(s) for {k.name}: {', '.join(sorted(unknown))}")
-    out: Record = {}
-    for f in k.fields:
-        value = raw.get(f.name)
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            if not f.nullable:
-                raise RecordError(f"{k.name}.{f.name} is required", "missing_field")
-            out[f.name] = None
-            continue
-        out[f.name] = coerce_value(f, value)
+    out = coerce_fields(k, raw)
     _check_relations(k, out)
     return out
 
