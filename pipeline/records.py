@@ -50,6 +50,10 @@ _DUCKDB: dict[FieldType, str] = {
 }
 
 
+class _Never:
+    """A type no decoded value has: fields of this kind always take the general path."""
+
+
 class RecordError(ValueError):
     """A terminal problem with one record: it goes to the dead-letter path, never retried."""
 
@@ -93,6 +97,25 @@ class Kind:
     @functools.cached_property
     def name_set(self) -> frozenset[str]:
         return frozenset(self.names)
+
+    @functools.cached_property
+    def plan(self) -> tuple[tuple[str, type, Any, Any, Field], ...]:
+        """Per field: name, the exact Python type taken as is, and its bounds (None = text,
+        taken as is when non-empty); used by ``coerce_fields``' fast path."""
+        inf = float("inf")
+        plan: list[tuple[str, type, Any, Any, Field]] = []
+        for f in self.fields:
+            if f.type is FieldType.STRING_LIST:
+                plan.append((f.name, _Never, None, None, f))
+            elif f.type is FieldType.STRING:
+                plan.append((f.name, str, None, None, f))
+            else:
+                lo = -inf if f.min is None else f.min
+                hi = inf if f.max is None else f.max
+                # Finite floats only: inf fails the bounds below, NaN fails every comparison.
+                exact = float if f.type is FieldType.FLOAT else int
+                plan.append((f.name, exact, max(lo, -1.7e308), min(hi, 1.7e308), f))
+        return tuple(plan)
 
     def field(self, name: str) -> Field:
         for f in self.fields:
@@ -344,8 +367,13 @@ def coerce_fields(k: Kind, raw: Mapping[str, Any]) -> Record:
             f"unknown field(s) for {k.name}: {', '.join(sorted(unknown))}", "unknown_field"
         )
     out: Record = {}
-    for f in k.fields:
-        value = raw.get(f.name)
+    get = raw.get
+    for name, exact, lo, hi, f in k.plan:
+        value: Any = get(name)
+        # Fast path: the exact type the wire format carries, in range (same result as below).
+        if type(value) is exact and (lo <= value <= hi if lo is not None else value):
+            out[name] = value
+            continue
         if value is None or (isinstance(value, float) and math.isnan(value) and f.nullable):
             if not f.nullable:
                 raise RecordError(f"{k.name}.{f.name} is required", "missing_field")

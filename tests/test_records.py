@@ -16,6 +16,8 @@ from pipeline.records import (
     OCCUPANCY,
     RecordError,
     coerce,
+    coerce_fields,
+    coerce_value,
     parse_ts,
 )
 from pipeline.wire import decode, encode
@@ -134,3 +136,47 @@ def test_bad_envelopes_are_terminal_errors() -> None:
         with pytest.raises(RecordError) as info:
             decode(value)
         assert info.value.error_class == cls
+
+
+@pytest.mark.parametrize("name", sorted(KINDS))
+def test_fast_path_agrees_with_the_general_checks(name: str) -> None:
+    """coerce_fields' exact-type fast path gives the same answer as coerce_value for any value."""
+    k = KINDS[name]
+    base = coerce(k, EXAMPLES[name])
+    probes = [
+        0,
+        1,
+        -1,
+        0.0,
+        0.5,
+        1.0,
+        1.5,
+        -0.5,
+        1e-9,
+        2**62,
+        float("nan"),
+        float("inf"),
+        "",
+        "x",
+        "12",
+        True,
+        None,
+        ["a"],
+    ]
+    for f in k.fields:
+        for value in probes:
+            try:
+                expected = (
+                    None
+                    if value is None or (isinstance(value, float) and value != value and f.nullable)
+                    else coerce_value(f, value)
+                )
+                if expected is None and not f.nullable:
+                    raise RecordError("required", "missing_field")
+            except RecordError as err:
+                with pytest.raises(RecordError) as info:
+                    coerce_fields(k, dict(base, **{f.name: value}))
+                assert info.value.error_class == err.error_class, (f.name, value)
+                continue
+            got = coerce_fields(k, dict(base, **{f.name: value}))[f.name]
+            assert got == expected and type(got) is type(expected), (f.name, value)
