@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,22 @@ REPO = Path(__file__).resolve().parents[1]
 
 def shared_data() -> Path:
     return Path(os.environ.get("GPULEDGER_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+class CannedRun:
+    """A ``run=`` seam for collectors that run a command: records each argv and answers
+    canned output (or raises a canned exception), in order."""
+
+    def __init__(self, answers: list[str | Exception]) -> None:
+        self.answers = answers
+        self.calls: list[list[str]] = []
+
+    def __call__(self, argv: Sequence[str]) -> str:
+        self.calls.append(list(argv))
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
 
 
 def source_args(argv: list[str]) -> argparse.Namespace:

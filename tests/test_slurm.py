@@ -27,7 +27,7 @@ from collectors.slurm import (
     tres_gpu_count,
 )
 from pipeline.records import ALLOCATION, Kind, Record, coerce, parse_ts
-from tests.conftest import shared_data
+from tests.conftest import CannedRun, shared_data
 
 FIXTURES = Path(__file__).parent / "fixtures" / "slurm"
 QUIRKS = FIXTURES / "sacct-quirks.txt"
@@ -258,21 +258,6 @@ def test_durations() -> None:
 # ---------------------------------------------------------------- the collector
 
 
-class FakeSacct:
-    """The ``run=`` seam: records each argv and answers canned text (or fails)."""
-
-    def __init__(self, answers: list[str | Exception]) -> None:
-        self.answers = answers
-        self.calls: list[list[str]] = []
-
-    def __call__(self, argv: Sequence[str]) -> str:
-        self.calls.append(list(argv))
-        answer = self.answers.pop(0)
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
-
-
 def _arg(argv: list[str], flag: str) -> str:
     return argv[argv.index(flag) + 1]
 
@@ -280,7 +265,7 @@ def _arg(argv: list[str], flag: str) -> str:
 def test_incremental_windows_remember_the_last_end(tmp_path: Path) -> None:
     state = tmp_path / "sacct.state.json"
     now = [datetime(2026, 7, 2, 0, 0, tzinfo=UTC).timestamp()]
-    fake = FakeSacct([QUIRKS.read_text(), ""])
+    fake = CannedRun([QUIRKS.read_text(), ""])
     c = SacctCollector(
         datacentre="dc1",
         cluster="c1",
@@ -315,7 +300,7 @@ def test_incremental_windows_remember_the_last_end(tmp_path: Path) -> None:
 
 def test_a_failed_pass_does_not_advance_the_window(tmp_path: Path) -> None:
     state = tmp_path / "state.json"
-    fake = FakeSacct([SourceError("sacct: exit status 1: slurmdbd unreachable")])
+    fake = CannedRun([SourceError("sacct: exit status 1: slurmdbd unreachable")])
     c = SacctCollector(datacentre="dc1", state_file=state, run=fake, clock=lambda: 1.8e9)
     with pytest.raises(SourceError, match="slurmdbd unreachable"):
         list(c.collect())
@@ -342,7 +327,7 @@ def test_down_or_garbage_source_is_counted_and_the_loop_goes_on() -> None:
         "<html>502 Bad Gateway</html>\n",
         QUIRKS.read_text(),
     ]
-    fake = FakeSacct(answers)
+    fake = CannedRun(answers)
     stop = threading.Event()
     sink = ListSink()
     c = SacctCollector(datacentre="dc1", run=fake, clock=lambda: 1.8e9)

@@ -3,7 +3,6 @@ lake gives a utilisation report whose GPU-hours are worked out by hand below."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from collectors.slurm_nodes import (
 )
 from pipeline.backfill import LakeSink
 from pipeline.records import INVENTORY, OCCUPANCY, coerce, parse_ts
-from tests.conftest import source_args
+from tests.conftest import CannedRun, source_args
 from warehouse.catalog import connect
 from warehouse.reports import utilisation_report
 
@@ -108,21 +107,8 @@ def test_by_partition_counts_each_node_once() -> None:
     ]
 
 
-class FakeScontrol:
-    def __init__(self, answers: list[str | Exception]) -> None:
-        self.answers = answers
-        self.calls: list[list[str]] = []
-
-    def __call__(self, argv: Sequence[str]) -> str:
-        self.calls.append(list(argv))
-        answer = self.answers.pop(0)
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
-
-
 def test_live_scrape_runs_scontrol_and_stamps_the_clock() -> None:
-    fake = FakeScontrol([ONELINE.read_text()])
+    fake = CannedRun([ONELINE.read_text()])
     c = SlurmNodesCollector(datacentre="dc1", cluster="c1", run=fake, clock=lambda: 1.8e9)
     out = list(c.collect())
     assert fake.calls == [list(SCONTROL_COMMAND)]
@@ -130,7 +116,7 @@ def test_live_scrape_runs_scontrol_and_stamps_the_clock() -> None:
 
 
 def test_down_and_garbage_sources_raise_source_errors() -> None:
-    fake = FakeScontrol(
+    fake = CannedRun(
         [SourceError("scontrol: exit status 1: Unable to contact slurm controller"), "garbage\n"]
     )
     c = SlurmNodesCollector(datacentre="dc1", cluster="c1", run=fake)
@@ -204,8 +190,8 @@ def test_cli_live_slurm_loops_and_one_failing_part_keeps_the_other() -> None:
     built = a.build(a)
     assert built.repeat_every_s == 120.0
     nodes, sacct = built.collector.parts
-    nodes._run = FakeScontrol([ONELINE.read_text()])
-    sacct._run = FakeScontrol([SourceError("sacct: not found on this host")])
+    nodes._run = CannedRun([ONELINE.read_text()])
+    sacct._run = CannedRun([SourceError("sacct: not found on this host")])
     got: list[str] = []
     with pytest.raises(SourceError, match="sacct: not found"):
         for k, _ in built.collector.collect():
