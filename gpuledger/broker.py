@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import fcntl
-import hashlib
 import logging
 import os
 import re
@@ -37,16 +35,16 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gpuledger import kafka_jars
+from gpuledger.kafka_jars import deploy_dir, file_lock, tail_text
+
 log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
-JAR_MARKER = ".gpuledger-complete"
-MVN_DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
 # Kafka's own G1 settings (bin/kafka-run-class.sh KAFKA_JVM_PERFORMANCE_OPTS).
 JVM_PERFORMANCE_OPTS = (
     "-server",
@@ -147,108 +145,9 @@ class _Paths:
         return self.root / ".broker.lock"
 
 
-# --------------------------------------------------------------------------------------------
-# Jars
-
-
-def deploy_dir() -> Path:
-    """The folder with pom.xml, server.properties and log4j2.properties.
-
-    ``$GPULEDGER_KAFKA_DEPLOY`` overrides the default ``<repo>/deploy/kafka``.
-    """
-    override = os.environ.get("GPULEDGER_KAFKA_DEPLOY")
-    if override:
-        return Path(override).expanduser().resolve()
-    return Path(__file__).resolve().parent.parent / "deploy" / "kafka"
-
-
-def kafka_version() -> str:
-    """The Kafka version pinned in deploy/kafka/pom.xml (``<kafka.version>``)."""
-    pom = deploy_dir() / "pom.xml"
-    try:
-        text = pom.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise BrokerError(f"cannot read {pom}: {exc}") from exc
-    match = re.search(r"<kafka\.version>\s*([^<\s]+)\s*</kafka\.version>", text)
-    if match is None:
-        raise BrokerError(f"{pom} has no <kafka.version> property")
-    return match.group(1)
-
-
 def ensure_jars(settings: BrokerSettings) -> Path:
-    """Fetch the broker jars into ``<cache_dir>/kafka-<version>/libs`` (once) and return it.
-
-    A marker file (holding the pom's sha256) is written only after a complete copy, so a broken
-    or partial download, or a changed pom, is fetched again. Needs ``mvn`` on PATH the first time.
-    """
-    pom = deploy_dir() / "pom.xml"
-    version = kafka_version()
-    pom_hash = hashlib.sha256(pom.read_bytes()).hexdigest()
-    root = settings.cache_dir.expanduser() / f"kafka-{version}"
-    libs = root / "libs"
-    root.mkdir(parents=True, exist_ok=True)
-    with _flock(root / ".lock"):
-        if _jars_complete(libs, pom_hash):
-            return libs
-        mvn = shutil.which("mvn")
-        if mvn is None:
-            raise BrokerError(
-                "Maven ('mvn') is not on PATH; it is needed once to fetch the Kafka "
-                f"{version} jars from Maven Central into {libs}. Install it (e.g. "
-                "'apt-get install maven') or copy an existing libs folder there together "
-                f"with a {JAR_MARKER} file."
-            )
-        partial = root / "libs.partial"
-        shutil.rmtree(partial, ignore_errors=True)
-        shutil.rmtree(libs, ignore_errors=True)
-        cmd = [
-            mvn,
-            "-B",
-            "-q",
-            "-f",
-            str(pom),
-            f"{MVN_DEPENDENCY_PLUGIN}:copy-dependencies",
-            "-DincludeScope=runtime",
-            f"-DoutputDirectory={partial}",
-        ]
-        log.info("fetching Kafka %s jars from Maven Central into %s", version, libs)
-        started = time.monotonic()
-        try:
-            proc = subprocess.run(
-                cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=1800
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise BrokerError(
-                f"Maven did not finish fetching the Kafka jars in {exc.timeout}s"
-            ) from exc
-        if proc.returncode != 0:
-            output = _tail_text((proc.stdout or "") + (proc.stderr or ""), 40)
-            raise BrokerError(
-                f"fetching the Kafka {version} jars failed (mvn exit {proc.returncode}).\n"
-                f"command: {' '.join(cmd)}\n{output}\n"
-                "Check that Maven Central is reachable (proxy settings in ~/.m2/settings.xml) "
-                f"and that version {version} exists."
-            )
-        missing = [
-            name
-            for name in (f"kafka_2.13-{version}.jar", "log4j-slf4j-impl-")
-            if not any(p.name.startswith(name) for p in partial.glob("*.jar"))
-        ]
-        if missing:
-            raise BrokerError(f"Maven finished but {partial} lacks {missing}; see {pom}")
-        (partial / JAR_MARKER).write_text(pom_hash + "\n", encoding="utf-8")
-        partial.rename(libs)
-        log.info(
-            "fetched %d jars in %.1fs", len(list(libs.glob("*.jar"))), time.monotonic() - started
-        )
-        return libs
-
-
-def _jars_complete(libs: Path, pom_hash: str) -> bool:
-    try:
-        return (libs / JAR_MARKER).read_text(encoding="utf-8").strip() == pom_hash
-    except OSError:
-        return False
+    """The broker's jar folder in ``settings.cache_dir`` (fetched once; see kafka_jars)."""
+    return kafka_jars.ensure_jars(settings.cache_dir)
 
 
 # --------------------------------------------------------------------------------------------
@@ -266,7 +165,7 @@ def start(settings: BrokerSettings, timeout_s: float = 90) -> str:
     paths = _Paths.of(settings)
     paths.root.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + timeout_s
-    with _flock(paths.lock):
+    with file_lock(paths.lock):
         pid = _running_pid(paths)
         if pid is not None:
             bootstrap = _configured_bootstrap(paths) or settings.bootstrap
@@ -499,11 +398,7 @@ def _broker_log_tail(paths: _Paths, lines: int) -> str:
     banner = text.rfind(_START_BANNER)
     if banner >= 0:
         text = text[banner:]
-    return _tail_text(text, lines)
-
-
-def _tail_text(text: str, lines: int) -> str:
-    return "\n".join(text.rstrip().splitlines()[-lines:])
+    return tail_text(text, lines)
 
 
 def _find_java() -> str:
@@ -585,7 +480,7 @@ def _format_storage(java: str, classpath: str, paths: _Paths) -> None:
     except subprocess.TimeoutExpired as exc:
         raise BrokerError(f"formatting {paths.log_dirs} did not finish in 120s") from exc
     if proc.returncode != 0:
-        output = _tail_text(proc.stdout + proc.stderr, 30)
+        output = tail_text(proc.stdout + proc.stderr, 30)
         raise BrokerError(
             f"formatting the Kafka storage {paths.log_dirs} failed (exit {proc.returncode}):\n"
             f"{output}\nIf this data dir is from an older or broken setup, delete {paths.root}."
@@ -687,14 +582,3 @@ def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
-
-
-@contextlib.contextmanager
-def _flock(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock (concurrent start()s / jar fetches of the same folder)."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
