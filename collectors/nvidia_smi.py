@@ -19,15 +19,15 @@ import csv
 import io
 import logging
 import socket
-import subprocess
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from collectors.base import Emitted
+from collectors.command import Runner, run_command
 from collectors.errors import SourceError
 from pipeline.records import GPU_SAMPLE, Record
 
@@ -43,8 +43,6 @@ MIB = 2**20
 COMMAND_TIMEOUT_S = 30.0
 _TIME_FORMATS = ("%Y/%m/%d %H:%M:%S.%f", "%Y/%m/%d %H:%M:%S", "%a %b %d %H:%M:%S %Y")
 
-Runner = Callable[[Sequence[str]], str]
-
 
 def smi_command(fields: Sequence[str] = QUERY_FIELDS) -> list[str]:
     return ["nvidia-smi", f"--query-gpu={','.join(fields)}", "--format=csv,noheader,nounits"]
@@ -52,20 +50,7 @@ def smi_command(fields: Sequence[str] = QUERY_FIELDS) -> list[str]:
 
 def run_smi(argv: Sequence[str], timeout_s: float = COMMAND_TIMEOUT_S) -> str:
     """Run nvidia-smi; a missing binary, a driver error or a timeout raises ``SourceError``."""
-    try:
-        done = subprocess.run(
-            list(argv), capture_output=True, text=True, timeout=timeout_s, check=False
-        )
-    except FileNotFoundError as exc:
-        raise SourceError(f"nvidia-smi: not found on this host (no NVIDIA driver?): {exc}") from exc
-    except subprocess.TimeoutExpired as exc:
-        raise SourceError(f"nvidia-smi: no answer within {timeout_s:g} s") from exc
-    except OSError as exc:
-        raise SourceError(f"nvidia-smi: {type(exc).__name__}: {exc}") from exc
-    if done.returncode != 0:
-        message = (done.stdout + done.stderr).strip()[:300]
-        raise SourceError(f"nvidia-smi: exit status {done.returncode}: {message}")
-    return done.stdout
+    return run_command(argv, timeout_s=timeout_s, hint=" (no NVIDIA driver?)")
 
 
 def _is_placeholder(value: str) -> bool:

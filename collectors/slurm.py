@@ -37,7 +37,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -46,7 +45,9 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from collectors import command
 from collectors.base import Emitted
+from collectors.command import Runner
 from collectors.errors import SourceError
 from collectors.hostlist import HostlistError, expand, split_top_level
 from pipeline.records import ALLOCATION, Record
@@ -325,8 +326,6 @@ def allocations(
 
 # ------------------------------------------------------------------------------ running sacct
 
-Runner = Callable[[Sequence[str]], str]
-
 
 def run_command(argv: Sequence[str], timeout_s: float = SACCT_TIMEOUT_S) -> str:
     """Run a Slurm client command with ``TZ=UTC`` and ISO times; failures raise ``SourceError``.
@@ -335,21 +334,7 @@ def run_command(argv: Sequence[str], timeout_s: float = SACCT_TIMEOUT_S) -> str:
     print times the parser cannot read.
     """
     env = {**os.environ, "TZ": "UTC", "SLURM_TIME_FORMAT": "standard"}
-    try:
-        done = subprocess.run(
-            list(argv), env=env, capture_output=True, text=True, timeout=timeout_s, check=False
-        )
-    except FileNotFoundError as exc:
-        raise SourceError(f"{argv[0]}: not found on this host ({exc})") from exc
-    except subprocess.TimeoutExpired as exc:
-        raise SourceError(f"{argv[0]}: no answer within {timeout_s:g} s") from exc
-    except OSError as exc:
-        raise SourceError(f"{argv[0]}: {type(exc).__name__}: {exc}") from exc
-    if done.returncode != 0:
-        raise SourceError(
-            f"{' '.join(argv[:2])}: exit status {done.returncode}: {done.stderr.strip()[:300]}"
-        )
-    return done.stdout
+    return command.run_command(argv, timeout_s=timeout_s, env=env)
 
 
 def sacct_command(start: datetime, end: datetime, clusters: str | None = None) -> list[str]:
