@@ -32,9 +32,9 @@ from datetime import datetime
 from pathlib import Path
 
 from collectors.base import Emitted
+from collectors.command import Runner
 from collectors.errors import SourceError
 from collectors.slurm import (
-    Runner,
     SacctCollector,
     SacctLineError,
     gres_gpus,
