@@ -12,7 +12,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from gpuledger import audit_cli, ops_cli
+from gpuledger import audit_cli, lake_cli, ops_cli
 from gpuledger.sources import add_sources
 from pipeline.records import KINDS
 
@@ -107,7 +107,9 @@ def cmd_backfill(a: argparse.Namespace) -> int:
     st = sink.stats
     written = ", ".join(f"{k} {v:,}" for k, v in sorted(st.written.items())) or "nothing"
     print(
-        f"\nload {load_id}: wrote {written} into {a.lake} ({st.files} files); "
+        f"\nload {load_id}: wrote {written} into {a.lake} ({st.commits} commits: "
+        + ", ".join(f"{t} v{v}" for t, v in sorted(st.versions.items()))
+        + "); "
         f"rejected {sum(st.rejected.values()):,}; duplicates {st.duplicates:,}; "
         f"conflicts {st.conflicts:,}"
     )
@@ -130,6 +132,7 @@ def cmd_ingest(a: argparse.Namespace) -> int:
         until_idle_s=a.until_idle,
         max_batch_records=a.max_batch_records,
         max_batch_seconds=a.max_batch_seconds,
+        session_timeout_s=a.session_timeout,
     )
     registry = None
     if a.metrics_listen:
@@ -142,8 +145,7 @@ def cmd_ingest(a: argparse.Namespace) -> int:
 
     def show(s: Any) -> None:
         print(
-            f"\ringest: landed {s.landed:,}, rejected {s.rejected:,}, files {s.files:,}, "
-            f"commits {s.commits:,}   ",
+            f"\ringest: landed {s.landed:,}, rejected {s.rejected:,}, commits {s.commits:,}   ",
             end="",
             file=sys.stderr,
             flush=True,
@@ -151,10 +153,12 @@ def cmd_ingest(a: argparse.Namespace) -> int:
 
     s = ingestor.run(stop=_stop_on_signals(), progress=show)
     print(
-        f"\nlanded {s.landed:,} records in {a.lake} ({s.files:,} files, {s.commits:,} commits); "
+        f"\nlanded {s.landed:,} records in {a.lake} ({s.commits:,} commits); "
         f"rejected {s.rejected:,} to the dead-letter topics"
         + (f" {s.rejected_by_reason}" if s.rejected else "")
         + f"; duplicates {s.duplicates:,}; conflicts {s.conflicts:,}"
+        + (f"; fenced batches {s.fenced:,}" if s.fenced else "")
+        + ("" if s.lag is None else f"; lag left {s.lag:,} records")
     )
     return 0
 
@@ -234,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_backfill)
     add_sources(p.add_subparsers(dest="source_name", required=True, metavar="SOURCE"))
 
-    p = sub.add_parser("ingest", help="consume the topics and land records in the Parquet lake")
+    p = sub.add_parser("ingest", help="consume the topics and land records in the Delta lake")
     p.add_argument("--kafka", required=True, metavar="HOST:PORT")
     p.add_argument("--lake", type=Path, required=True)
     p.add_argument("--namespace", default="", help="topic prefix used by the collectors")
@@ -245,10 +249,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--until-idle",
         type=float,
         metavar="SECONDS",
-        help="exit after SECONDS without new records (default: run until stopped)",
+        help="exit once every partition is consumed to its end and SECONDS passed without "
+        "new records; prints the lag it left (default: run until stopped)",
     )
     p.add_argument("--max-batch-records", type=int, default=250_000)
     p.add_argument("--max-batch-seconds", type=float, default=10.0)
+    p.add_argument(
+        "--session-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="a dead worker's partitions move to the group's others after this (default 10)",
+    )
     p.add_argument(
         "--metrics-listen",
         metavar="HOST:PORT",
@@ -302,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     audit_cli.add_commands(sub)
     ops_cli.add_commands(sub)
+    lake_cli.add_commands(sub)
 
     p = sub.add_parser(
         "demo", help="the main job: a real trace through Kafka into the lake and out as reports"

@@ -151,8 +151,8 @@ def run_demo(lake: Path, port: int, data_dir: Path) -> int:
     ).run(progress=show)
     print(file=sys.stderr)
     _say(
-        f"  landed {stats.landed:,} records in {stats.files:,} files; rejected {stats.rejected:,} "
-        f"(dead letters in {namespace}.<topic>.dlq)"
+        f"  landed {stats.landed:,} records in {stats.commits:,} commits; "
+        f"rejected {stats.rejected:,} (dead letters in {namespace}.<topic>.dlq)"
     )
     if stats.landed != sink.sent_records:
         _say(f"  WARNING: published {sink.sent_records:,} but landed {stats.landed:,}")

@@ -1,8 +1,11 @@
 """Backfill: the same validation, dedup and writing as ``ingest``, straight into the lake.
 
-``LakeSink`` is the no-broker sink for collectors (history, public traces, a laptop). Its file
-names derive from a deterministic load id, so re-running the same backfill rewrites the same
-files instead of adding duplicates. Rejected records go to the load's quarantine file.
+``LakeSink`` is the no-broker sink for collectors (history, public traces, a laptop). Records
+are validated and deduplicated in chunks and staged, in bounded memory, as Parquet under
+``<lake>/_staging/``; ``flush`` then lands each kind's rows in one Delta commit that also
+removes the rows an earlier run of the same load wrote (wherever their corrected values put
+them). The load id derives from the content (``backfill_load_id``), so a re-run replaces its
+own rows instead of adding to them. Rejected records go to ``<lake>/_quarantine/``.
 """
 
 from __future__ import annotations
@@ -10,25 +13,50 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import shutil
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.dead_letter import DeadLetter, write_quarantine
+import pyarrow.parquet as pq
+
+from pipeline import lake as lakes
+from pipeline.dead_letter import QUARANTINE_DIR, DeadLetter
 from pipeline.dedup import dedup
 from pipeline.records import Kind, Record
 from pipeline.validate import validate_batch
 from pipeline.wire import encode_record
-from pipeline.write import record_load, write_records
+from pipeline.write import fsync_dir, load_metadata, row_schema, safe_part, table_of, to_table
 
 log = logging.getLogger(__name__)
+STAGING_DIR = "_staging"
+IGNORED_OPTIONS = frozenset({"build", "func", "lake", "verbose", "speed", "command"})
+"""CLI options that do not change the records a backfill loads."""
+
+
+def _digest(path: Path) -> str:
+    h = hashlib.sha256()
+    if path.is_dir():
+        for p in sorted(q for q in path.rglob("*") if q.is_file()):
+            h.update(str(p.relative_to(path)).encode() + b"\0" + _digest(p).encode())
+        return h.hexdigest()
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def backfill_load_id(source: str, params: dict[str, Any]) -> str:
-    """A load id that is the same for the same source and inputs (so a retry overwrites)."""
-    digest = hashlib.sha1(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()
-    return f"{source}-{digest[:12]}"
+    """A load id that depends on what is loaded: the source, the content of every input file
+    or folder, and the options that change records (not on paths' spelling or ``-v``)."""
+    content: dict[str, Any] = {}
+    for name, value in sorted(params.items()):
+        if name in IGNORED_OPTIONS or value is None:
+            continue
+        path = Path(value) if isinstance(value, Path) else None
+        content[name] = _digest(path) if path is not None and path.exists() else value
+    digest = hashlib.sha1(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
+    return f"{safe_part(source)}-{digest[:16]}"
 
 
 @dataclass
@@ -37,13 +65,46 @@ class SinkStats:
     rejected: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     duplicates: int = 0
     conflicts: int = 0
-    files: int = 0
+    commits: int = 0
+    versions: dict[str, int] = field(default_factory=dict)
+    """Table -> version of the commit this load made."""
     quarantine: list[Path] = field(default_factory=list)
 
 
+class QuarantineWriter:
+    """One load's quarantine file (JSON lines), written as it goes, in place at ``close``."""
+
+    def __init__(self, lake: Path, name: str) -> None:
+        folder = lake / QUARANTINE_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / f"{safe_part(name)}.jsonl"
+        self._tmp = self.path.with_name(f".{self.path.name}.tmp")
+        self._fh = open(self._tmp, "w", encoding="utf-8")  # noqa: SIM115 (closed in close)
+
+    def write(self, letters: list[DeadLetter]) -> None:
+        for letter in letters:
+            self._fh.write(json.dumps(letter.to_json(), ensure_ascii=False) + "\n")
+
+    def close(self) -> Path:
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._fh.close()
+        os.replace(self._tmp, self.path)
+        fsync_dir(self.path.parent)
+        return self.path
+
+
+@dataclass
+class _Stage:
+    path: Path
+    writer: pq.ParquetWriter
+    rows: int = 0
+    rejected: int = 0
+
+
 class LakeSink:
-    def __init__(self, lake: Path, load_id: str, origin: str, chunk_records: int = 250_000) -> None:
-        self.lake = lake
+    def __init__(self, lake: Path, load_id: str, origin: str, chunk_records: int = 50_000) -> None:
+        self.lake = Path(lake)
         self.load_id = load_id
         self.origin = origin
         self.chunk_records = chunk_records
@@ -51,47 +112,90 @@ class LakeSink:
         self._buffers: dict[str, list[Record]] = defaultdict(list)
         self._kinds: dict[str, Kind] = {}
         self._chunks: dict[str, int] = defaultdict(int)
+        self._stages: dict[str, _Stage] = {}
+        self._quarantine: dict[str, QuarantineWriter] = {}
+        self._committed: set[str] = set()
+        self._staging = self.lake / STAGING_DIR / safe_part(load_id)
 
     def add(self, k: Kind, record: Record) -> None:
         buf = self._buffers[k.name]
         self._kinds[k.name] = k
         buf.append(record)
         if len(buf) >= self.chunk_records:
-            self._flush_kind(k)
+            self._stage_chunk(k)
 
     def flush(self) -> None:
+        """Land what was added: one commit per kind (the first replaces an earlier run)."""
         for name in list(self._buffers):
-            self._flush_kind(self._kinds[name])
+            self._stage_chunk(self._kinds[name])
+        for name in list(self._stages):
+            self._commit(self._kinds[name], self._stages.pop(name))
+        shutil.rmtree(self._staging, ignore_errors=True)
 
-    def _flush_kind(self, k: Kind) -> None:
+    def _stage_chunk(self, k: Kind) -> None:
         raws = self._buffers.pop(k.name, [])
         if not raws:
             return
         chunk = self._chunks[k.name]
         self._chunks[k.name] += 1
-        load_id = f"{self.load_id}-{k.name}-{chunk:05d}"
         good, bad = validate_batch(k, raws)
         result = dedup(k, good)
-        files = write_records(self.lake, k, result.records, f"b-{load_id}")
+        rows, unwritable = to_table(k, result.records)
         letters = [
             DeadLetter(
-                raw=encode_record(r.raw),
-                reason=r.error.reason,
-                error_class=r.error.error_class,
-                kind=k.name,
-                origin=self.origin,
+                encode_record(r.raw),
+                r.error.reason,
+                r.error.error_class,
+                k.name,
+                self.origin,
                 offset=chunk,
                 index=r.index,
             )
             for r in bad
+        ] + [
+            DeadLetter(
+                encode_record(result.records[u.index]),
+                f"not writable: {u.error!r}",
+                "unwritable",
+                k.name,
+                self.origin,
+                offset=chunk,
+            )
+            for u in unwritable
         ]
-        quarantine = write_quarantine(self.lake, load_id, letters)
-        record_load(self.lake, load_id, self.origin, k, files, rejected=len(bad))
-        self.stats.written[k.name] += len(result.records)
-        self.stats.rejected[k.name] += len(bad)
+        stage = self._stages.get(k.name)
+        if stage is None:
+            self._staging.mkdir(parents=True, exist_ok=True)
+            path = self._staging / f"{k.table}.parquet"
+            stage = self._stages[k.name] = _Stage(path, pq.ParquetWriter(path, row_schema(k)))
+        stage.writer.write_table(rows)
+        stage.rows += rows.num_rows
+        stage.rejected += len(letters)
+        if letters:
+            if k.name not in self._quarantine:
+                self._quarantine[k.name] = QuarantineWriter(self.lake, f"{self.load_id}-{k.name}")
+            self._quarantine[k.name].write(letters)
+        self.stats.written[k.name] += rows.num_rows
+        self.stats.rejected[k.name] += len(letters)
         self.stats.duplicates += result.duplicates
         self.stats.conflicts += result.conflicts
-        self.stats.files += len(files)
-        if quarantine is not None:
-            self.stats.quarantine.append(quarantine)
-            log.warning("%d %s records rejected; see %s", len(bad), k.name, quarantine)
+
+    def _commit(self, k: Kind, stage: _Stage) -> None:
+        stage.writer.close()
+        quarantine = self._quarantine.pop(k.name, None)
+        if quarantine is not None:  # durable before the commit that counts its records
+            path = quarantine.close()
+            self.stats.quarantine.append(path)
+            log.warning("%d %s records rejected; see %s", stage.rejected, k.name, path)
+        first = k.name not in self._committed
+        version = lakes.commit(
+            table_of(self.lake, k),
+            stage.path,
+            load_id=self.load_id,
+            metadata=load_metadata(k, self.origin, stage.rows, stage.rejected),
+            replace_load=first,
+        )
+        self._committed.add(k.name)
+        self.stats.commits += 1
+        self.stats.versions[k.table] = version
+        stage.path.unlink()

@@ -4,19 +4,28 @@ Streaming: ``<topic>.dlq`` messages whose value is the raw bytes (the record's J
 whole message when its envelope was unreadable) and whose headers carry the reason, error
 class and origin topic/partition/offset/index. Backfill: a quarantine JSON-lines file
 ``<lake>/_quarantine/<load_id>.jsonl`` with the same fields.
+
+A raw value too large for the broker is cut (``DeadLetter.fitted``, ``DLQ_MAX_RAW_BYTES``): the
+letter then records the original length (``truncated_from``) and the SHA-256 of the whole raw
+value (``raw_sha256``). Header values and quarantine text are always encodable UTF-8 (a lone
+surrogate in a reason or origin is written as its ``\\udXXX`` escape).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from pipeline.write import fsync_dir, safe_part
 
 QUARANTINE_DIR = "_quarantine"
+DLQ_MAX_RAW_BYTES = 1_000_000
+"""Most raw bytes a dead letter carries (headers come on top: keep the broker's
+``message.max.bytes`` above this plus some kilobytes)."""
 
 
 @dataclass(frozen=True)
@@ -31,6 +40,22 @@ class DeadLetter:
     offset: int | None = None
     index: int | None = None
     """Position of the record inside its message or chunk; None = the whole message."""
+    truncated_from: int | None = None
+    """Length in bytes of the original raw value when ``raw`` is only its start (``fitted``)."""
+    raw_sha256: str | None = None
+    """Hex SHA-256 of the whole original raw value, set when it was truncated."""
+
+    def fitted(self, max_bytes: int = DLQ_MAX_RAW_BYTES) -> DeadLetter:
+        """This letter with ``raw`` at most ``max_bytes`` long: when longer, a copy with the
+        first ``max_bytes`` bytes, recording the full length and SHA-256 of the original."""
+        if len(self.raw) <= max_bytes:
+            return self
+        return replace(
+            self,
+            raw=self.raw[: max(max_bytes, 0)],
+            truncated_from=self.truncated_from or len(self.raw),
+            raw_sha256=self.raw_sha256 or hashlib.sha256(self.raw).hexdigest(),
+        )
 
     def headers(self) -> list[tuple[str, bytes]]:
         meta = {
@@ -42,14 +67,18 @@ class DeadLetter:
             "origin_offset": self.offset,
             "record_index": self.index,
         }
-        return [(k, b"" if v is None else str(v).encode()) for k, v in meta.items()]
+        out = [(k, b"" if v is None else _utf8(str(v))) for k, v in meta.items()]
+        if self.truncated_from is not None:  # only on cut letters: others stay as they were
+            out.append(("truncated_from", str(self.truncated_from).encode()))
+            out.append(("raw_sha256", (self.raw_sha256 or "").encode()))
+        return out
 
     def message_key(self) -> bytes:
         return f"{self.origin}/{self.partition}/{self.offset}/{self.index}".encode()
 
     @classmethod
     def from_headers(cls, value: bytes, headers: list[tuple[str, bytes]]) -> DeadLetter:
-        h = {k: v.decode() for k, v in headers}
+        h = {k: (v or b"").decode("utf-8", "replace") for k, v in headers}
 
         def num(name: str) -> int | None:
             return int(h[name]) if h.get(name) else None
@@ -63,12 +92,22 @@ class DeadLetter:
             partition=num("origin_partition"),
             offset=num("origin_offset"),
             index=num("record_index"),
+            truncated_from=num("truncated_from"),
+            raw_sha256=h.get("raw_sha256") or None,
         )
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         out["raw"] = self.raw.decode("utf-8", errors="backslashreplace")
+        for name in ("reason", "error_class", "kind", "origin"):
+            if isinstance(out[name], str):
+                out[name] = _utf8(out[name]).decode("utf-8")
         return out
+
+
+def _utf8(text: str) -> bytes:
+    """``text`` as UTF-8; a lone surrogate (not encodable) as its backslash escape."""
+    return text.encode("utf-8", "backslashreplace")
 
 
 def write_quarantine(lake: Path, load_id: str, letters: list[DeadLetter]) -> Path | None:

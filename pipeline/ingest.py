@@ -1,16 +1,18 @@
-"""``ingest``: the consumer group that lands Kafka records in the Parquet lake.
+"""``ingest``: the consumer group that lands Kafka records in the Delta lake, exactly once.
 
 Per message: decode the envelope, validate every record (``pipeline.validate``), send rejects
-to ``<topic>.dlq`` with the raw bytes and the reason. Per partition, records are buffered and
-flushed by size or age: dedup, write Parquet (temp file, fsync, rename), record the load, make
-the dead letters durable, and only then commit the offsets. A transient failure (broker, disk)
-raises before the commit, so the records are consumed again.
+to ``<topic>.dlq`` with the raw bytes and the reason; anything that raises while one message is
+handled is a dead letter too, never a crash. Per partition, records are buffered and flushed by
+size or age: dedup, make the dead letters durable, then one Delta commit per table carrying the
+rows and one app transaction per Kafka partition (``<group>:<topic>:<partition>`` -> last
+offset written; ``pipeline.lake``).
 
-Crash safety: file names derive from topic/partition/offset range. When a partition is
-assigned, files whose first offset is at or past the committed offset (written by a worker
-that died before committing) are removed, because those records will be consumed again and
-the new batch boundaries may differ. Killing ``ingest`` at any point therefore neither loses
-nor duplicates a record.
+Exactly once: on assignment a worker seeks every partition to just after the offset stored in
+the table (the Kafka committed offset is kept for lag monitoring only). A commit whose first
+offset is not past the stored one (a zombie whose partition moved on) is fenced: its batch is
+dropped and the partition re-read from the stored offset. Killing ``ingest`` at any point
+therefore neither loses nor duplicates a record, and consumer groups on one lake never touch
+each other's rows.
 """
 
 from __future__ import annotations
@@ -18,34 +20,36 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
-from kafka.errors import (
-    CommitFailedError,
-    IllegalGenerationError,
-    RebalanceInProgressError,
-    RetriableError,
-    UnknownMemberIdError,
-)
-from kafka.structs import OffsetAndMetadata, TopicPartition
+import pyarrow as pa
+from kafka.errors import RetriableError
+from kafka.structs import TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from pipeline.dead_letter import DeadLetter
+from pipeline import lake as lakes
+from pipeline.consume import (
+    ClientSettings,
+    Rebalance,
+    commit_for_lag,
+    lag,
+    new_consumer,
+    new_producer,
+    stored_offsets,
+)
+from pipeline.dead_letter import DLQ_MAX_RAW_BYTES, DeadLetter
 from pipeline.dedup import dedup
 from pipeline.records import Kind, Record, RecordError
 from pipeline.topics import contract_topics, kind_for_topic
 from pipeline.validate import validate_batch
 from pipeline.wire import decode, encode_record
-from pipeline.write import record_load, stream_file_name, uncommitted_stream_files, write_records
+from pipeline.write import commit_rows, to_table
 
 log = logging.getLogger(__name__)
-COMMIT_RETRY_S = 300.0
-JOIN_GRACE_S = 60.0
+LAG_CHECK_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,8 @@ class IngestSettings:
     max_batch_seconds: float = 10.0
     until_idle_s: float | None = None
     poll_timeout_ms: int = 500
+    session_timeout_s: float = 10.0
+    """A killed worker's partitions move on to the group's others within this time."""
 
 
 @dataclass
@@ -67,9 +73,11 @@ class IngestStats:
     rejected: int = 0
     duplicates: int = 0
     conflicts: int = 0
-    files: int = 0
     commits: int = 0
-    removed_uncommitted: int = 0
+    fenced: int = 0
+    """Batches dropped because the table already held their offsets (zombie writes)."""
+    lag: int | None = None
+    """Records left in the subscribed topics when ``--until-idle`` stopped (0 = drained)."""
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
 
 
@@ -79,6 +87,8 @@ class _Buffer:
     first: int
     last: int = -1
     records: list[Record] = field(default_factory=list)
+    origins: list[tuple[int, int]] = field(default_factory=list)
+    """(offset, index in its message) of each record, to dead-letter one Arrow refuses."""
     rejected: int = 0
 
 
@@ -117,68 +127,48 @@ class IngestMetrics:
         )
 
 
-class _Rebalance(ConsumerRebalanceListener):
-    """Queues rebalance events for the main loop (the client's IO thread must not block)."""
-
-    def __init__(self) -> None:
-        self.events: deque[tuple[str, list[TopicPartition]]] = deque()
-
-    def on_partitions_revoked(self, revoked: Any) -> None:
-        self.events.append(("revoked", list(revoked)))
-
-    def on_partitions_assigned(self, assigned: Any) -> None:
-        self.events.append(("assigned", list(assigned)))
-
-
 class Ingestor:
-    def __init__(
-        self,
-        settings: IngestSettings,
-        registry: CollectorRegistry | None = None,
-        consumer_factory: Callable[[IngestSettings], KafkaConsumer] | None = None,
-        producer_factory: Callable[[IngestSettings], KafkaProducer] | None = None,
-    ) -> None:
+    def __init__(self, settings: IngestSettings, registry: CollectorRegistry | None = None) -> None:
         self.settings = settings
         self.metrics = IngestMetrics(registry or CollectorRegistry())
         self.stats = IngestStats()
         self.buffers: dict[TopicPartition, _Buffer] = {}
-        self.consumer = (consumer_factory or _consumer)(settings)
-        self.dlq = (producer_factory or _producer)(settings)
+        clients = ClientSettings(
+            settings.bootstrap, settings.group, int(settings.session_timeout_s * 1000)
+        )
+        self.consumer = new_consumer(clients)
+        self.dlq = new_producer(clients)
         self._dlq_errors: list[BaseException] = []
-        self._rebalance = _Rebalance()
+        self._rebalance = Rebalance()
         self._buffered = 0
-        self._assigned_at: float | None = None
+        self._topics = contract_topics(settings.namespace)
 
-    def _handle_rebalance(self) -> None:
-        """Apply queued rebalances before touching any polled record."""
+    def _handle_rebalance(self) -> set[TopicPartition]:
+        """Apply queued rebalances; return the partitions just (re)positioned, whose records
+        from the poll that saw the rebalance must not be used."""
+        moved: set[TopicPartition] = set()
         while self._rebalance.events:
             event, partitions = self._rebalance.events.popleft()
-            if event == "revoked":  # uncommitted buffers will be consumed again by the new owner
-                for tp in partitions:
-                    dropped = self.buffers.pop(tp, None)
-                    if dropped:
-                        self._buffered -= len(dropped.records) + dropped.rejected
-            else:
-                self.recover(partitions)
-                self._assigned_at = time.monotonic()
+            for tp in partitions:  # unflushed buffers are re-read by whoever owns it next
+                dropped = self.buffers.pop(tp, None)
+                if dropped:
+                    self._buffered -= len(dropped.records) + dropped.rejected
+            if event == "assigned":
+                self.resume(partitions)
+                moved.update(partitions)
+        return moved
 
-    # -- recovery ---------------------------------------------------------------------------
-    def recover(self, partitions: list[TopicPartition]) -> None:
-        """Remove files of writes whose offsets were never committed (see module doc)."""
-        if not partitions:
-            return
-        beginnings = self.consumer.beginning_offsets(partitions)
-        for tp in partitions:
-            meta = self.consumer.committed(tp)
-            committed = meta if isinstance(meta, int) else beginnings.get(tp, 0)
-            for path in uncommitted_stream_files(
-                self.settings.lake, tp.topic, tp.partition, committed
-            ):
-                log.warning(
-                    "removing %s: written but never committed; its records are re-read", path
-                )
-                path.unlink()
-                self.stats.removed_uncommitted += 1
+    def resume(self, partitions: list[TopicPartition]) -> None:
+        """Seek each partition to just after the offset its table holds (or its beginning)."""
+        stored = stored_offsets(
+            self.settings.lake, self.settings.group, self.settings.namespace, partitions
+        )
+        for tp, offset in stored.items():
+            if offset is None:
+                self.consumer.seek_to_beginning(tp)
+            else:
+                self.consumer.seek(tp, offset + 1)
+            log.info("%s/%d resumes after lake offset %s", tp.topic, tp.partition, offset)
 
     # -- main loop --------------------------------------------------------------------------
     def run(
@@ -187,9 +177,11 @@ class Ingestor:
         progress: Callable[[IngestStats], None] | None = None,
     ) -> IngestStats:
         stop = stop or threading.Event()
-        self.consumer.subscribe(contract_topics(self.settings.namespace), listener=self._rebalance)
+        self.consumer.subscribe(self._topics, listener=self._rebalance)
         last_record = time.monotonic()
         oldest: float | None = None
+        drained_since: float | None = None
+        checked = 0.0
         try:
             while not stop.is_set():
                 try:
@@ -198,9 +190,11 @@ class Ingestor:
                     log.warning("poll failed (%r); retrying", exc)
                     stop.wait(1.0)
                     continue
-                self._handle_rebalance()
+                moved = self._handle_rebalance()
                 now = time.monotonic()
                 for tp, messages in polled.items():
+                    if tp in moved:
+                        continue  # fetched from before the seek: read again from the lake's offset
                     for msg in messages:
                         self._buffered += self._take(tp, msg)
                         if self._buffered >= self.settings.max_batch_records:
@@ -208,6 +202,7 @@ class Ingestor:
                     if messages:
                         last_record = now
                         oldest = oldest or now
+                        drained_since = None
                 due = oldest is not None and now - oldest >= self.settings.max_batch_seconds
                 if self.buffers and (due or not polled):
                     self.flush()
@@ -215,21 +210,27 @@ class Ingestor:
                     if progress:
                         progress(self.stats)
                 idle = self.settings.until_idle_s
-                # Idle time counts from the partition assignment: joining a group whose last
-                # member was killed can take a session timeout (10 s), longer than a short idle.
-                since = (
-                    last_record
-                    if self._assigned_at is None
-                    else max(last_record, self._assigned_at)
-                )
-                grace = 0.0 if self._assigned_at is not None else JOIN_GRACE_S
-                if idle is not None and not self.buffers and now - since >= idle + grace:
-                    log.info("no new records for %.1fs: stopping", idle)
+                if idle is None or self.buffers or now - checked < LAG_CHECK_S:
+                    continue
+                # Drained = every partition of every topic consumed to its end (whoever owns
+                # it); only then does the idle clock run.
+                checked = now
+                self.stats.lag = self.lag()
+                if self.stats.lag:
+                    drained_since = None
+                    continue
+                drained_since = drained_since or now
+                if now - max(last_record, drained_since) >= idle:
+                    log.info("drained, and no new records for %.1fs: stopping", idle)
                     break
             self.flush()
         finally:
             self.close()
         return self.stats
+
+    def lag(self) -> int:
+        s = self.settings
+        return lag(self.consumer, s.lake, s.group, s.namespace, self._topics)
 
     def _take(self, tp: TopicPartition, msg: Any) -> int:
         """Buffer one message; return how many records (good or rejected) it carried."""
@@ -243,7 +244,9 @@ class Ingestor:
             kind, raws = decode(msg.value)
             if kind is not k:
                 raise RecordError(f"{kind.name} records on topic {tp.topic}", "wrong_topic")
-        except RecordError as err:
+            good, bad = validate_batch(k, raws)
+        except Exception as exc:  # the whole message is one dead letter, whatever raised
+            err = exc if isinstance(exc, RecordError) else RecordError(repr(exc), "unexpected")
             self._dead_letter(
                 DeadLetter(
                     msg.value or b"",
@@ -258,8 +261,9 @@ class Ingestor:
             )
             buf.rejected += 1
             return 1
-        good, bad = validate_batch(k, raws)
         buf.records.extend(good)
+        bad_at = {r.index for r in bad}
+        buf.origins.extend((msg.offset, i) for i in range(len(raws)) if i not in bad_at)
         for r in bad:
             self._dead_letter(
                 DeadLetter(
@@ -281,6 +285,7 @@ class Ingestor:
         reasons = self.stats.rejected_by_reason
         reasons[letter.error_class] = reasons.get(letter.error_class, 0) + 1
         self.metrics.rejected.labels(letter.origin, letter.error_class).inc()
+        letter = letter.fitted(DLQ_MAX_RAW_BYTES)
         future = self.dlq.send(
             f"{letter.origin}.dlq",
             key=letter.message_key(),
@@ -291,93 +296,109 @@ class Ingestor:
 
     # -- flush ------------------------------------------------------------------------------
     def flush(self) -> None:
+        """Land every buffer: per table one commit with its partitions' offsets."""
         if not self.buffers:
             return
-        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
-        for tp, buf in list(self.buffers.items()):
-            result = dedup(buf.kind, buf.records)
-            name = stream_file_name(tp.topic, tp.partition, buf.first, buf.last)
-            files = write_records(self.settings.lake, buf.kind, result.records, name)
-            record_load(
-                self.settings.lake,
-                name,
-                f"{tp.topic}/{tp.partition}/{buf.first}-{buf.last}",
-                buf.kind,
-                files,
-                rejected=buf.rejected,
-            )
-            self.stats.landed += len(result.records)
-            self.stats.duplicates += result.duplicates
-            self.stats.conflicts += result.conflicts
-            self.stats.files += len(files)
-            self.metrics.landed.labels(tp.topic).inc(len(result.records))
-            self.metrics.duplicates.labels(tp.topic).inc(result.duplicates)
-            self.metrics.conflicts.labels(tp.topic).inc(result.conflicts)
-            offsets[tp] = OffsetAndMetadata(buf.last + 1, "", -1)
+        batches: dict[str, list[tuple[TopicPartition, _Buffer, pa.Table]]] = {}
+        for tp, buf in self.buffers.items():
+            batches.setdefault(buf.kind.name, []).append((tp, buf, self._rows(tp, buf)))
         self.dlq.flush(timeout=60)
         if self._dlq_errors:
             raise RuntimeError(
                 f"dead-letter writes failed, not committing: {self._dlq_errors[0]!r}"
             )
-        self._commit(offsets)
-        self.stats.commits += 1
+        landed: dict[TopicPartition, int] = {}
+        for items in batches.values():
+            landed.update(self._commit(items))
+        commit_for_lag(self.consumer, landed)
         self.buffers.clear()
         self._buffered = 0
         self.metrics.last_write.set_to_current_time()
 
-    def _commit(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
-        """Commit after the files are durable; ride out a broker restart with backoff.
+    def _rows(self, tp: TopicPartition, buf: _Buffer) -> pa.Table:
+        """Dedup one partition's records into Arrow rows; dead-letter those Arrow refuses."""
+        result = dedup(buf.kind, buf.records)
+        self.stats.duplicates += result.duplicates
+        self.stats.conflicts += result.conflicts
+        self.metrics.duplicates.labels(tp.topic).inc(result.duplicates)
+        self.metrics.conflicts.labels(tp.topic).inc(result.conflicts)
+        rows, unwritable = to_table(buf.kind, result.records)
+        if unwritable:
+            origin = {id(r): o for r, o in zip(buf.records, buf.origins, strict=True)}
+            for u in unwritable:
+                record = result.records[u.index]
+                offset, index = origin[id(record)]
+                self._dead_letter(
+                    DeadLetter(
+                        encode_record(record),
+                        f"not writable: {u.error!r}",
+                        "unwritable",
+                        buf.kind.name,
+                        tp.topic,
+                        tp.partition,
+                        offset,
+                        index,
+                    )
+                )
+            buf.rejected += len(unwritable)
+        return rows
 
-        Retriable errors (broker or coordinator away) are retried for ``COMMIT_RETRY_S``; a
-        commit refused because the group rebalanced is given up: the partitions' new owner
-        removes these files and consumes the records again (see ``recover``).
-        """
-        deadline = time.monotonic() + COMMIT_RETRY_S
-        delay = 0.5
-        while True:
+    def _commit(
+        self, items: list[tuple[TopicPartition, _Buffer, pa.Table]]
+    ) -> dict[TopicPartition, int]:
+        """One commit of one table's partitions; a fenced partition is dropped and re-read
+        from the lake's offset, the others committed. Returns the next offset per partition."""
+        group = self.settings.group
+        live = {lakes.app_id(group, item[0].topic, item[0].partition): item for item in items}
+        k = items[0][1].kind
+        topic = items[0][0].topic
+        while live:
+            offsets = [lakes.Offsets(a, b.first, b.last) for a, (_, b, _) in live.items()]
+            rows = pa.concat_tables([t for _, _, t in live.values()])
+            rejected = sum(b.rejected for _, b, _ in live.values())
+            parts = ",".join(f"p{tp.partition}@{b.first}-{b.last}" for tp, b, _ in live.values())
+            load_id = f"{group}:{topic}:{parts}"
             try:
-                self.consumer.commit(offsets)
-                return
-            except RetriableError as exc:
-                if time.monotonic() + delay > deadline:
-                    raise
-                log.warning("offset commit failed (%r); retrying in %.1fs", exc, delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 8.0)
-            except (
-                CommitFailedError,
-                RebalanceInProgressError,
-                UnknownMemberIdError,
-                IllegalGenerationError,
-            ) as exc:
-                log.warning("commit refused after a rebalance (%r); records will be re-read", exc)
-                return
+                version = commit_rows(
+                    self.settings.lake,
+                    k,
+                    rows,
+                    load_id=load_id,
+                    origin=f"kafka {topic} group {group}",
+                    rejected=rejected,
+                    offsets=offsets,
+                )
+            except lakes.Fenced as fenced:
+                tp, buf, _ = live.pop(fenced.app_id)
+                self._fenced(tp, buf, fenced.stored)
+                continue
+            log.debug("%s version %d: %d rows", k.table, version, rows.num_rows)
+            self.stats.commits += 1
+            self.stats.landed += rows.num_rows
+            for tp, _, t in live.values():
+                self.metrics.landed.labels(tp.topic).inc(t.num_rows)
+            return {tp: b.last + 1 for tp, b, _ in live.values()}
+        return {}
+
+    def _fenced(self, tp: TopicPartition, buf: _Buffer, stored: int) -> None:
+        self.stats.fenced += 1
+        log.warning(
+            "%s/%d: the lake already holds offset %d (another worker wrote it); dropping "
+            "offsets %d-%d and re-reading after %d",
+            tp.topic,
+            tp.partition,
+            stored,
+            buf.first,
+            buf.last,
+            stored,
+        )
+        try:
+            self.consumer.seek(tp, stored + 1)
+        except Exception as exc:  # no longer ours: the rebalance hands it to its owner
+            log.info("not seeking %s/%d: %r", tp.topic, tp.partition, exc)
 
     def close(self) -> None:
         try:
             self.consumer.close(autocommit=False)
         finally:
             self.dlq.close(timeout=10)
-
-
-def _consumer(settings: IngestSettings) -> KafkaConsumer:
-    return KafkaConsumer(
-        bootstrap_servers=settings.bootstrap,
-        group_id=settings.group,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_poll_records=5000,
-        max_poll_interval_ms=600_000,
-        session_timeout_ms=10_000,  # a killed worker's partitions move on within 10 s
-        bootstrap_timeout_ms=30_000,
-    )
-
-
-def _producer(settings: IngestSettings) -> KafkaProducer:
-    return KafkaProducer(
-        bootstrap_servers=settings.bootstrap,
-        acks="all",
-        compression_type="gzip",
-        bootstrap_timeout_ms=30_000,
-        max_request_size=16 * 1024 * 1024,
-    )

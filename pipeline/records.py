@@ -7,21 +7,54 @@ mapping (a decoded JSON object, a CSV row) into a canonical record or raises ``R
 
 Canonical in-memory form: a plain ``dict``; timestamps are ``int`` epoch milliseconds (UTC),
 lists are ``list[str]``, absent nullable fields are ``None``.
+
+Value bounds (``pipeline.bounds``): every accepted value fits the lake (int64, finite doubles,
+UTF-8 text without NUL, representable instants); the telemetry kinds below also bound every
+timestamp by the plausibility window (``bounds.TimeWindow``: 2000-01-01 .. now + 1 day unless
+set otherwise), ids and list entries to ``MAX_ID_CHARS`` characters and lists to
+``MAX_LIST_ITEMS`` entries.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
+from urllib.parse import quote
 
 import pyarrow as pa
 
+from pipeline.bounds import (
+    FLOAT_MAX,
+    INT64_MAX,
+    INT64_MIN,
+    MAX_ID_CHARS,
+    MAX_LIST_ITEMS,
+    MAX_TS_MS,
+    MIN_TS_MS,
+    RecordError,
+    check_int,
+    check_list,
+    check_text,
+    check_ts,
+    outside_window,
+    parse_ts,
+    show,
+    text_of,
+    to_float,
+    window_bounds,
+)
+
 CONTRACT_VERSION = 1
+MAX_K8S_CHARS = 320
+"""Kubernetes names: a pod name may have 253 characters, an allocation ``namespace/pod`` more."""
+MAX_PARTITION_CHARS = 200
+"""``datacentre`` becomes a partition folder name: URL-encoded it must stay under 255 bytes."""
 Record = dict[str, Any]
 
 
@@ -54,15 +87,6 @@ class _Never:
     """A type no decoded value has: fields of this kind always take the general path."""
 
 
-class RecordError(ValueError):
-    """A terminal problem with one record: it goes to the dead-letter path, never retried."""
-
-    def __init__(self, reason: str, error_class: str = "invalid_record") -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.error_class = error_class
-
-
 @dataclass(frozen=True)
 class Field:
     name: str
@@ -71,6 +95,12 @@ class Field:
     doc: str = ""
     min: float | None = None
     max: float | None = None
+    max_chars: int | None = None
+    """STRING / STRING_LIST: the longest text (entry) accepted; None = no limit."""
+    max_items: int | None = None
+    """STRING_LIST: the most entries accepted; None = no limit."""
+    windowed: bool = False
+    """TIMESTAMP: bounded by the plausibility window (``pipeline.bounds.TimeWindow``)."""
 
 
 @dataclass(frozen=True)
@@ -99,23 +129,34 @@ class Kind:
         return frozenset(self.names)
 
     @functools.cached_property
-    def plan(self) -> tuple[tuple[str, type, Any, Any, Field], ...]:
-        """Per field: name, the exact Python type taken as is, and its bounds (None = text,
-        taken as is when non-empty); used by ``coerce_fields``' fast path."""
-        inf = float("inf")
-        plan: list[tuple[str, type, Any, Any, Field]] = []
+    def plan(self) -> tuple[tuple[str, Any, Any, Any, Field], ...]:
+        """Per field: name, the exact Python type taken as is, and its bounds; used by
+        ``coerce_fields``' fast path. Text: lo None and hi the longest length, taken as is
+        when non-empty, ASCII and without NUL. Timestamps: the representable range (the
+        window, which moves with the clock, is checked after, see ``windowed``)."""
+        plan: list[tuple[str, Any, Any, Any, Field]] = []
         for f in self.fields:
             if f.type is FieldType.STRING_LIST:
                 plan.append((f.name, _Never, None, None, f))
             elif f.type is FieldType.STRING:
-                plan.append((f.name, str, None, None, f))
+                plan.append((f.name, str, None, f.max_chars or sys.maxsize, f))
+            elif f.type is FieldType.TIMESTAMP:
+                plan.append((f.name, int, MIN_TS_MS, MAX_TS_MS, f))
+            elif f.type is FieldType.INT:
+                lo = INT64_MIN if f.min is None else max(f.min, INT64_MIN)
+                hi = INT64_MAX if f.max is None else min(f.max, INT64_MAX)
+                plan.append((f.name, int, lo, hi, f))
             else:
-                lo = -inf if f.min is None else f.min
-                hi = inf if f.max is None else f.max
                 # Finite floats only: inf fails the bounds below, NaN fails every comparison.
-                exact = float if f.type is FieldType.FLOAT else int
-                plan.append((f.name, exact, max(lo, -1.7e308), min(hi, 1.7e308), f))
+                lo = -FLOAT_MAX if f.min is None else max(f.min, -FLOAT_MAX)
+                hi = FLOAT_MAX if f.max is None else min(f.max, FLOAT_MAX)
+                plan.append((f.name, float, lo, hi, f))
         return tuple(plan)
+
+    @functools.cached_property
+    def windowed(self) -> tuple[str, ...]:
+        """The TIMESTAMP fields bounded by the plausibility window."""
+        return tuple(f.name for f in self.fields if f.windowed)
 
     def field(self, name: str) -> Field:
         for f in self.fields:
@@ -137,6 +178,14 @@ class Kind:
 
 
 def _f(name: str, type_: FieldType, nullable: bool = False, doc: str = "", **kw: Any) -> Field:
+    """A telemetry contract field: timestamps windowed, text and lists bounded (ids)."""
+    if type_ is FieldType.TIMESTAMP:
+        kw.setdefault("windowed", True)
+    elif type_ is FieldType.STRING:
+        kw.setdefault("max_chars", MAX_ID_CHARS)
+    elif type_ is FieldType.STRING_LIST:
+        kw.setdefault("max_chars", MAX_ID_CHARS)
+        kw.setdefault("max_items", MAX_LIST_ITEMS)
     return Field(name, type_, nullable, doc, **kw)
 
 
@@ -172,7 +221,7 @@ GPU_SAMPLE = Kind(
         _f("power_w", F, nullable=True, min=0.0),
         _f("temp_c", F, nullable=True),
         _f("sm_active", F, nullable=True, doc="0-1", min=0.0, max=1.0),
-        _f("pod", S, nullable=True),
+        _f("pod", S, nullable=True, max_chars=MAX_K8S_CHARS),
         _f("namespace", S, nullable=True),
         _f("job_id", S, nullable=True),
         _f("source", S, doc="collector that produced it, e.g. dcgm, nvml, replay:genai"),
@@ -212,7 +261,7 @@ ALLOCATION = Kind(
     topic="cluster.allocations.v1",
     table="allocations",
     fields=(
-        _f("allocation_id", S),
+        _f("allocation_id", S, max_chars=MAX_K8S_CHARS),
         _f("datacentre", S),
         _f("cluster", S),
         _f("tenant_id", S),
@@ -260,86 +309,36 @@ def kind(name: str) -> Kind:
         return KINDS[name]
     except KeyError:
         raise RecordError(
-            f"unknown record kind {name!r}; expected one of {', '.join(KINDS)}", "unknown_kind"
+            f"unknown record kind {show(name)}; expected one of {', '.join(KINDS)}", "unknown_kind"
         ) from None
 
 
 # ---------------------------------------------------------------------------- coercion
 
 
-def parse_ts(value: Any) -> int:
-    """An instant as epoch ms: int/float epoch milliseconds, or ISO-8601 text with an offset."""
-    if isinstance(value, bool):
-        raise RecordError(f"timestamp must be epoch ms or ISO-8601, got {value!r}", "bad_timestamp")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise RecordError(f"timestamp is not finite: {value!r}", "bad_timestamp")
-        return int(round(value))
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise RecordError(f"timestamp {value!r} has no UTC offset", "bad_timestamp")
-        return int(round(value.timestamp() * 1000))
-    if isinstance(value, str):
-        text = value.strip()
-        if text.lstrip("-").isdigit():
-            return int(text)
-        try:
-            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            raise RecordError(f"timestamp {value!r} is not ISO-8601", "bad_timestamp") from None
-        if parsed.tzinfo is None:
-            raise RecordError(
-                f"timestamp {value!r} has no UTC offset (write e.g. 2020-05-01T00:00:00+08:00)",
-                "bad_timestamp",
-            )
-        return int(round(parsed.timestamp() * 1000))
-    raise RecordError(f"timestamp must be epoch ms or ISO-8601, got {value!r}", "bad_timestamp")
-
-
 def coerce_value(f: Field, value: Any) -> Any:
-    # Fast paths for what the wire format carries (exact types, in range); the general
-    # checks below give the same answers, only slower.
-    kind_of = type(value)
-    if kind_of is str and f.type is FieldType.STRING and value:
-        return value
-    if (kind_of is float or kind_of is int) and f.type is FieldType.FLOAT:
-        number = float(value)
-        if (
-            math.isfinite(number)
-            and (f.min is None or number >= f.min)
-            and (f.max is None or number <= f.max)
-        ):
-            return number
-    if kind_of is int and f.type is FieldType.TIMESTAMP:
-        return value
+    """One present (non-None) value of field ``f``, canonical, or ``RecordError``; the general
+    path of ``coerce_fields`` (which takes exact wire types in range without calling it)."""
     if f.type is FieldType.TIMESTAMP:
-        return parse_ts(value)
+        ms = value if type(value) is int else parse_ts(value)
+        return check_ts(f.name, ms, f.windowed)
     if f.type is FieldType.STRING:
         if isinstance(value, bool) or not isinstance(value, (str, int)):
-            raise RecordError(f"{f.name} must be text, got {value!r}", "bad_type")
-        text = str(value)
+            raise RecordError(f"{f.name} must be text, got {show(value)}", "bad_type")
+        text = check_text(f.name, text_of(f.name, value), f.max_chars)
         if not text and not f.nullable:
             raise RecordError(f"{f.name} must not be empty", "missing_field")
         return text or None
     if f.type is FieldType.STRING_LIST:
-        if isinstance(value, str):
-            value = [v for v in value.split(";") if v]
-        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-            raise RecordError(f"{f.name} must be a list of text, got {value!r}", "bad_type")
-        return list(value)
+        return check_list(f.name, value, f.max_chars, f.max_items)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise RecordError(f"{f.name} must be a number, got {value!r}", "bad_type")
+        raise RecordError(f"{f.name} must be a number, got {show(value)}", "bad_type")
     if f.type is FieldType.INT:
-        if isinstance(value, float):
-            if not value.is_integer():
-                raise RecordError(f"{f.name} must be an integer, got {value!r}", "bad_type")
-            value = int(value)
+        if isinstance(value, float) and not value.is_integer():
+            raise RecordError(f"{f.name} must be an integer, got {value!r}", "bad_type")
+        value = check_int(f.name, int(value))
     else:
-        value = float(value)
-        if not math.isfinite(value):
-            raise RecordError(f"{f.name} is not finite: {value!r}", "out_of_range")
+        value = to_float(f.name, value)
     if f.min is not None and value < f.min:
         raise RecordError(f"{f.name}={value!r} is below {f.min}", "out_of_range")
     if f.max is not None and value > f.max:
@@ -347,14 +346,19 @@ def coerce_value(f: Field, value: Any) -> Any:
     return value
 
 
-def coerce(k: Kind, raw: Mapping[str, Any]) -> Record:
-    """Validate one mapping against the contract; return the canonical record."""
-    out = coerce_fields(k, raw)
+def coerce(k: Kind, raw: Mapping[str, Any], window_ms: tuple[int, int] | None = None) -> Record:
+    """Validate one mapping against the contract; return the canonical record.
+
+    ``window_ms``: the plausibility window's (lo, hi) epoch ms, as ``bounds.window_bounds()``
+    gives it (a batch reads the clock once); None = the current window, read now."""
+    out = coerce_fields(k, raw, window_ms)
     _check_relations(k, out)
     return out
 
 
-def coerce_fields(k: Kind, raw: Mapping[str, Any]) -> Record:
+def coerce_fields(
+    k: Kind, raw: Mapping[str, Any], window_ms: tuple[int, int] | None = None
+) -> Record:
     """Field-by-field validation of one mapping (types, ranges, required, unknown fields),
     without the checks between fields; shared by every table defined like ``Kind``."""
     if not isinstance(raw, Mapping):
@@ -363,15 +367,20 @@ def coerce_fields(k: Kind, raw: Mapping[str, Any]) -> Record:
         )
     unknown = raw.keys() - k.name_set
     if unknown:
+        names = sorted(n if type(n) is str and len(n) <= 60 else show(n) for n in unknown)
         raise RecordError(
-            f"unknown field(s) for {k.name}: {', '.join(sorted(unknown))}", "unknown_field"
+            f"unknown field(s) for {k.name}: {', '.join(names[:20])}", "unknown_field"
         )
     out: Record = {}
     get = raw.get
     for name, exact, lo, hi, f in k.plan:
         value: Any = get(name)
         # Fast path: the exact type the wire format carries, in range (same result as below).
-        if type(value) is exact and (lo <= value <= hi if lo is not None else value):
+        if type(value) is exact and (
+            lo <= value <= hi
+            if lo is not None
+            else (value and len(value) <= hi and value.isascii() and "\x00" not in value)
+        ):
             out[name] = value
             continue
         if value is None or (isinstance(value, float) and math.isnan(value) and f.nullable):
@@ -380,10 +389,22 @@ def coerce_fields(k: Kind, raw: Mapping[str, Any]) -> Record:
             out[f.name] = None
             continue
         out[f.name] = coerce_value(f, value)
+    if k.windowed:  # the fast path took any representable instant
+        wlo, whi = window_bounds() if window_ms is None else window_ms
+        for name in k.windowed:
+            ms = out[name]
+            if ms is not None and not wlo <= ms <= whi:
+                raise outside_window(name, ms, wlo, whi)
     return out
 
 
 def _check_relations(k: Kind, r: Record) -> None:
+    if len(quote(r["datacentre"], safe="")) > MAX_PARTITION_CHARS:
+        raise RecordError(
+            f"datacentre {r['datacentre'][:40]!r}... is too long for a lake partition "
+            f"(at most {MAX_PARTITION_CHARS} characters once URL-encoded)",
+            "too_long",
+        )
     if (
         k is ALLOCATION
         and r["start"] is not None

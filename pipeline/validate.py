@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.bounds import show, window_bounds
 from pipeline.records import Kind, Record, RecordError, coerce
 
 
@@ -18,11 +19,26 @@ class Reject:
 
 
 def validate_batch(k: Kind, raws: Iterable[Any]) -> tuple[list[Record], list[Reject]]:
+    """Each raw record coerced, or rejected with the reason. One record never takes the batch
+    down: an exception other than ``RecordError`` (a bug, or input nobody foresaw) rejects
+    that record as ``unexpected_error`` with the exception's repr in the reason."""
     good: list[Record] = []
     bad: list[Reject] = []
+    window_ms = window_bounds()  # the clock read once per batch, not per record
     for i, raw in enumerate(raws):
         try:
-            good.append(coerce(k, raw))
+            good.append(coerce(k, raw, window_ms))
         except RecordError as err:
             bad.append(Reject(raw, err, i))
+        except Exception as exc:
+            bad.append(Reject(raw, unexpected(exc), i))
     return good, bad
+
+
+def unexpected(exc: BaseException) -> RecordError:
+    """A ``RecordError`` standing for an exception that is not one (class "unexpected_error")."""
+    try:
+        text = repr(exc)
+    except Exception:  # a repr that raises, or too deep to build
+        text = f"{type(exc).__name__}: {show(exc)}"
+    return RecordError(f"unexpected error while validating: {text}", "unexpected_error")

@@ -13,6 +13,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pipeline.bounds import show
 from pipeline.records import CONTRACT_VERSION, Kind, RecordError, kind
 
 
@@ -22,27 +23,51 @@ def encode(k: Kind, records: Sequence[Mapping[str, Any]]) -> bytes:
 
 
 def decode(value: bytes | None) -> tuple[Kind, list[Any]]:
-    """Parse an envelope; raise ``RecordError`` (terminal) if it is not one."""
+    """Parse an envelope; raise ``RecordError`` (terminal) if it is not one, and nothing else:
+    any failure of the JSON parser (nesting too deep for it, memory) is "bad_envelope"."""
     if value is None:
         raise RecordError("empty message (tombstone)", "bad_envelope")
     try:
-        envelope = json.loads(value)
+        return _decode(value)
+    except RecordError:
+        raise
+    except RecursionError:
+        raise RecordError("message JSON is nested too deeply to parse", "bad_envelope") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RecordError(f"message is not JSON: {exc}", "bad_envelope") from None
+    except Exception as exc:
+        raise RecordError(
+            f"message could not be decoded: {type(exc).__name__}: {show(exc)}", "bad_envelope"
+        ) from None
+
+
+def _decode(value: bytes) -> tuple[Kind, list[Any]]:
+    envelope = json.loads(value)
     if not isinstance(envelope, dict):
         raise RecordError("message is not a JSON object envelope", "bad_envelope")
     version = envelope.get("v")
     if version != CONTRACT_VERSION:
         raise RecordError(
-            f"unsupported contract version {version!r} (this build reads v{CONTRACT_VERSION})",
+            f"unsupported contract version {show(version)} (this build reads v{CONTRACT_VERSION})",
             "bad_version",
         )
     records = envelope.get("records")
     if not isinstance(records, list):
         raise RecordError("envelope has no 'records' list", "bad_envelope")
-    return kind(str(envelope.get("kind"))), records
+    name = envelope.get("kind")
+    return kind(name if isinstance(name, str) else show(name)), records
 
 
-def encode_record(record: Mapping[str, Any]) -> bytes:
-    """One record's raw bytes, as kept in a dead-letter entry."""
-    return json.dumps(record, separators=(",", ":"), default=str).encode()
+def encode_record(record: Any) -> bytes:
+    """One record's raw bytes, as kept in a dead-letter entry; never raises.
+
+    JSON (ASCII: a lone surrogate becomes its ``\\udXXX`` escape) when the value has one; else
+    (nesting too deep, keys that are not text, ...) its ``repr``; else a placeholder."""
+    try:
+        return json.dumps(record, separators=(",", ":"), default=str).encode()
+    except Exception:
+        pass
+    try:
+        return repr(record).encode("utf-8", "backslashreplace")
+    except Exception:
+        return f"<{type(record).__name__} that has neither JSON nor repr>".encode()

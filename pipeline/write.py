@@ -1,64 +1,41 @@
-"""Writing the lake: Hive-partitioned zstd Parquet, atomically, plus the ``_loads`` audit trail.
+"""Writing contract records into their Delta table (``pipeline.lake``).
 
-Layout (DESIGN §6)::
-
-    <lake>/<table>/datacentre=<id>/date=<YYYY-MM-DD>/<name>.parquet
-    <lake>/_loads/<load_id>.parquet          one row per data file a load wrote
-
-``name`` derives from the Kafka topic/partition/offset range (streaming) or from the load id
-(backfill), so a retry rewrites the same file instead of adding a duplicate. Every file is
-written to a temporary name, fsynced, renamed, and its directory fsynced.
+``to_table`` turns validated records into the table's Arrow rows (the contract's columns plus
+the ``date`` partition, the UTC date of the kind's time field). A record that validation let
+through but Arrow still cannot hold is returned apart, with the error, so the caller can
+dead-letter it instead of failing the whole batch. ``write_records`` is the one commit of a
+batch of records of one kind.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
-import time
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow.compute as pc
 
-from pipeline.records import Kind, Record, lake_date
+from pipeline import lake as lakes
+from pipeline.records import Kind, Record
 
-LOADS_DIR = "_loads"
-LOADS_SCHEMA = pa.schema(
-    [
-        pa.field("load_id", pa.string(), nullable=False),
-        pa.field("origin", pa.string(), nullable=False),
-        pa.field("kind", pa.string(), nullable=False),
-        pa.field("path", pa.string(), nullable=False),
-        pa.field("rows", pa.int64(), nullable=False),
-        pa.field("rejected", pa.int64(), nullable=False),
-        pa.field("written_at", pa.timestamp("ms", tz="UTC"), nullable=False),
-    ]
-)
 _SAFE = re.compile(r"[^A-Za-z0-9._=-]")
 
 
 @dataclass(frozen=True)
-class WrittenFile:
-    path: Path
-    rows: int
+class Unwritable:
+    index: int
+    """Position of the record in the batch given to ``to_table``."""
+    error: Exception
 
 
 def safe_part(value: str) -> str:
-    """A value made safe for a path segment (Hive partition values, file names)."""
+    """A value made safe for a file name (quarantine files)."""
     return _SAFE.sub("_", value) or "_"
-
-
-def stream_file_name(topic: str, partition: int, first: int, last: int) -> str:
-    return f"s-{topic}-p{partition}-o{first:020d}-{last:020d}"
-
-
-STREAM_NAME = re.compile(
-    r"^s-(?P<topic>.+)-p(?P<partition>\d+)-o(?P<first>\d{20})-(?P<last>\d{20})$"
-)
 
 
 def fsync_dir(path: Path) -> None:
@@ -69,89 +46,91 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_parquet_atomic(table: pa.Table, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as fh:
-        pq.write_table(table, fh, compression="zstd")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
+def row_schema(k: Kind) -> pa.Schema:
+    """The contract's columns and the ``date`` partition column (no lake columns)."""
+    return k.arrow_schema().append(pa.field(lakes.DATE_COL, pa.string(), nullable=False))
 
 
-def partition_dir(lake: Path, k: Kind, datacentre: str, date: str) -> Path:
-    return lake / k.table / f"datacentre={safe_part(datacentre)}" / f"date={date}"
+def with_dates(k: Kind, table: pa.Table) -> pa.Table:
+    dates = pc.strftime(table.column(k.time_field), format="%Y-%m-%d")
+    return table.append_column(row_schema(k).field(lakes.DATE_COL), dates)
 
 
-def write_records(lake: Path, k: Kind, records: Sequence[Record], name: str) -> list[WrittenFile]:
-    """Write records as one file per (datacentre, date) partition, all named ``name``."""
-    groups: dict[tuple[str, str], list[Record]] = defaultdict(list)
-    for r in records:
-        groups[(r["datacentre"], lake_date(k, r))].append(r)
+def to_table(k: Kind, records: Sequence[Record]) -> tuple[pa.Table, list[Unwritable]]:
+    """The Arrow rows of ``records``; records Arrow refuses are returned apart, by index."""
     schema = k.arrow_schema()
-    written = []
-    for (dc, date), rows in sorted(groups.items()):
-        path = partition_dir(lake, k, dc, date) / f"{name}.parquet"
-        write_parquet_atomic(pa.Table.from_pylist(rows, schema=schema), path)
-        written.append(WrittenFile(path, len(rows)))
-    return written
+    try:
+        return with_dates(k, pa.Table.from_pylist(list(records), schema=schema)), []
+    except Exception:  # find the records at fault; the rest are written
+        good: list[Record] = []
+        bad: list[Unwritable] = []
+        for i, r in enumerate(records):
+            try:
+                pa.Table.from_pylist([r], schema=schema)
+                good.append(r)
+            except Exception as exc:
+                bad.append(Unwritable(i, exc))
+        return with_dates(k, pa.Table.from_pylist(good, schema=schema)), bad
 
 
-def record_load(
+def table_of(lake: Path, k: Kind) -> Path:
+    return lakes.table_path(lake, k.table)
+
+
+def write_records(
     lake: Path,
+    k: Kind,
+    records: Sequence[Record],
+    load_id: str,
+    *,
+    origin: str = "",
+    rejected: int = 0,
+) -> int:
+    """Commit validated ``records`` of one kind as load ``load_id``; return the version.
+
+    Raises ``ValueError`` when one of them cannot be written (``to_table``)."""
+    rows, unwritable = to_table(k, records)
+    if unwritable:
+        u = unwritable[0]
+        raise ValueError(f"{len(unwritable)} record(s) not writable, first {u.index}: {u.error!r}")
+    return commit_rows(lake, k, rows, load_id=load_id, origin=origin or load_id, rejected=rejected)
+
+
+def commit_rows(
+    lake: Path,
+    k: Kind,
+    rows: pa.Table,
+    *,
     load_id: str,
     origin: str,
-    k: Kind,
-    files: Iterable[WrittenFile],
     rejected: int = 0,
-) -> Path:
-    """Record a load in ``_loads`` (one file per load id, rewritten on retry)."""
-    now = int(time.time() * 1000)
-    rows: list[dict[str, Any]] = [
-        {
-            "load_id": load_id,
-            "origin": origin,
-            "kind": k.name,
-            "path": str(f.path.relative_to(lake)),
-            "rows": f.rows,
-            "rejected": rejected,
-            "written_at": now,
-        }
-        for f in files
-    ]
-    if not rows:  # a load that only rejected records is still on the record
-        rows.append(
-            {
-                "load_id": load_id,
-                "origin": origin,
-                "kind": k.name,
-                "path": "",
-                "rows": 0,
-                "rejected": rejected,
-                "written_at": now,
-            }
-        )
-    path = lake / LOADS_DIR / f"{safe_part(load_id)}.parquet"
-    write_parquet_atomic(pa.Table.from_pylist(rows, schema=LOADS_SCHEMA), path)
-    return path
+    offsets: Iterable[lakes.Offsets] = (),
+    replace_load: bool = False,
+) -> int:
+    """Commit ``rows`` (from ``to_table``) to ``k``'s table as load ``load_id``; the version.
+
+    The commit's metadata is the load log entry (``_loads``): kind, origin, rows, rejects and
+    the Kafka offsets consumed."""
+    offsets = list(offsets)
+    meta = load_metadata(k, origin, rows.num_rows, rejected, offsets)
+    return lakes.commit(
+        table_of(lake, k),
+        rows,
+        load_id=load_id,
+        offsets=offsets,
+        metadata=meta,
+        replace_load=replace_load,
+    )
 
 
-def uncommitted_stream_files(lake: Path, topic: str, partition: int, committed: int) -> list[Path]:
-    """Files (data and ``_loads``) a crashed ingest wrote for offsets >= ``committed``.
-
-    Their offsets were never committed, so the records will be consumed again; removing the
-    files first keeps a restart from landing them twice when the new batch boundaries differ.
-    """
-    found = []
-    prefix = f"s-{topic}-p{partition}-o"
-    for path in lake.rglob(f"{prefix}*.parquet"):
-        m = STREAM_NAME.match(path.stem)
-        if (
-            m
-            and m["topic"] == topic
-            and int(m["partition"]) == partition
-            and int(m["first"]) >= committed
-        ):
-            found.append(path)
-    return found
+def load_metadata(
+    k: Kind, origin: str, rows: int, rejected: int, offsets: Sequence[lakes.Offsets] = ()
+) -> dict[str, Any]:
+    """A commit's load-log entry (read back by the ``_loads`` view)."""
+    return {
+        "gpuledger.kind": k.name,
+        "gpuledger.origin": origin,
+        "gpuledger.rows": rows,
+        "gpuledger.rejected": rejected,
+        "gpuledger.offsets": json.dumps({o.app_id: [o.first, o.last] for o in offsets}),
+    }

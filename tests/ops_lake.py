@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.records import ALLOCATION, GPU_SAMPLE, OCCUPANCY, coerce
-from pipeline.write import record_load, write_records
+from pipeline.write import write_records
 
 MIN = 60_000
 
@@ -61,8 +61,7 @@ def allocation(start: int, gpus: list[str], dc: str = "dc2", cluster: str = "k1"
 
 
 def write_occupancy(lake: Path, records: list[dict], name: str) -> None:
-    files = write_records(lake, OCCUPANCY, records, name)
-    record_load(lake, name, "test", OCCUPANCY, files)
+    write_records(lake, OCCUPANCY, records, name, origin="test")
 
 
 def mixed_lake(lake: Path, now_ms: int) -> None:
@@ -77,7 +76,5 @@ def mixed_lake(lake: Path, now_ms: int) -> None:
     write_occupancy(lake, occ, "occ")
     utils = {"g0": 0.5, "g1": 0.5, "g2": 0.0, "g3": 1.0}
     smp = [sample(now_ms - i * MIN, g, u) for i in range(10) for g, u in utils.items()]
-    files = write_records(lake, GPU_SAMPLE, smp, "smp")
-    record_load(lake, "smp", "test", GPU_SAMPLE, files, rejected=2)
-    files = write_records(lake, ALLOCATION, [allocation(now_ms - 10 * MIN, ["g0", "g2"])], "alc")
-    record_load(lake, "alc", "test", ALLOCATION, files)
+    write_records(lake, GPU_SAMPLE, smp, "smp", origin="test", rejected=2)
+    write_records(lake, ALLOCATION, [allocation(now_ms - 10 * MIN, ["g0", "g2"])], "alc")

@@ -543,10 +543,11 @@ def test_coverage_views_keep_the_same_copy_as_the_dedup_views(lake: Lake) -> Non
     ]
     for dedup, coverage in pairs:
         assert sorted(con.execute(dedup).fetchall()) == sorted(con.execute(coverage).fetchall())
-    # part-b sorts after part-a: its last 00:00 copy (0.2) wins; occupancy: the file's last row
-    assert sorted(con.execute(pairs[0][1]).fetchall())[0][1] == 0.2
+    # part-a was committed after part-b: its 00:00 copy (0.4) wins whatever the names say;
+    # within one commit the last row wins (occupancy)
+    assert sorted(con.execute(pairs[0][1]).fetchall())[0][1] == 0.4
     assert con.execute(pairs[1][1]).fetchall()[0][1] == 3
-    assert con.execute(pairs[2][1]).fetchall()[0][1] == 2
+    assert con.execute(pairs[2][1]).fetchall()[0][1] == 8
 
 
 def test_duplicates_are_counted_once(lake: Lake) -> None:

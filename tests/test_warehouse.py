@@ -20,7 +20,7 @@ from pipeline.records import (
     coerce,
     parse_ts,
 )
-from pipeline.write import LOADS_SCHEMA, record_load, write_records
+from pipeline.write import write_records
 from warehouse.catalog import DEFAULT_DB_NAME, connect, refresh, sql_literal
 
 
@@ -77,7 +77,13 @@ def duck_type(t: str) -> str:
 def test_empty_lake_has_typed_views_with_no_rows(tmp_path: Path, k: Kind) -> None:
     con = connect(tmp_path / "lake", ":memory:")
     contract = [(n, duck_type(t)) for n, t in k.duckdb_columns()]
-    assert described(con, f"raw_{k.table}") == contract + [("_file", "VARCHAR"), ("_row", "BIGINT")]
+    lake_cols = [
+        ("_version", "BIGINT"),
+        ("_load", "VARCHAR"),
+        ("_file", "VARCHAR"),
+        ("_row", "BIGINT"),
+    ]
+    assert described(con, f"raw_{k.table}") == contract + lake_cols
     assert described(con, k.table) == contract
     assert described(con, f"{k.table}_conflicts")[: len(contract)] == contract
     for view in (f"raw_{k.table}", k.table, f"{k.table}_conflicts"):
@@ -86,7 +92,21 @@ def test_empty_lake_has_typed_views_with_no_rows(tmp_path: Path, k: Kind) -> Non
 
 def test_empty_lake_other_views_exist(tmp_path: Path) -> None:
     con = connect(tmp_path, ":memory:")
-    assert [n for n, _ in described(con, "_loads")] == LOADS_SCHEMA.names
+    assert [n for n, _ in described(con, "_loads")] == [
+        "load_id",
+        "origin",
+        "kind",
+        "table_name",
+        "version",
+        "rows",
+        "rejected",
+        "written_at",
+        "offsets",
+        "operation",
+    ]
+    assert con.execute("SELECT count(*) FROM _snapshot WHERE version IS NOT NULL").fetchone() == (
+        0,
+    )
     for view in (
         "allocations_current",
         "cluster_sources",
@@ -139,21 +159,28 @@ def test_round_trip_every_column(tmp_path: Path) -> None:
     assert got == {"gpu_uuids": ["GPU-0", "GPU-1"], "nodes": ["n1"], "e": a["end"], "s": a["start"]}
 
 
-def test_datacentre_comes_from_the_file_not_the_path(tmp_path: Path) -> None:
-    # write.safe_part turns "dc/1 é" into "dc_1__" in the path; the view keeps the real value
-    write_records(tmp_path, GPU_SAMPLE, [sample(datacentre="dc/1 é")], "f1")
-    assert (tmp_path / "gpu_samples" / "datacentre=dc_1__").is_dir()
+HOSTILE_NAMES = ["北京", "上海", "dc/1", "dc 1", "dc_1", "a=b", "..", ".", "%41", "null", "NULL"]
+HOSTILE_NAMES += ["__HIVE_DEFAULT_PARTITION__", "x#y?z", "tab\there", "🚀", "0012", "'q'", " lead"]
+
+
+def test_partition_values_round_trip_exactly(tmp_path: Path) -> None:
+    # Names that folder-name mangling used to merge (北京/上海, dc/1 / dc 1 / dc_1) or that
+    # path decoding turns into NULL: Delta encodes them, the log keeps them exactly.
+    records = [sample(datacentre=dc, gpu_uuid=f"GPU-{i}") for i, dc in enumerate(HOSTILE_NAMES)]
+    write_records(tmp_path, GPU_SAMPLE, records, "f1")
     con = connect(tmp_path, ":memory:")
-    assert con.execute("SELECT datacentre FROM gpu_samples").fetchall() == [("dc/1 é",)]
+    got = con.execute("SELECT gpu_uuid, datacentre FROM gpu_samples").fetchall()
+    assert sorted(got) == sorted((r["gpu_uuid"], r["datacentre"]) for r in records)
+    assert (tmp_path / "gpu_samples" / "datacentre=dc%2F1").is_dir()
     assert "date" not in [n for n, _ in described(con, "raw_gpu_samples")]
 
 
-def test_identical_duplicates_collapse_and_conflicts_keep_the_last_file(tmp_path: Path) -> None:
+def test_identical_duplicates_collapse_and_conflicts_keep_the_last_commit(tmp_path: Path) -> None:
     same = sample(ts="2020-05-01T00:00:00+08:00", util=0.3)
     old = sample(ts="2020-05-01T00:01:00+08:00", util=0.2)
     new = sample(ts="2020-05-01T00:01:00+08:00", util=0.6)
-    write_records(tmp_path, GPU_SAMPLE, [same, old], "part-a")
-    write_records(tmp_path, GPU_SAMPLE, [same, new], "part-b")
+    write_records(tmp_path, GPU_SAMPLE, [same, old], "part-z")
+    write_records(tmp_path, GPU_SAMPLE, [same, new], "part-a")  # committed later, named lower
     con = connect(tmp_path, ":memory:")
     assert con.execute("SELECT count(*) FROM raw_gpu_samples").fetchone() == (4,)
     assert con.execute("SELECT epoch_ms(ts), util FROM gpu_samples ORDER BY ts").fetchall() == [
@@ -161,13 +188,13 @@ def test_identical_duplicates_collapse_and_conflicts_keep_the_last_file(tmp_path
         (new["ts"], 0.6),
     ]
     conflicts = rows(
-        con, "SELECT util, _kept, _versions, _file FROM gpu_samples_conflicts ORDER BY util"
+        con, "SELECT util, _kept, _versions, _load FROM gpu_samples_conflicts ORDER BY util"
     )
     assert [(c["util"], c["_kept"], c["_versions"]) for c in conflicts] == [
         (0.2, False, 2),
         (0.6, True, 2),
     ]
-    assert conflicts[1]["_file"].endswith("part-b.parquet")
+    assert conflicts[1]["_load"] == "part-a"
 
 
 def test_conflicts_within_one_file_keep_the_last_row(tmp_path: Path) -> None:
@@ -259,49 +286,56 @@ def test_inventory_record_ends_at_the_next_one_of_the_node(tmp_path: Path) -> No
 
 
 def test_loads_view_reads_the_load_log(tmp_path: Path) -> None:
-    files = write_records(tmp_path, GPU_SAMPLE, [sample()], "load-1")
-    record_load(tmp_path, "load-1", "backfill:test", GPU_SAMPLE, files, rejected=2)
+    write_records(tmp_path, GPU_SAMPLE, [sample()], "load-1", origin="backfill:test", rejected=2)
     con = connect(tmp_path, ":memory:")
-    got = rows(con, "SELECT load_id, origin, kind, path, rows, rejected FROM _loads")
+    got = rows(con, "SELECT load_id, origin, kind, table_name, version, rows, rejected FROM _loads")
     assert got == [
         {
             "load_id": "load-1",
             "origin": "backfill:test",
             "kind": "gpu_sample",
-            "path": str(files[0].path.relative_to(tmp_path)),
+            "table_name": "gpu_samples",
+            "version": 1,
             "rows": 1,
             "rejected": 2,
         }
     ]
+    assert rows(con, "SELECT * FROM _snapshot WHERE table_name = 'gpu_samples'") == [
+        {"table_name": "gpu_samples", "version": 1}
+    ]
 
 
-def test_new_files_are_seen_and_refresh_fills_empty_tables(tmp_path: Path) -> None:
+def test_views_are_pinned_to_their_snapshot_until_refresh(tmp_path: Path) -> None:
     write_records(tmp_path, GPU_SAMPLE, [sample()], "f1")
     con = connect(tmp_path, ":memory:")
     write_records(tmp_path, GPU_SAMPLE, [sample(gpu_uuid="GPU-1")], "f2")
-    assert con.execute("SELECT count(*) FROM gpu_samples").fetchone() == (2,)  # glob re-read
     write_records(tmp_path, ALLOCATION, [allocation()], "f1")
-    assert con.execute("SELECT count(*) FROM allocations").fetchone() == (0,)  # was empty
-    refresh(con, tmp_path)
+    assert con.execute("SELECT count(*) FROM gpu_samples").fetchone() == (1,)
+    assert con.execute("SELECT count(*) FROM allocations").fetchone() == (0,)
+    assert refresh(con, tmp_path)["gpu_samples"] == 2
+    assert con.execute("SELECT count(*) FROM gpu_samples").fetchone() == (2,)
     assert con.execute("SELECT count(*) FROM allocations").fetchone() == (1,)
 
 
-def test_files_missing_a_nullable_column_read_as_null(tmp_path: Path) -> None:
-    # an older writer without sm_active: union_by_name fills NULL
-    write_records(tmp_path, GPU_SAMPLE, [sample(sm_active=0.5)], "new")
-    old = sample(gpu_uuid="GPU-old")
-    schema = GPU_SAMPLE.arrow_schema()
-    schema = schema.remove(schema.get_field_index("sm_active"))
-    old.pop("sm_active")
-    path = tmp_path / "gpu_samples" / "datacentre=dc1" / "date=2020-04-30" / "old.parquet"
-    pq.write_table(pa.Table.from_pylist([old], schema=schema), path)
+def test_files_outside_the_log_are_never_read(tmp_path: Path) -> None:
+    # a stray Parquet file in a partition folder (or one a compaction replaced) is not data
+    write_records(tmp_path, GPU_SAMPLE, [sample()], "f1")
+    [folder] = (tmp_path / "gpu_samples").glob("datacentre=*/date=*")
+    stray = pa.Table.from_pylist([sample(gpu_uuid="GPU-stray")], schema=GPU_SAMPLE.arrow_schema())
+    pq.write_table(stray, folder / "stray.parquet")
     con = connect(tmp_path, ":memory:")
-    assert con.execute(
-        "SELECT gpu_uuid, sm_active FROM gpu_samples ORDER BY gpu_uuid"
-    ).fetchall() == [
-        ("GPU-0", 0.5),
-        ("GPU-old", None),
+    assert con.execute("SELECT gpu_uuid FROM raw_gpu_samples").fetchall() == [("GPU-0",)]
+
+
+def test_as_of_reads_an_earlier_snapshot(tmp_path: Path) -> None:
+    write_records(tmp_path, GPU_SAMPLE, [sample(util=0.1)], "f1")
+    write_records(tmp_path, GPU_SAMPLE, [sample(util=0.7)], "f2")
+    assert connect(tmp_path, ":memory:").execute("SELECT util FROM gpu_samples").fetchall() == [
+        (0.7,)
     ]
+    con = connect(tmp_path, ":memory:", as_of={"gpu_samples": 1})
+    assert con.execute("SELECT util FROM gpu_samples").fetchall() == [(0.1,)]
+    assert con.execute("SELECT count(*) FROM _loads").fetchone() == (1,)
 
 
 def test_lake_path_is_quoted(tmp_path: Path) -> None:

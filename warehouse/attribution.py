@@ -1,7 +1,7 @@
 """Attribution of compute-voucher claims to metered evidence (DESIGN §5).
 
-``attribute(con, tz)`` needs a connection from ``warehouse.catalog.connect`` with
-``warehouse.vouchers.voucher_views`` applied (``open_audit`` does both). It fills two temporary
+``attribute(con, tz)`` needs a connection from ``warehouse.catalog.connect`` (which applies
+``warehouse.vouchers.voucher_views``; ``open_audit`` is one in memory). It fills two temporary
 tables on the connection:
 
 - ``claim_allocations`` (``sql/attribution_allocations.sql``): one row per (claim, allocation):
@@ -23,15 +23,13 @@ from typing import Any
 
 import duckdb
 
+from pipeline.lake import AsOf
 from warehouse.catalog import connect, load_sql
-from warehouse.vouchers import voucher_views
 
 
-def open_audit(lake: Path) -> duckdb.DuckDBPyConnection:
-    """An in-memory warehouse over ``lake`` with the voucher views."""
-    con = connect(lake, db_path=":memory:")
-    voucher_views(con, lake)
-    return con
+def open_audit(lake: Path, as_of: AsOf = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory warehouse over ``lake`` (at ``as_of``), voucher views included."""
+    return connect(lake, db_path=":memory:", as_of=as_of)
 
 
 def attribute(con: duckdb.DuckDBPyConnection, tz: str = "Asia/Shanghai") -> None:

@@ -1,38 +1,42 @@
-"""The warehouse catalogue: DuckDB views over the Parquet lake, all derived from the contract.
+"""The warehouse catalogue: DuckDB views over the lake's Delta snapshots, derived from the contract.
 
-``connect(lake)`` opens (or creates) a DuckDB database and re-creates, in dependency order:
+``connect(lake, as_of=...)`` opens (or creates) a DuckDB database and re-creates, in dependency
+order:
 
-- ``raw_<table>`` for every kind in ``pipeline.records.KINDS``: every row of every Parquet file
-  under ``<lake>/<table>/``, exactly the contract's columns and DuckDB types, plus ``_file``
-  and ``_row`` (file name and row number: the write order). The ``datacentre=``/``date=`` path
-  segments are not read: the files carry ``datacentre`` themselves.
-- ``<table>``: one row per ``Kind.key`` (DESIGN §4 duplicates): identical copies collapse;
-  of differing payloads the last written (greatest file name, then row) is kept.
+- ``raw_<table>`` for every kind in ``pipeline.records.KINDS``: every row of the table's
+  snapshot (its active files, listed by the Delta log: never a folder glob, which would count
+  the files a compaction replaced), exactly the contract's columns and DuckDB types, plus
+  ``_version`` (the commit that wrote the row), ``_load``, ``_file`` and ``_row``. Partition
+  values (``datacentre``) come from the log, not from folder names.
+- ``<table>``: one row per ``Kind.key`` (docs/semantics.md, duplicates): identical copies
+  collapse; of differing payloads the last committed (greatest ``_version``) is kept.
 - ``<table>_conflicts``: every raw row whose key has more than one distinct payload, with
   ``_versions`` (distinct payloads of that key) and ``_kept`` (the row the table kept).
-- ``_loads``: the lake's load log (``pipeline.write.LOADS_SCHEMA``).
+- ``_snapshot``: the version of every table the views read (what reports name, and what
+  ``--as-of`` reproduces); ``_commits`` and ``_loads`` (the load log, from the Delta history).
 - the views in ``warehouse/sql/*.sql`` listed in ``SQL_VIEWS`` (coverage, allocation spans).
 
-A table with no file yet still has its views: typed, zero rows. Globs see files written after
-the views were made, but a table that had no file at ``connect`` keeps its empty view until
-``refresh(con, lake)`` (or the next ``connect``) re-creates it.
+The views are pinned to the snapshot taken at ``connect``: later commits are seen after
+``refresh(con, lake)`` (or the next ``connect``). A table with no commit yet still has its
+views: typed, zero rows.
 
-DuckDB cannot bind parameters inside ``CREATE VIEW``; the only value that goes into the view
-text is the lake path, written as an escaped SQL string literal (``sql_literal``). Identifiers
-come from the contract and are quoted (``end`` is a keyword).
+DuckDB cannot bind parameters inside ``CREATE VIEW``; the only values that go into the view
+text are file paths and partition values from the lake's own log, written as escaped SQL
+string literals (``sql_literal``). Identifiers come from the contract and are quoted.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 
 import duckdb
-import pyarrow as pa
+from deltalake import DeltaTable
 
+from pipeline import lake as lakes
 from pipeline.records import KINDS, Kind
-from pipeline.write import LOADS_DIR, LOADS_SCHEMA
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +52,7 @@ SQL_VIEWS = (
     "allocation_holds",
     "allocation_hold_spans",
     "data_span",
+    "loads",
 )
 """Views from ``warehouse/sql/<name>.sql``, in dependency order."""
 
@@ -70,54 +75,60 @@ def load_sql(name: str) -> str:
     return resources.files("warehouse").joinpath("sql", f"{name}.sql").read_text(encoding="utf-8")
 
 
-def _duckdb_type(t: pa.DataType) -> str:
-    if pa.types.is_string(t):
-        return "VARCHAR"
-    if pa.types.is_int64(t):
-        return "BIGINT"
-    if pa.types.is_timestamp(t):
-        return "TIMESTAMPTZ"
-    raise TypeError(f"no DuckDB type for {t}")
-
-
-def _has_parquet(folder: Path, recursive: bool) -> bool:
-    if not folder.is_dir():
-        return False
-    pattern = folder.rglob("*.parquet") if recursive else folder.glob("*.parquet")
-    # writers leave ".<name>.parquet.tmp" while writing; those do not end in .parquet
-    return any(p.is_file() for p in pattern)
-
-
 def _select_typed(columns: list[tuple[str, str]], source: str | None, provenance: bool) -> str:
-    """SELECT of exactly ``columns`` (and ``_file``, ``_row`` with ``provenance``) from
-    ``source``; zero typed rows when there is no source."""
+    """SELECT of exactly ``columns`` (and the lake's ``_version``, ``_load``, ``_file``,
+    ``_row`` with ``provenance``) from ``source``; zero typed rows when there is no source."""
     if source is None:
         cols = [f"CAST(NULL AS {t}) AS {ident(n)}" for n, t in columns]
         if provenance:
-            cols += ["CAST(NULL AS VARCHAR) AS _file", "CAST(NULL AS BIGINT) AS _row"]
+            cols += [
+                "CAST(NULL AS BIGINT) AS _version",
+                "CAST(NULL AS VARCHAR) AS _load",
+                "CAST(NULL AS VARCHAR) AS _file",
+                "CAST(NULL AS BIGINT) AS _row",
+            ]
         return f"SELECT {', '.join(cols)} WHERE false"
     cols = [f"CAST({ident(n)} AS {t}) AS {ident(n)}" for n, t in columns]
     if provenance:
-        cols += ["filename AS _file", "file_row_number AS _row"]
+        cols += ["_version", "_load", "filename AS _file", "file_row_number AS _row"]
     return f"SELECT {', '.join(cols)} FROM {source}"
 
 
-def _read_parquet(glob: str) -> str:
-    return (
-        f"read_parquet({sql_literal(glob)}, union_by_name = true, filename = true, "
-        "file_row_number = true, hive_partitioning = false)"
+def delta_source(dt: DeltaTable | None, partition_columns: Sequence[str] = ()) -> str | None:
+    """A FROM clause over the snapshot's active files, with ``filename`` / ``file_row_number``
+    and the partition columns taken from the log; None when the snapshot has no file."""
+    files = [] if dt is None else lakes.active_files(dt)
+    if not files:
+        return None
+    paths = ", ".join(sql_literal(p) for p, _ in files)
+    scan = (
+        f"read_parquet([{paths}], filename = true, file_row_number = true, "
+        "hive_partitioning = false)"
     )
+    if not partition_columns:
+        return scan
+    rows = ", ".join(
+        "("
+        + ", ".join([sql_literal(p)] + [_literal_or_null(v.get(c)) for c in partition_columns])
+        + ")"
+        for p, v in files
+    )
+    names = ", ".join(["_path", *(ident(c) for c in partition_columns)])
+    return f"{scan} AS r JOIN (VALUES {rows}) AS f({names}) ON r.filename = f._path"
 
 
-def kind_views(k: Kind, lake: Path) -> list[str]:
+def _literal_or_null(value: str | None) -> str:
+    return "NULL" if value is None else sql_literal(value)
+
+
+def kind_views(k: Kind, dt: DeltaTable | None) -> list[str]:
     """``CREATE OR REPLACE VIEW`` statements for raw_<table>, <table>, <table>_conflicts."""
-    folder = lake / k.table
-    source = _read_parquet(f"{folder}/**/*.parquet") if _has_parquet(folder, True) else None
+    source = delta_source(dt, ["datacentre"])
     columns = k.duckdb_columns()
-    names = ", ".join(ident(n) for n, _ in columns)
+    names = ", ".join(ident(n) for n in columns_of(columns))
     key = ", ".join(ident(n) for n in k.key)
     raw, table = ident(f"raw_{k.table}"), ident(k.table)
-    latest = f"row_number() OVER (PARTITION BY {key} ORDER BY _file DESC, _row DESC)"
+    latest = f"row_number() OVER (PARTITION BY {key} ORDER BY _version DESC, _file DESC, _row DESC)"
     return [
         f"CREATE OR REPLACE VIEW {raw} AS {_select_typed(columns, source, True)}",
         f"CREATE OR REPLACE VIEW {table} AS SELECT {names} FROM {raw} QUALIFY {latest} = 1",
@@ -128,38 +139,88 @@ def kind_views(k: Kind, lake: Path) -> list[str]:
     ]
 
 
-def loads_view(lake: Path) -> str:
-    folder = lake / LOADS_DIR
-    columns = [(f.name, _duckdb_type(f.type)) for f in LOADS_SCHEMA]
-    source = _read_parquet(f"{folder}/*.parquet") if _has_parquet(folder, False) else None
-    return f"CREATE OR REPLACE VIEW _loads AS {_select_typed(columns, source, False)}"
+def columns_of(columns: Sequence[tuple[str, str]]) -> list[str]:
+    return [n for n, _ in columns]
 
 
-def refresh(con: duckdb.DuckDBPyConnection, lake: Path) -> None:
-    """(Re)create every view over ``lake`` on ``con``."""
+def commits_view(logs: Sequence[tuple[str, Path, int | None]]) -> str:
+    """``_commits``: one row per commit of every table, up to the snapshot's version
+    (table_name, version, commit_ts, operation, info: the commitInfo JSON)."""
+    parts = [
+        f"SELECT {sql_literal(name)} AS table_name, "
+        "CAST(regexp_extract(filename, '(\\d+)\\.json$', 1) AS BIGINT) AS version, "
+        "make_timestamptz(CAST(json_extract(json, '$.commitInfo.timestamp') AS BIGINT) * 1000) "
+        "AS commit_ts, json_extract_string(json, '$.commitInfo.operation') AS operation, "
+        "json_extract(json, '$.commitInfo') AS info "
+        f"FROM read_ndjson_objects({sql_literal(str(log / '*.json'))}, filename = true) "
+        "WHERE json_exists(json, '$.commitInfo') "
+        f"AND CAST(regexp_extract(filename, '(\\d+)\\.json$', 1) AS BIGINT) <= {int(version)}"
+        for name, log, version in logs
+        if version is not None
+    ]
+    if not parts:
+        parts = [
+            "SELECT CAST(NULL AS VARCHAR) AS table_name, CAST(NULL AS BIGINT) AS version, "
+            "CAST(NULL AS TIMESTAMPTZ) AS commit_ts, CAST(NULL AS VARCHAR) AS operation, "
+            "CAST(NULL AS JSON) AS info WHERE false"
+        ]
+    return "CREATE OR REPLACE VIEW _commits AS " + " UNION ALL ".join(parts)
+
+
+def snapshot_view(versions: Mapping[str, int | None]) -> str:
+    rows = ", ".join(
+        f"({sql_literal(t)}, {'NULL' if v is None else int(v)})" for t, v in versions.items()
+    )
+    return (
+        "CREATE OR REPLACE VIEW _snapshot AS SELECT * FROM "
+        f"(VALUES {rows}) AS s(table_name, version)"
+    )
+
+
+def refresh(
+    con: duckdb.DuckDBPyConnection, lake: Path, as_of: lakes.AsOf = None
+) -> dict[str, int | None]:
+    """(Re)create every view over ``lake`` (at ``as_of``) on ``con``; return the version of
+    every table read (None: no such table at that point)."""
+    from warehouse.vouchers import ENTITIES, VOUCHERS_DIR, voucher_views
+
     lake = Path(lake).resolve()
     if _GLOB_CHARS & set(str(lake)):
         raise ValueError(
             f"lake path {lake} contains glob characters ({''.join(sorted(_GLOB_CHARS))})"
         )
-    statements = [s for k in KINDS.values() for s in kind_views(k, lake)]
-    statements.append(loads_view(lake))
+    tables = {k.table: lake / k.table for k in KINDS.values()}
+    tables.update({k.table: lake / VOUCHERS_DIR / k.table for k in ENTITIES.values()})
+    snapshots = {
+        name: lakes.open_table(path, lakes.version_for(as_of, name))
+        for name, path in tables.items()
+    }
+    versions = {name: None if dt is None else int(dt.version()) for name, dt in snapshots.items()}
+    statements = [s for k in KINDS.values() for s in kind_views(k, snapshots[k.table])]
+    statements.append(snapshot_view(versions))
+    statements.append(
+        commits_view([(name, path / "_delta_log", versions[name]) for name, path in tables.items()])
+    )
     statements += [load_sql(name) for name in SQL_VIEWS]
     for statement in statements:
         con.execute(statement)
+    voucher_views(con, {k.table: snapshots[k.table] for k in ENTITIES.values()})
     log.debug("warehouse views over %s refreshed (%d statements)", lake, len(statements))
+    return versions
 
 
-def connect(lake: Path, db_path: Path | str | None = None) -> duckdb.DuckDBPyConnection:
+def connect(
+    lake: Path, db_path: Path | str | None = None, as_of: lakes.AsOf = None
+) -> duckdb.DuckDBPyConnection:
     """Open the warehouse database (default ``<lake>/_warehouse.duckdb``; ``":memory:"`` works)
-    and re-create the views over ``lake``."""
+    and re-create the views over ``lake``'s snapshot (latest, or ``as_of``)."""
     lake = Path(lake)
     if db_path is None:
         lake.mkdir(parents=True, exist_ok=True)
         db_path = lake / DEFAULT_DB_NAME
     con = duckdb.connect(str(db_path))
     try:
-        refresh(con, lake)
+        refresh(con, lake, as_of)
     except BaseException:
         con.close()
         raise

@@ -16,12 +16,12 @@ readers) is read and checked whole before anything is written:
 
 Any problem anywhere refuses the whole import with every problem as ``<file>:<line>: <reason>``
 (``VoucherImportError``) and nothing is written. Otherwise each entity's new or changed records
-(compared with the current version in the lake) go to one new file
-``<lake>/vouchers/<table>/import=<import_id>.parquet``; ``import_id`` sorts by import time, so
-re-importing the same file writes nothing, and a corrected record becomes a new version while
-the old one stays in ``<table>_history``. ``voucher_views`` creates, for each entity, the view
-``<table>`` (latest version per key) and ``<table>_history`` (every version, with
-``_import_id``, ``_imported_at``, ``_source``: the file and line it came from).
+(compared with the current version in the lake) go to one commit of the entity's Delta table
+``<lake>/vouchers/<table>``; ``import_id`` sorts by import time, so re-importing the same file
+writes nothing, and a corrected record becomes a new version while the old one stays in
+``<table>_history``. ``voucher_views`` creates, for each entity, the view ``<table>`` (latest
+version per key) and ``<table>_history`` (every version, with ``_import_id``,
+``_imported_at``, ``_source``: the file and line it came from).
 """
 
 from __future__ import annotations
@@ -37,9 +37,10 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
-import pyarrow.parquet as pq
+from deltalake import DeltaTable
 
 from collectors.records_file import READERS
+from pipeline import lake as lakes
 from pipeline.records import (
     Field,
     FieldType,
@@ -48,8 +49,7 @@ from pipeline.records import (
     RecordError,
     coerce_fields,
 )
-from pipeline.write import write_parquet_atomic
-from warehouse.catalog import ident, sql_literal
+from warehouse.catalog import delta_source, ident
 
 VOUCHERS_DIR = "vouchers"
 T, S, F, L = FieldType.TIMESTAMP, FieldType.STRING, FieldType.FLOAT, FieldType.STRING_LIST
@@ -159,7 +159,8 @@ class ImportResult:
     written: dict[str, int] = field(default_factory=dict)
     """New or changed records per entity (0 = the file changed nothing)."""
     unchanged: dict[str, int] = field(default_factory=dict)
-    files: list[Path] = field(default_factory=list)
+    versions: dict[str, int] = field(default_factory=dict)
+    """Entity table -> the version this import committed."""
 
 
 @dataclass(frozen=True)
@@ -214,13 +215,19 @@ def _check_relations(k: Kind, r: Record) -> None:
             raise RecordError(f"unknown eligible_tenant_types {', '.join(bad)}", "bad_value")
 
 
+def entity_table(lake: Path, k: Kind) -> Path:
+    return Path(lake) / VOUCHERS_DIR / k.table
+
+
 def current_records(lake: Path, k: Kind) -> dict[str, Record]:
     """The latest version of every ``k`` record in the lake, by key (contract fields only)."""
-    files = sorted((Path(lake) / VOUCHERS_DIR / k.table).glob("import=*.parquet"))
+    dt = lakes.open_table(entity_table(lake, k))
     out: dict[str, Record] = {}
-    for path in files:  # import ids sort by time: later files replace earlier versions
-        for row in pq.read_table(path, columns=list(k.names)).to_pylist():
-            out[row[k.key[0]]] = {n: _canonical(k.field(n), row[n]) for n in k.names}
+    if dt is None:
+        return out
+    rows = dt.to_pyarrow_table(columns=[*k.names, "_import_id"]).sort_by("_import_id")
+    for row in rows.to_pylist():  # import ids sort by time: later ones replace earlier versions
+        out[row[k.key[0]]] = {n: _canonical(k.field(n), row[n]) for n in k.names}
     return out
 
 
@@ -328,21 +335,33 @@ def _write(
             {**r.record, "_import_id": result.import_id, "_imported_at": now, "_source": r.where}
             for r in changed[name]
         ]
-        path = lake / VOUCHERS_DIR / k.table / f"import={result.import_id}.parquet"
-        write_parquet_atomic(pa.Table.from_pylist(rows, schema=schema), path)
-        result.files.append(path)
+        result.versions[k.table] = lakes.commit(
+            entity_table(lake, k),
+            pa.Table.from_pylist(rows, schema=schema),
+            load_id=f"import-{result.import_id}",
+            partition_by=None,
+            metadata={"gpuledger.import_id": result.import_id, "gpuledger.entity": k.name},
+        )
     return result
 
 
 def _last_import_ms(lake: Path) -> int:
-    stems = [p.stem for p in (lake / VOUCHERS_DIR).glob("*/import=*.parquet")]
-    return max((int(s.split("=", 1)[1].split("-", 1)[0]) for s in stems), default=-1)
-
-
-def voucher_views(con: duckdb.DuckDBPyConnection, lake: Path) -> None:
-    """Create ``<table>`` (current) and ``<table>_history`` views for every voucher entity."""
+    last = -1
     for k in ENTITIES.values():
-        con.execute(_history_sql(k, Path(lake).resolve()))
+        dt = lakes.open_table(entity_table(lake, k))
+        if dt is not None:
+            ids = dt.to_pyarrow_table(columns=["_import_id"]).column("_import_id").to_pylist()
+            last = max([last, *(int(i.split("-", 1)[0]) for i in ids)])
+    return last
+
+
+def voucher_views(
+    con: duckdb.DuckDBPyConnection, snapshots: Mapping[str, DeltaTable | None]
+) -> None:
+    """Create ``<table>`` (current) and ``<table>_history`` views for every voucher entity,
+    over the given snapshots (by table name; ``warehouse.catalog.refresh`` passes them)."""
+    for k in ENTITIES.values():
+        con.execute(_history_sql(k, snapshots.get(k.table)))
         key = ident(k.key[0])
         cols = ", ".join(ident(n) for n in k.names)
         con.execute(
@@ -352,20 +371,16 @@ def voucher_views(con: duckdb.DuckDBPyConnection, lake: Path) -> None:
         )
 
 
-def _history_sql(k: Kind, lake: Path) -> str:
-    folder = lake / VOUCHERS_DIR / k.table
+def _history_sql(k: Kind, dt: DeltaTable | None) -> str:
     cols = [(n, t) for n, t in k.duckdb_columns()]
     cols += [("_import_id", "VARCHAR"), ("_imported_at", "TIMESTAMPTZ"), ("_source", "VARCHAR")]
     view = ident(k.table + "_history")
-    if not any(folder.glob("import=*.parquet")):
+    source = delta_source(dt)
+    if source is None:
         nulls = ", ".join(f"CAST(NULL AS {t}) AS {ident(n)}" for n, t in cols)
         return f"CREATE OR REPLACE VIEW {view} AS SELECT {nulls} WHERE false"
     select = ", ".join(f"CAST({ident(n)} AS {t}) AS {ident(n)}" for n, t in cols)
-    source = sql_literal(f"{folder}/import=*.parquet")
-    return (
-        f"CREATE OR REPLACE VIEW {view} AS SELECT {select} "
-        f"FROM read_parquet({source}, union_by_name = true, hive_partitioning = false)"
-    )
+    return f"CREATE OR REPLACE VIEW {view} AS SELECT {select} FROM {source}"
 
 
 def entity_files(pairs: Iterable[tuple[str, Path | None]]) -> dict[str, list[Path]]:

@@ -13,13 +13,15 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from gpuledger import broker
 from pipeline.dead_letter import DeadLetter
 from pipeline.dead_letter import read_dead_letters as dead_letters
+from pipeline.lake import open_table
+from pipeline.records import BY_TABLE
 from pipeline.topics import ensure_topics
+from warehouse.catalog import connect
 
 
 def free_port() -> int:
@@ -57,16 +59,17 @@ def namespace(kafka: str) -> str:
 
 
 def lake_rows(lake: Path, table: str) -> list[tuple]:
-    files = list((lake / table).rglob("*.parquet"))
-    if not files:
+    """Every stored row of a lake table (its Delta snapshot: raw, not deduplicated), in the
+    contract's column order; ``_loads`` from the warehouse view."""
+    if table == "_loads":
+        con = connect(lake, ":memory:")
+        return con.execute("SELECT load_id, origin, kind, table_name, rows FROM _loads").fetchall()
+    k = BY_TABLE[table]
+    dt = open_table(lake / table)
+    if dt is None:
         return []
-    return (
-        duckdb.connect()
-        .execute(
-            "SELECT * FROM read_parquet(?, hive_partitioning = false)", [[str(f) for f in files]]
-        )
-        .fetchall()
-    )
+    data = dt.to_pyarrow_table(columns=list(k.names))
+    return list(zip(*(data.column(n).to_pylist() for n in k.names), strict=True))
 
 
 def read_dead_letters(bootstrap: str, topic: str, expect: int) -> list[DeadLetter]:

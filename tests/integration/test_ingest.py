@@ -1,9 +1,11 @@
-"""ingest against the real broker: exactly-once landing, dead letters, crash and restart."""
+"""ingest against the real broker: exactly-once landing, dead letters, crash and restart,
+poison pills, two groups on one lake, zombies, draining."""
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -18,12 +20,13 @@ from collectors.publish import KafkaSink, PublishSettings
 from gpuledger import broker
 from gpuledger.cli import main as cli_main
 from pipeline.ingest import Ingestor, IngestSettings
-from pipeline.records import GPU_SAMPLE, OCCUPANCY, coerce
+from pipeline.lake import open_table
+from pipeline.records import GPU_SAMPLE, OCCUPANCY
 from pipeline.topics import ensure_topics, topic_for
 from pipeline.wire import encode
-from pipeline.write import stream_file_name, write_records
 from tests.conftest import REPO, gpu_sample
 from tests.integration.conftest import broker_settings, lake_rows, read_dead_letters
+from warehouse.catalog import connect
 
 pytestmark = pytest.mark.integration
 T0 = 1_588_262_400_000
@@ -65,6 +68,10 @@ def test_n_records_in_exactly_n_unique_rows_out(kafka: str, namespace: str, lake
     assert stats.landed == 5_000 and stats.rejected == 0  # type: ignore[attr-defined]
     loads = lake_rows(lake, "_loads")
     assert sum(r[4] for r in loads) == 5_000
+    dt = open_table(lake / "gpu_samples")  # each partition's last offset is in the table
+    topic = topic_for(GPU_SAMPLE, namespace)
+    stored = [dt.transaction_version(f"g-{namespace}:{topic}:{p}") for p in (0, 1)]  # type: ignore[union-attr]
+    assert None not in stored
     # A second run of the same group finds nothing new and changes nothing.
     ingest(kafka, namespace, lake)
     assert len(lake_rows(lake, "gpu_samples")) == 5_000
@@ -113,7 +120,14 @@ def test_malformed_records_go_to_the_dlq_and_neighbours_land(
     ]
 
 
-def _ingest_process(kafka: str, namespace: str, lake: Path, idle: float | None) -> subprocess.Popen:
+def _ingest_process(
+    kafka: str,
+    namespace: str,
+    lake: Path,
+    idle: float | None,
+    group: str | None = None,
+    batch: int = 2000,
+) -> subprocess.Popen:
     cmd = [
         sys.executable,
         "-m",
@@ -126,11 +140,13 @@ def _ingest_process(kafka: str, namespace: str, lake: Path, idle: float | None) 
         "--namespace",
         namespace,
         "--group",
-        f"g-{namespace}",
+        group or f"g-{namespace}",
         "--max-batch-records",
-        "2000",
+        str(batch),
         "--max-batch-seconds",
         "0.5",
+        "--session-timeout",
+        "3",
     ]
     if idle:
         cmd += ["--until-idle", str(idle)]
@@ -143,46 +159,147 @@ def _ingest_process(kafka: str, namespace: str, lake: Path, idle: float | None) 
     )
 
 
-def _wait_for_files(lake: Path, at_least: int, timeout_s: float = 120) -> None:
+def _version(lake: Path) -> int:
+    dt = open_table(lake / "gpu_samples")
+    return -1 if dt is None else int(dt.version())
+
+
+def _wait_for_commits(lake: Path, at_least: int, timeout_s: float = 120) -> None:
     deadline = time.monotonic() + timeout_s
-    while len(list(lake.rglob("s-*.parquet"))) < at_least:
-        assert time.monotonic() < deadline, "ingest wrote nothing in time"
+    while _version(lake) < at_least:
+        assert time.monotonic() < deadline, "ingest committed nothing in time"
         time.sleep(0.05)
 
 
-def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(
+def test_sigkill_at_random_moments_then_restart_loses_and_duplicates_nothing(
     kafka: str, namespace: str, lake: Path
 ) -> None:
     n = 200_000
     publish(kafka, namespace, n, gpus=50)
-    for more_files in (3, 5):  # kill twice, at different points
-        before = len(list(lake.rglob("s-*.parquet")))
-        proc = _ingest_process(kafka, namespace, lake, idle=None)
-        _wait_for_files(lake, before + more_files)
+    rng = random.Random(8)
+    seen_mid_stream = 0
+    for _kill in range(20):
+        proc = _ingest_process(kafka, namespace, lake, idle=None, batch=1500)
+        time.sleep(rng.uniform(0.8, 4.0))
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
-        assert 0 < len(lake_rows(lake, "gpu_samples")) < n, "the kill did not land mid-stream"
-    proc = _ingest_process(kafka, namespace, lake, idle=3.0)
+        landed = len(lake_rows(lake, "gpu_samples"))
+        assert landed < n, "the stream ended before the kills did"
+        seen_mid_stream += landed > 0
+    assert seen_mid_stream >= 10, "most kills should land mid-stream"
+    # right after a kill: the dead member still holds partitions until its session expires;
+    # --until-idle must wait for them, drain them, and say it left no lag
+    proc = _ingest_process(kafka, namespace, lake, idle=1.0)
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out
+    assert b"lag left 0 records" in out, out[-2000:]
     rows = lake_rows(lake, "gpu_samples")
     assert len(keys(rows)) == n, "records lost"
     assert len(rows) == n, "records duplicated"
 
 
-def test_files_written_but_never_committed_are_replaced_not_duplicated(
+def test_two_groups_on_one_lake_never_delete_each_other(
     kafka: str, namespace: str, lake: Path
 ) -> None:
-    """A worker that died between the Parquet rename and the offset commit left files behind."""
-    publish(kafka, namespace, 1_000, gpus=10)
+    publish(kafka, namespace, 3_000, gpus=10)
+    ingest(kafka, namespace, lake)
+    first = lake_rows(lake, "gpu_samples")
+    assert len(first) == 3_000
+    settings = IngestSettings(
+        bootstrap=kafka,
+        lake=lake,
+        namespace=namespace,
+        group=f"other-{namespace}",
+        until_idle_s=2.0,
+    )
+    stats = Ingestor(settings).run()
+    assert stats.landed == 3_000  # its own copy: it resumes from its own offsets
+    raw = lake_rows(lake, "gpu_samples")
+    assert len(raw) == 6_000 and set(first) <= set(raw)
+    con = connect(lake, ":memory:")
+    assert con.execute("SELECT count(*) FROM gpu_samples").fetchone() == (3_000,)
+    ingest(kafka, namespace, lake)  # the first group finds its offsets and lands nothing
+    assert len(lake_rows(lake, "gpu_samples")) == 6_000
+
+
+def test_a_zombie_worker_is_fenced(kafka: str, namespace: str, lake: Path) -> None:
+    """A worker that buffered records, then lost its partitions (a long pause), must not land
+    them after their new owner did."""
+    n = 2_000
+    publish(kafka, namespace, n, gpus=10)
+    settings = IngestSettings(
+        bootstrap=kafka,
+        lake=lake,
+        namespace=namespace,
+        group=f"g-{namespace}",
+        until_idle_s=2.0,
+        session_timeout_s=2.0,
+    )
+    zombie = Ingestor(settings)
+    zombie.consumer.subscribe(zombie._topics, listener=zombie._rebalance)
+    deadline = time.monotonic() + 60
+    while zombie._buffered < n and time.monotonic() < deadline:
+        polled = zombie.consumer.poll(timeout_ms=500)
+        moved = zombie._handle_rebalance()
+        for tp, messages in polled.items():
+            if tp not in moved:
+                for msg in messages:
+                    zombie._buffered += zombie._take(tp, msg)
+    assert zombie._buffered == n
+    zombie.consumer.close(autocommit=False)  # its session ends; the partitions move on
+    owner = Ingestor(settings).run()
+    assert owner.landed == n
+    zombie.flush()  # wakes up and tries to land the same offsets
+    zombie.dlq.close(timeout=5)
+    assert zombie.stats.fenced == 2 and zombie.stats.landed == 0
+    assert len(lake_rows(lake, "gpu_samples")) == n
+
+
+def test_poison_pills_are_dead_lettered_and_ingest_keeps_running(
+    kafka: str, namespace: str, lake: Path
+) -> None:
     topic = topic_for(GPU_SAMPLE, namespace)
-    orphan = [coerce(GPU_SAMPLE, gpu_sample(T0 + i * 60_000, gpu="GPU-0")) for i in range(50)]
-    for partition in (0, 1):  # its batch boundaries differ from the ones the restart will use
-        write_records(lake, GPU_SAMPLE, orphan, stream_file_name(topic, partition, 0, 7))
-    stats = ingest(kafka, namespace, lake, max_batch_records=300)
+
+    def envelope(*records: str) -> bytes:
+        return ('{"v":1,"kind":"gpu_sample","records":[' + ",".join(records) + "]}").encode()
+
+    def rec(at: int, **raw: str) -> str:
+        fields = {k: json.dumps(v) for k, v in gpu_sample(at).items()}
+        fields.update(raw)
+        return "{" + ",".join(f'"{k}":{v}' for k, v in fields.items()) + "}"
+
+    good = [rec(T0 + i * 60_000) for i in range(4)]
+    poison = {
+        "ts year 10000": rec(0, ts="253402300800000"),
+        "ts 1e300": rec(0, ts="1e300"),
+        "gpu_index 2**70": rec(T0, gpu_index=str(2**70)),
+        "lone surrogate": rec(T0, gpu_uuid='"\\ud800"'),
+        "long datacentre": rec(T0, datacentre=json.dumps("d" * 250)),
+        "power_w 10**400": rec(T0, power_w="1" + "0" * 400),
+    }
+    nested = b'{"v":1,"kind":"gpu_sample","records":[' + b"[" * 100_000 + b"]" * 100_000 + b"]}"
+    huge = rec(T0, node=json.dumps("n" * 3_000_000))  # a dead letter over the DLQ's limit
+    producer = KafkaProducer(bootstrap_servers=kafka, max_request_size=10_000_000)
+    producer.send(topic, key=b"k", value=envelope(good[0], *poison.values(), good[1]))
+    producer.send(topic, key=b"k", value=nested)
+    producer.send(topic, key=b"k", value=envelope(good[2], huge))
+    producer.send(topic, key=b"k", value=envelope(good[3]))
+    producer.flush()
+    producer.close()
+
+    stats = ingest(kafka, namespace, lake)
     rows = lake_rows(lake, "gpu_samples")
-    assert len(rows) == 1_000 == len(keys(rows))
-    assert stats.removed_uncommitted == 2  # type: ignore[attr-defined]
+    assert sorted(int(r[0].timestamp() * 1000) for r in rows) == [T0 + i * 60_000 for i in range(4)]
+    assert stats.rejected == len(poison) + 2  # type: ignore[attr-defined]
+    letters = read_dead_letters(kafka, f"{topic}.dlq", expect=len(poison) + 2)
+    assert all(dl.reason for dl in letters)
+    cut = [dl for dl in letters if dl.truncated_from]
+    assert len(cut) == 1 and cut[0].truncated_from > len(cut[0].raw) and cut[0].raw_sha256
+    assert any(dl.index is None and dl.raw == nested for dl in letters)
+    # and ingest is still alive: a later record lands
+    publish(kafka, namespace, 1, gpus=1)
+    ingest(kafka, namespace, lake)
+    assert len(lake_rows(lake, "gpu_samples")) == 5
 
 
 def test_broker_restart_mid_stream(tmp_path: Path, lake: Path) -> None:
@@ -215,7 +332,7 @@ def test_broker_restart_mid_stream(tmp_path: Path, lake: Path) -> None:
         producer = threading.Thread(target=produce)
         producer.start()
         proc = _ingest_process(bootstrap, "restart", lake, idle=None)
-        _wait_for_files(lake, 1)
+        _wait_for_commits(lake, 1)
         broker.stop(settings)
         time.sleep(2)
         broker.start(settings)

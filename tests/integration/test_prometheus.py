@@ -24,7 +24,7 @@ import pytest
 from collectors.replay.helios import HeliosReplay
 from pipeline.dead_letter import DeadLetter, write_quarantine
 from pipeline.records import OCCUPANCY
-from pipeline.write import record_load, write_records
+from pipeline.write import write_records
 from tests.integration.conftest import free_port
 from tests.ops_lake import mixed_lake, occupancy, write_occupancy
 from warehouse.exporter import ExporterSettings, serve
@@ -207,8 +207,7 @@ def test_helios_idle_day_replayed_fires_and_resolves(tmp_path: Path) -> None:
     with running_stack(lake, tmp_path, {"as_of": "data"}) as base:
         for i, start in enumerate(range(t0, t1, chunk_ms)):
             chunk = [r for r in records if start <= r["ts"] < start + chunk_ms]
-            files = write_records(lake, OCCUPANCY, chunk, f"replay-{i:04d}")
-            record_load(lake, f"replay-{i:04d}", "test replay", OCCUPANCY, files)
+            write_records(lake, OCCUPANCY, chunk, f"replay-{i:04d}", origin="test replay")
             time.sleep(0.25)
             for a in idle_alerts(base, "firing"):
                 seen.append((start + chunk_ms, a["labels"]["datacentre"]))

@@ -2,18 +2,18 @@
 CREATE OR REPLACE VIEW cluster_horizon AS
 WITH last_record AS (
     -- the newest record of each scope / GPU covers [ts, ts + interval_s): nothing follows it.
-    -- Among copies at that instant the view's dedup winner (greatest _file, _row) decides.
+    -- Among copies at that instant the view's dedup winner (greatest _version, then _file, _row) decides.
     SELECT
         datacentre,
         cluster,
-        arg_max(epoch_ms(ts) + CAST(round(interval_s * 1000) AS BIGINT), (ts, _file, _row)) AS t
+        arg_max(epoch_ms(ts) + CAST(round(interval_s * 1000) AS BIGINT), (ts, _version, _file, _row)) AS t
     FROM raw_occupancy
     GROUP BY datacentre, cluster, scope
     UNION ALL
     SELECT
         datacentre,
         cluster,
-        arg_max(epoch_ms(ts) + CAST(round(interval_s * 1000) AS BIGINT), (ts, _file, _row))
+        arg_max(epoch_ms(ts) + CAST(round(interval_s * 1000) AS BIGINT), (ts, _version, _file, _row))
     FROM raw_gpu_samples
     GROUP BY datacentre, cluster, gpu_uuid
     UNION ALL

@@ -1,5 +1,5 @@
 -- gpu_sample_coverage: one row per GPU sample key (datacentre, cluster, gpu_uuid, ts) covering [s_ms, e_ms) = [ts, ts + min(interval_s, next ts of the same GPU - ts)) in epoch ms (DESIGN §4); inputs: raw_gpu_samples
--- Dedup and coverage in one sort: ordered by (ts, _file, _row), the last copy of each ts is the
+-- Dedup and coverage in one sort: ordered by (ts, _version, _file, _row), the last copy of each ts is the
 -- one the gpu_samples view keeps (greatest file, then row) and its lead() is the next ts.
 CREATE OR REPLACE VIEW gpu_sample_coverage AS
 SELECT
@@ -17,7 +17,7 @@ FROM (
     SELECT
         datacentre, cluster, node, gpu_uuid, util, pod, job_id, source, s_ms,
         CAST(round(interval_s * 1000) AS BIGINT) AS iv_ms,
-        lead(s_ms) OVER (PARTITION BY datacentre, cluster, gpu_uuid ORDER BY s_ms, _file, _row)
+        lead(s_ms) OVER (PARTITION BY datacentre, cluster, gpu_uuid ORDER BY s_ms, _version, _file, _row)
             AS next_ms
     FROM (SELECT *, epoch_ms(ts) AS s_ms FROM raw_gpu_samples)
 )

@@ -2,8 +2,8 @@
 WITH
 occ AS (
     SELECT datacentre, cluster, coalesce(scope, '') AS scope,
-        arg_max(gpus_total, (ts, _file, _row)) AS total,
-        arg_max(gpus_allocated, (ts, _file, _row)) AS allocated
+        arg_max(gpus_total, (ts, _version, _file, _row)) AS total,
+        arg_max(gpus_allocated, (ts, _version, _file, _row)) AS allocated
     FROM raw_occupancy
     WHERE ts > make_timestamptz(($now_ms - $horizon_ms) * 1000)
         AND ts <= make_timestamptz($now_ms * 1000)
@@ -24,9 +24,9 @@ inv AS (
 -- newest sample of each GPU, and whether an allocation holds the GPU, its job or pod now
 smp AS (
     SELECT datacentre, cluster, gpu_uuid,
-        arg_max(util, (ts, _file, _row)) AS util,
-        arg_max(job_id, (ts, _file, _row)) AS job_id,
-        arg_max(pod, (ts, _file, _row)) AS pod
+        arg_max(util, (ts, _version, _file, _row)) AS util,
+        arg_max(job_id, (ts, _version, _file, _row)) AS job_id,
+        arg_max(pod, (ts, _version, _file, _row)) AS pod
     FROM raw_gpu_samples
     WHERE ts > make_timestamptz(($now_ms - $horizon_ms) * 1000)
         AND ts <= make_timestamptz($now_ms * 1000)

@@ -3,7 +3,7 @@ WITH
 occ_raw AS (
     SELECT datacentre, cluster, scope, gpus_total, gpus_allocated, s_ms,
         CAST(round(interval_s * 1000) AS BIGINT) AS iv_ms,
-        lead(s_ms) OVER (PARTITION BY datacentre, cluster, scope ORDER BY s_ms, _file, _row)
+        lead(s_ms) OVER (PARTITION BY datacentre, cluster, scope ORDER BY s_ms, _version, _file, _row)
             AS next_ms
     FROM (
         SELECT *, epoch_ms(ts) AS s_ms FROM raw_occupancy
@@ -38,7 +38,7 @@ inv AS (
 smp_raw AS (
     SELECT datacentre, cluster, gpu_uuid, util, s_ms,
         CAST(round(interval_s * 1000) AS BIGINT) AS iv_ms,
-        lead(s_ms) OVER (PARTITION BY datacentre, cluster, gpu_uuid ORDER BY s_ms, _file, _row)
+        lead(s_ms) OVER (PARTITION BY datacentre, cluster, gpu_uuid ORDER BY s_ms, _version, _file, _row)
             AS next_ms
     FROM (
         SELECT *, epoch_ms(ts) AS s_ms FROM raw_gpu_samples
