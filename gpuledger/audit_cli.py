@@ -1,7 +1,8 @@
 """Voucher, audit and scenario commands: they parse arguments and format output, nothing more.
 
 ``gpuledger/cli.py`` wires them in with ``add_commands(sub)`` (``vouchers import``, ``audit``,
-``scenario``) and ``add_effectiveness_report(report_sub)`` (``report effectiveness``).
+``scenario``) and ``add_effectiveness_report(report_sub)`` (``report effectiveness``); it also
+uses ``add_as_of`` for the other commands that read a lake snapshot.
 """
 
 from __future__ import annotations
@@ -10,9 +11,18 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pipeline.lake import AsOf
+    from warehouse.render import Lineage
 
 DEFAULT_LAKE = Path("lake")
+AS_OF_HELP = (
+    "read the lake as it was: the table versions a report printed "
+    "(table=version[,table=version...]) or an ISO-8601 instant with a UTC offset; "
+    "reads that snapshot only (in memory)"
+)
 _SUMMARY_COLUMNS = (
     "programme_id",
     "vouchers_issued",
@@ -26,6 +36,31 @@ _SUMMARY_COLUMNS = (
     "cny_at_stake",
     "findings",
 )
+
+
+def as_of_arg(text: str) -> AsOf:
+    """``--as-of``: ``pipeline.lake.parse_as_of``, with the table names checked."""
+    from pipeline.lake import parse_as_of
+    from pipeline.records import KINDS
+    from warehouse.vouchers import ENTITIES
+
+    try:
+        as_of = parse_as_of(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if isinstance(as_of, dict):
+        known = {k.table for k in KINDS.values()} | {k.table for k in ENTITIES.values()}
+        unknown = sorted(set(as_of) - known)
+        if unknown:
+            raise argparse.ArgumentTypeError(
+                f"--as-of {text!r}: no lake table {', '.join(unknown)} "
+                f"(tables: {', '.join(sorted(known))})"
+            )
+    return as_of
+
+
+def add_as_of(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--as-of", type=as_of_arg, metavar="VERSIONS|ISO-TIME", help=AS_OF_HELP)
 
 
 def cmd_vouchers_import(a: argparse.Namespace) -> int:
@@ -68,11 +103,13 @@ def _findings_text(findings: dict[str, Any]) -> str:
 
 
 def format_audit(report: dict[str, Any], fmt: str) -> str:
-    """The audit as ``json`` (the whole report), ``csv`` (one row per finding, then one CLEAN row
-    per clean claim; evidence as JSON) or ``table`` (programme summary, then findings)."""
+    """The audit as ``json`` (the whole report, ``lineage`` included), ``csv`` (a ``# lake
+    versions`` comment line, then one row per finding, then one CLEAN row per clean claim;
+    evidence as JSON) or ``table`` (programme summary, then findings, then the lake versions)."""
     from warehouse.audit import FINDING_KEYS
     from warehouse.render import render
 
+    read = _lineage(report)
     if fmt == "json":
         return json.dumps(report, indent=2, default=str, ensure_ascii=False) + "\n"
     rows = [{**f, "evidence": json.dumps(f["evidence"], default=str)} for f in report["findings"]]
@@ -81,7 +118,7 @@ def format_audit(report: dict[str, Any], fmt: str) -> str:
         for c in report["clean"]
     ]
     if fmt == "csv":
-        return render(rows + clean, "csv", FINDING_KEYS)
+        return render(rows + clean, "csv", FINDING_KEYS, lineage=read)
     summary = [{**p, "findings": _findings_text(p["findings"])} for p in report["programmes"]]
     cols = [c for c in FINDING_KEYS if c != "evidence"]
     return (
@@ -90,17 +127,33 @@ def format_audit(report: dict[str, Any], fmt: str) -> str:
         + f"\n{len(report['findings'])} finding(s), worst first; "
         + f"{len(report['clean'])} clean claim(s)\n"
         + render(rows, "table", cols)
+        + ("" if read is None else "\n" + read.footer())
     )
+
+
+def _lineage(report: dict[str, Any]) -> Lineage | None:
+    """The ``Lineage`` of a report dict (its ``lineage`` key), or None."""
+    from warehouse.render import Lineage
+
+    found = report.get("lineage")
+    return None if found is None else Lineage(found["tables"])
 
 
 def cmd_audit(a: argparse.Namespace) -> int:
     from warehouse.attribution import open_audit
     from warehouse.audit import audit, load_thresholds
 
-    con = open_audit(a.lake)
-    report = audit(
-        con, month=a.month, programme=a.programme, tz=a.tz, thresholds=load_thresholds(a.thresholds)
-    )
+    con = open_audit(a.lake, a.as_of)
+    try:
+        report = audit(
+            con,
+            month=a.month,
+            programme=a.programme,
+            tz=a.tz,
+            thresholds=load_thresholds(a.thresholds),
+        )
+    finally:
+        con.close()
     if a.format == "html":
         from gpuledger.ops_cli import write_page
         from warehouse.html import audit_html
@@ -142,12 +195,17 @@ def cmd_report_effectiveness(a: argparse.Namespace) -> int:
     from warehouse.effectiveness import effectiveness
     from warehouse.render import render
 
-    report = effectiveness(open_audit(a.lake), a.programme, months=a.months, tz=a.tz)
+    con = open_audit(a.lake, a.as_of)
+    try:
+        report = effectiveness(con, a.programme, months=a.months, tz=a.tz)
+    finally:
+        con.close()
+    read = _lineage(report)
     if a.format == "json":
         print(json.dumps(report, indent=2, default=str, ensure_ascii=False))
         return 0
     if a.format == "csv":
-        sys.stdout.write(render(report["monthly"], "csv"))
+        sys.stdout.write(render(report["monthly"], "csv", lineage=read))
         return 0
     cols = ["period", "phase", "datacentre", "capacity_gpu_h", "allocated_gpu_h", "busy_gpu_h"]
     cols += ["allocation_rate", "utilisation"]
@@ -165,6 +223,8 @@ def cmd_report_effectiveness(a: argparse.Namespace) -> int:
         c = report["concentration"][by]
         print(f"subsidy by {by}: n={c['n']} top-10 share={c['top10_share']} gini={c['gini']}")
     print(f"median days from period end to claim: {report['median_claim_delay_days']}")
+    if read is not None:
+        sys.stdout.write(read.footer())
     return 0
 
 
@@ -198,6 +258,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--thresholds", type=Path, help="thresholds TOML (default deploy/audit/thresholds.toml)"
     )
+    add_as_of(p)
     p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser("scenario", help="generate a synthetic voucher landscape over a lake")
@@ -227,4 +288,5 @@ def add_effectiveness_report(report_sub: argparse._SubParsersAction) -> None:
     r.add_argument("--months", type=int, default=3, help="months before and after the start")
     r.add_argument("--tz", default="Asia/Shanghai")
     r.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    add_as_of(r)
     r.set_defaults(func=cmd_report_effectiveness)

@@ -133,6 +133,7 @@ def cmd_ingest(a: argparse.Namespace) -> int:
         max_batch_records=a.max_batch_records,
         max_batch_seconds=a.max_batch_seconds,
         session_timeout_s=a.session_timeout,
+        compact_every_s=a.compact_every,
     )
     registry = None
     if a.metrics_listen:
@@ -182,18 +183,41 @@ def cmd_dlq(a: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------- reports
 def cmd_report_utilisation(a: argparse.Namespace) -> int:
     from warehouse.catalog import connect
-    from warehouse.reports import render, utilisation_report
+    from warehouse.reports import lineage, render, utilisation_report
 
-    con = connect(a.lake)
-    rows = utilisation_report(
-        con, period=a.period, by=a.by, date_from=a.date_from, date_to=a.date_to, tz=a.tz
-    )
+    # --as-of reads that snapshot in memory: the lake's warehouse file keeps the latest views
+    con = connect(a.lake) if a.as_of is None else connect(a.lake, ":memory:", as_of=a.as_of)
+    try:
+        rows = utilisation_report(
+            con, period=a.period, by=a.by, date_from=a.date_from, date_to=a.date_to, tz=a.tz
+        )
+        read = lineage(con)
+    finally:
+        con.close()
     if a.format == "html":
         from warehouse.html import utilisation_html
 
-        ops_cli.write_page(utilisation_html(rows), a.output)
+        ops_cli.write_page(utilisation_html(rows, lineage=read), a.output)
         return 0
-    sys.stdout.write(render(rows, a.format))
+    sys.stdout.write(render(rows, a.format, lineage=read))
+    return 0
+
+
+# ------------------------------------------------------------------------------- sql
+def cmd_sql(a: argparse.Namespace) -> int:
+    from warehouse.render import render
+    from warehouse.sql_query import QueryFailed, QueryRefused, run_query
+
+    try:
+        result = run_query(a.lake, a.query, a.as_of)
+    except QueryRefused as exc:
+        print(f"gpuledger sql: refused: {exc}", file=sys.stderr)
+        return 2
+    except QueryFailed as exc:
+        print(f"gpuledger sql: {exc}", file=sys.stderr)
+        return 1
+    sys.stdout.write(render(result.rows, a.format, result.columns))
+    print(result.lineage.note(), file=sys.stderr)
     return 0
 
 
@@ -262,6 +286,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="a dead worker's partitions move to the group's others after this (default 10)",
     )
     p.add_argument(
+        "--compact-every",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="compact closed partitions in the background this often (default 3600; 0 = off)",
+    )
+    p.add_argument(
         "--metrics-listen",
         metavar="HOST:PORT",
         help="serve ingest counters for Prometheus, e.g. 127.0.0.1:9109",
@@ -310,7 +341,22 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="with --format html: write the page here (default stdout)",
     )
+    audit_cli.add_as_of(r)
     r.set_defaults(func=cmd_report_utilisation)
+
+    p = sub.add_parser(
+        "sql",
+        help="read-only SQL over the warehouse views",
+        description="Run one query (SELECT, FROM, WITH, VALUES, DESCRIBE, SHOW, SUMMARIZE) over "
+        "the warehouse views of a lake snapshot, in memory: file access outside the lake is "
+        "off and any other statement is refused (exit 2). Instants are printed in UTC. The "
+        "lake versions read go to stderr.",
+    )
+    p.add_argument("--lake", type=Path, default=DEFAULT_LAKE)
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    audit_cli.add_as_of(p)
+    p.add_argument("query", metavar="SQL", help='one query, e.g. "FROM _snapshot"')
+    p.set_defaults(func=cmd_sql)
 
     audit_cli.add_commands(sub)
     ops_cli.add_commands(sub)

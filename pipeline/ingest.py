@@ -28,7 +28,7 @@ from typing import Any
 import pyarrow as pa
 from kafka.errors import RetriableError
 from kafka.structs import TopicPartition
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry
 
 from pipeline import lake as lakes
 from pipeline.consume import (
@@ -42,6 +42,7 @@ from pipeline.consume import (
 )
 from pipeline.dead_letter import DLQ_MAX_RAW_BYTES, DeadLetter
 from pipeline.dedup import dedup
+from pipeline.ingest_metrics import IngestMetrics
 from pipeline.records import Kind, Record, RecordError
 from pipeline.topics import contract_topics, kind_for_topic
 from pipeline.validate import validate_batch
@@ -64,6 +65,8 @@ class IngestSettings:
     poll_timeout_ms: int = 500
     session_timeout_s: float = 10.0
     """A killed worker's partitions move on to the group's others within this time."""
+    compact_every_s: float = 3600.0
+    """Compact closed partitions in the background this often (0 = never; ``lake compact``)."""
 
 
 @dataclass
@@ -90,41 +93,6 @@ class _Buffer:
     origins: list[tuple[int, int]] = field(default_factory=list)
     """(offset, index in its message) of each record, to dead-letter one Arrow refuses."""
     rejected: int = 0
-
-
-class IngestMetrics:
-    """Counters operators watch (Prometheus), in a registry the caller owns."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.landed = Counter(
-            "gpuledger_ingest_records_landed",
-            "Records written to the lake.",
-            ["topic"],
-            registry=registry,
-        )
-        self.rejected = Counter(
-            "gpuledger_ingest_records_rejected",
-            "Records sent to the dead-letter topic.",
-            ["topic", "reason"],
-            registry=registry,
-        )
-        self.duplicates = Counter(
-            "gpuledger_ingest_duplicates",
-            "Identical duplicate records collapsed.",
-            ["topic"],
-            registry=registry,
-        )
-        self.conflicts = Counter(
-            "gpuledger_ingest_conflicts",
-            "Same key, different payload (last write kept).",
-            ["topic"],
-            registry=registry,
-        )
-        self.last_write = Gauge(
-            "gpuledger_ingest_last_write_timestamp_seconds",
-            "Unix time of the last lake write.",
-            registry=registry,
-        )
 
 
 class Ingestor:
@@ -178,6 +146,15 @@ class Ingestor:
     ) -> IngestStats:
         stop = stop or threading.Event()
         self.consumer.subscribe(self._topics, listener=self._rebalance)
+        compactor, halt = None, threading.Event()
+        if self.settings.compact_every_s > 0:
+            compactor = threading.Thread(
+                target=_compact_closed,
+                args=(self.settings.lake, self.settings.compact_every_s, halt),
+                name="compact",
+                daemon=True,
+            )
+            compactor.start()
         last_record = time.monotonic()
         oldest: float | None = None
         drained_since: float | None = None
@@ -225,7 +202,10 @@ class Ingestor:
                     break
             self.flush()
         finally:
+            halt.set()
             self.close()
+            if compactor is not None:
+                compactor.join(timeout=60)
         return self.stats
 
     def lag(self) -> int:
@@ -402,3 +382,18 @@ class Ingestor:
             self.consumer.close(autocommit=False)
         finally:
             self.dlq.close(timeout=10)
+
+
+def _compact_closed(lake: Path, every_s: float, stop: threading.Event) -> None:
+    """Compact the lake's closed partitions every ``every_s`` until ``stop`` (a failure is
+    logged and tried again next time: compaction never holds up ingest)."""
+    from pipeline.maintain import compact
+
+    while not stop.wait(every_s):
+        try:
+            done = compact(lake)
+        except Exception:
+            log.exception("background compaction failed; retrying in %.0fs", every_s)
+            continue
+        if done:
+            log.info("compacted %d closed partition(s)", len(done))

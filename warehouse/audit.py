@@ -33,7 +33,7 @@ import duckdb
 
 from warehouse.attribution import attribute
 from warehouse.catalog import load_sql
-from warehouse.reports import check_tz
+from warehouse.reports import check_tz, lineage, single_threaded
 
 FINDINGS = (
     "OVER_CLAIM",
@@ -136,14 +136,27 @@ def audit(
     tz: str = "Asia/Shanghai",
     thresholds: Thresholds | None = None,
 ) -> dict[str, Any]:
-    """The audit of one local month: ``{"month", "tz", "programmes", "findings", "clean"}``.
+    """The audit of one local month: ``{"month", "tz", "programmes", "findings", "clean",
+    "lineage"}``.
 
     ``findings`` are worst first (severity, CNY at stake, claim id) with ``FINDING_KEYS``;
     ``clean`` lists the month's claim ids with no finding; ``programmes`` has one summary per
-    programme that had a claim or issued a voucher in the month.
+    programme that had a claim or issued a voucher in the month; ``lineage`` names the lake
+    table versions read (``warehouse.render.Lineage.to_json``: ``tables``, ``as_of``, ``engine``).
     """
     _check_month(month, tz)
     thresholds = thresholds or load_thresholds()
+    with single_threaded(con):  # reproducible to the last digit (``--as-of``)
+        return _audit(con, month, programme, tz, thresholds)
+
+
+def _audit(
+    con: duckdb.DuckDBPyConnection,
+    month: str,
+    programme: str | None,
+    tz: str,
+    thresholds: Thresholds,
+) -> dict[str, Any]:
     attribute(con, tz)
     rank = {s: i for i, s in enumerate(SEVERITIES)}
     found = [
@@ -164,6 +177,7 @@ def audit(
         "programmes": programme_summaries(con, month, programme, tz, found),
         "findings": [{k: f[k] for k in FINDING_KEYS} for f in found],
         "clean": [c for (c,) in claims if c not in flagged],
+        "lineage": lineage(con).to_json(),
     }
 
 

@@ -8,7 +8,7 @@ order:
   the files a compaction replaced), exactly the contract's columns and DuckDB types, plus
   ``_version`` (the commit that wrote the row), ``_load``, ``_file`` and ``_row``. Partition
   values (``datacentre``) come from the log, not from folder names.
-- ``<table>``: one row per ``Kind.key`` (docs/semantics.md, duplicates): identical copies
+- ``<table>``: one row per ``Kind.key`` (same key = one record): identical copies
   collapse; of differing payloads the last committed (greatest ``_version``) is kept.
 - ``<table>_conflicts``: every raw row whose key has more than one distinct payload, with
   ``_versions`` (distinct payloads of that key) and ``_kept`` (the row the table kept).
@@ -97,7 +97,8 @@ def _select_typed(columns: list[tuple[str, str]], source: str | None, provenance
 def delta_source(dt: DeltaTable | None, partition_columns: Sequence[str] = ()) -> str | None:
     """A FROM clause over the snapshot's active files, with ``filename`` / ``file_row_number``
     and the partition columns taken from the log; None when the snapshot has no file."""
-    files = [] if dt is None else lakes.active_files(dt)
+    # sorted: the same snapshot always lists (and so sums) its files in the same order
+    files = [] if dt is None else sorted(lakes.active_files(dt))
     if not files:
         return None
     paths = ", ".join(sql_literal(p) for p, _ in files)

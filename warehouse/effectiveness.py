@@ -11,7 +11,8 @@ were made when that list is empty):
 - ``subsidised_share``: metered GPU-hours of the programme's claims in the after window divided
   by the capacity of its data centres in that window;
 - ``concentration``: subsidy by tenant and by tenant region: top-10 share and Gini;
-- ``median_claim_delay_days``: median days from claim period end to submission.
+- ``median_claim_delay_days``: median days from claim period end to submission;
+- ``lineage``: the lake table versions read (``warehouse.render.Lineage.to_json``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import duckdb
 
 from warehouse.attribution import attribute
 from warehouse.catalog import load_sql
-from warehouse.reports import utilisation_report
+from warehouse.reports import lineage, single_threaded, utilisation_report
 
 
 def gini(values: Sequence[float]) -> float | None:
@@ -65,6 +66,13 @@ def effectiveness(
     *,
     months: int = 3,
     tz: str = "Asia/Shanghai",
+) -> dict[str, Any]:
+    with single_threaded(con):  # reproducible to the last digit (``--as-of``)
+        return _effectiveness(con, programme_id, months, tz)
+
+
+def _effectiveness(
+    con: duckdb.DuckDBPyConnection, programme_id: str, months: int, tz: str
 ) -> dict[str, Any]:
     row = con.execute(
         "SELECT eligible_datacentres, strftime(timezone($tz, valid_from), '%Y-%m-%d') "
@@ -129,4 +137,5 @@ def effectiveness(
         "subsidy_cny": round(sum(c["subsidy_cny"] for c in claims), 2),
         "concentration": {"tenant": _concentration(by_tenant), "region": _concentration(by_region)},
         "median_claim_delay_days": statistics.median(delays) if delays else None,
+        "lineage": lineage(con).to_json(),
     }

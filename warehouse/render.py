@@ -1,4 +1,5 @@
-"""Report rows (a list of dicts with the same keys) as a text table, CSV or JSON."""
+"""Report rows (a list of dicts with the same keys) as a text table, CSV or JSON, and the
+lineage every report names: the lake table versions it read (``Lineage``)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,68 @@ import csv
 import io
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
 from typing import Any, Literal
 
+from pipeline.lake import format_as_of
+
 Format = Literal["table", "csv", "json"]
+ENGINE = "duckdb"
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """The lake table versions a report read (``tables``: the ``_snapshot`` view of its
+    connection, None where the table had no commit).
+
+    ``versions`` names every table, one with no commit as version 0: the empty table Delta
+    creates before the first write, which reads the same as no table. So ``as_of``, the
+    ``--as-of`` value that reads the same snapshot again, pins every table (data landed later
+    in a table that did not exist yet does not leak into the reproduction), and a reproduction
+    prints the same versions.
+    """
+
+    tables: Mapping[str, int | None]
+
+    @property
+    def versions(self) -> dict[str, int]:
+        return {t: 0 if v is None else int(v) for t, v in sorted(self.tables.items())}
+
+    @property
+    def as_of(self) -> str:
+        return format_as_of(self.versions)
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"tables": {table: version}, "as_of": ..., "engine": "duckdb"}``."""
+        return {"tables": self.versions, "as_of": self.as_of, "engine": ENGINE}
+
+    def note(self) -> str:
+        return f"lake versions: {self.as_of}; reproduce with --as-of {self.as_of}"
+
+    def csv_comment(self) -> str:
+        """The first line of CSV outputs."""
+        return f"# {self.note()}\n"
+
+    def footer(self) -> str:
+        """The last line of table outputs."""
+        return f"lake versions: {self.as_of}\n"
+
+
+def json_default(value: Any) -> Any:
+    """JSON for what ``json`` cannot write: instants and dates as ISO-8601, decimals as numbers,
+    durations in seconds, bytes as hex, anything else as its text."""
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    return str(value)
 
 
 def _text(value: Any) -> str:
@@ -17,7 +76,18 @@ def _text(value: Any) -> str:
         return ""
     if isinstance(value, float):
         return f"{value:.6g}" if math.isfinite(value) else str(value)
-    return str(value)
+    return str(_cell(value))
+
+
+def _cell(value: Any) -> Any:
+    """A CSV field: instants ISO-8601, lists and structs as JSON, the rest as it is."""
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, list | tuple | dict):
+        return json.dumps(value, default=json_default, ensure_ascii=False)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    return value if isinstance(value, int | float | Decimal) else str(value)
 
 
 def _table(rows: Sequence[dict[str, Any]], columns: list[str]) -> str:
@@ -30,21 +100,33 @@ def _table(rows: Sequence[dict[str, Any]], columns: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render(rows: Sequence[dict[str, Any]], fmt: str, columns: Sequence[str] | None = None) -> str:
+def render(
+    rows: Sequence[dict[str, Any]],
+    fmt: str,
+    columns: Sequence[str] | None = None,
+    lineage: Lineage | None = None,
+) -> str:
     """``rows`` as ``table`` (aligned text), ``csv`` (header + rows, NULL = empty field, floats
-    in full precision) or ``json`` (an array of objects, NULL = null)."""
+    in full precision) or ``json`` (an array of objects, NULL = null); instants as ISO-8601.
+
+    With ``lineage``: CSV starts with a ``# lake versions: ...`` comment line, the table ends
+    with a ``lake versions: ...`` line, and every JSON object gets ``lake_versions`` (the
+    ``--as-of`` value that reproduces the rows)."""
     cols = list(columns if columns is not None else (rows[0].keys() if rows else []))
     if fmt == "json":
-        return json.dumps([{c: r[c] for c in cols} for r in rows], indent=2, default=str) + "\n"
+        extra = {} if lineage is None else {"lake_versions": lineage.as_of}
+        objects = [{**{c: r[c] for c in cols}, **extra} for r in rows]
+        return json.dumps(objects, indent=2, default=json_default) + "\n"
     if fmt == "csv":
         out = io.StringIO()
+        if lineage is not None:
+            out.write(lineage.csv_comment())
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(cols)
         for r in rows:
-            writer.writerow(["" if r[c] is None else r[c] for c in cols])
+            writer.writerow(["" if r[c] is None else _cell(r[c]) for c in cols])
         return out.getvalue()
     if fmt == "table":
-        if not rows:
-            return "(no rows)\n"
-        return _table(rows, cols)
+        text = _table(rows, cols) if rows else "(no rows)\n"
+        return text if lineage is None else text + lineage.footer()
     raise ValueError(f"unknown format {fmt!r}; expected table, csv or json")

@@ -40,6 +40,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -47,9 +49,16 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import duckdb
 
 from warehouse.catalog import load_sql
-from warehouse.render import render
+from warehouse.render import Lineage, render
 
-__all__ = ["UTILISATION_COLUMNS", "render", "utilisation_report"]
+__all__ = [
+    "UTILISATION_COLUMNS",
+    "Lineage",
+    "lineage",
+    "render",
+    "single_threaded",
+    "utilisation_report",
+]
 
 Period = Literal["day", "month"]
 By = Literal["datacentre", "cluster", "scope"]
@@ -73,6 +82,30 @@ UTILISATION_COLUMNS = (
 )
 _LABEL = {"day": "%Y-%m-%d", "month": "%Y-%m"}
 _BY = ("datacentre", "cluster", "scope")
+
+
+def lineage(con: duckdb.DuckDBPyConnection) -> Lineage:
+    """The lake table versions the views of ``con`` read (its ``_snapshot`` view, by name)."""
+    rows = con.execute("SELECT table_name, version FROM _snapshot ORDER BY table_name").fetchall()
+    return Lineage({str(t): None if v is None else int(v) for t, v in rows})
+
+
+@contextmanager
+def single_threaded(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Run the statements inside on one DuckDB thread, then restore the thread count.
+
+    Reports must come out byte for byte the same when ``--as-of`` reads their snapshot again,
+    but DuckDB's parallel aggregation adds the partial sums of a double in whatever order its
+    threads finish, so the last digits of a figure change from run to run. On one thread the
+    rows are added in one order (the snapshot's files, as listed by its log)."""
+    row = con.execute("SELECT current_setting('threads')").fetchone()
+    before = int(row[0]) if row else None
+    con.execute("SET threads = 1")
+    try:
+        yield
+    finally:
+        if before is not None:
+            con.execute(f"SET threads = {before}")
 
 
 def check_tz(tz: str) -> None:
@@ -114,7 +147,8 @@ def utilisation_report(
         "date_to": date_to,
         "by": by,
     }
-    cursor = con.execute(load_sql("utilisation"), params)
-    names = [d[0] for d in cursor.description]
-    assert tuple(names) == UTILISATION_COLUMNS, names
-    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    with single_threaded(con):
+        cursor = con.execute(load_sql("utilisation"), params)
+        names = [d[0] for d in cursor.description]
+        assert tuple(names) == UTILISATION_COLUMNS, names
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]

@@ -10,6 +10,7 @@ from typing import Any
 
 from warehouse.html.audit import audit_html
 from warehouse.html.utilisation import utilisation_html
+from warehouse.render import Lineage
 
 __all__ = [
     "audit_html",
@@ -30,8 +31,15 @@ def write_html(text: str, path: Path) -> Path:
     return path
 
 
-def write_utilisation_html(rows: Sequence[dict[str, Any]], path: Path, title: str = "") -> Path:
-    return write_html(utilisation_html(rows, title) if title else utilisation_html(rows), path)
+def write_utilisation_html(
+    rows: Sequence[dict[str, Any]], path: Path, title: str = "", lineage: Lineage | None = None
+) -> Path:
+    page = (
+        utilisation_html(rows, title, lineage=lineage)
+        if title
+        else utilisation_html(rows, lineage=lineage)
+    )
+    return write_html(page, path)
 
 
 def write_audit_html(report: dict[str, Any], path: Path) -> Path:

@@ -11,7 +11,7 @@ from html import escape
 from typing import Any
 
 from warehouse.html.svg import stacked_bars
-from warehouse.html.utilisation import CHECK_SCRIPT, CSS
+from warehouse.html.utilisation import CHECK_SCRIPT, CSS, lineage_footer
 
 SEVERITY_ORDER = ("high", "medium", "low")
 SEVERITY_COLOURS = {"high": "#c8553d", "medium": "#e08a2c", "low": "#9aa5b1"}
@@ -123,7 +123,7 @@ def _programme_table(programmes: list[Mapping[str, Any]]) -> str:
 
 def audit_html(report: Mapping[str, Any], generated_at: datetime | None = None) -> str:
     """The page for one ``audit()`` result (``month``, ``tz``, ``programmes``, ``findings``,
-    ``clean``)."""
+    ``clean``; and ``lineage``, shown in the footer, when present)."""
     when = (generated_at or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC")
     found = list(report["findings"])
     programmes = list(report["programmes"])
@@ -166,5 +166,6 @@ def audit_html(report: Mapping[str, Any], generated_at: datetime | None = None) 
         f"{kpis}{charts}"
         f"<h2>Findings, worst first</h2>{_findings_table(found) if found else '<p>None.</p>'}"
         f"<h2>Programmes</h2>{_programme_table(programmes)}"
+        f"{lineage_footer(report.get('lineage'))}"
         f"<script>{CHECK_SCRIPT}</script></body></html>\n"
     )

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
 from warehouse.html.svg import heatmap, line_chart, stacked_bars
+from warehouse.render import Lineage
 
 MAX_BAR_GROUPS = 8
 
@@ -19,6 +20,8 @@ figure{margin:8px 0 0 0;overflow-x:auto}
 table{border-collapse:collapse;font-size:12px;margin-top:8px}
 th,td{padding:3px 8px;border-bottom:1px solid #e5e5e5;text-align:right;white-space:nowrap}
 th{background:#f4f4f4;position:sticky;top:0} td.l,th.l{text-align:left}
+footer.lineage{color:#555;font-size:12px;margin-top:32px;padding-top:8px}
+footer.lineage{border-top:1px solid #e5e5e5} footer.lineage code{overflow-wrap:anywhere}
 """
 
 # Marks each chart that the browser really laid out with visible marks (used by the tests,
@@ -51,6 +54,21 @@ TABLE_COLUMNS = (
     ("no_telemetry_share", "no telemetry", "%"),
     ("sources", "sources", "l"),
 )
+
+
+def lineage_footer(lineage: Mapping[str, Any] | None) -> str:
+    """The page footer naming the lake table versions read and the ``--as-of`` value that
+    reproduces the page (``Lineage.to_json`` form); empty without lineage."""
+    if not lineage:
+        return ""
+    tables = lineage.get("tables") or {}
+    read = ", ".join(f"{t} v{v}" for t, v in sorted(tables.items()))
+    as_of = escape(str(lineage.get("as_of", "")))
+    engine = f" by {escape(str(lineage['engine']))}" if lineage.get("engine") else ""
+    return (
+        f'<footer class="lineage" data-as-of="{as_of}">Lake versions read{engine}: '
+        f"{escape(read or 'none')}. Reproduce with <code>--as-of {as_of}</code>.</footer>"
+    )
 
 
 def group_label(row: dict[str, Any]) -> str:
@@ -89,8 +107,10 @@ def utilisation_html(
     rows: Sequence[dict[str, Any]],
     title: str = "GPU capacity, allocation and utilisation",
     generated_at: datetime | None = None,
+    lineage: Lineage | None = None,
 ) -> str:
-    """The page for ``warehouse.reports.utilisation_report`` rows (any period / grouping)."""
+    """The page for ``warehouse.reports.utilisation_report`` rows (any period / grouping);
+    with ``lineage`` (``warehouse.reports.lineage``), a footer names the lake versions read."""
     when = (generated_at or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC")
     periods = sorted({str(r["period"]) for r in rows})
     groups = sorted({group_label(r) for r in rows})
@@ -159,5 +179,6 @@ def utilisation_html(
         f'<p class="meta">{len(rows)} rows, {len(periods)} periods, {len(groups)} groups; '
         f"generated {escape(when)} by gpuledger.</p>"
         f"{charts}<h2>Figures</h2>{_table(rows)}"
+        f"{lineage_footer(None if lineage is None else lineage.to_json())}"
         f"<script>{CHECK_SCRIPT}</script></body></html>\n"
     )
