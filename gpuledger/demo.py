@@ -7,6 +7,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 
 from collectors.publish import KafkaSink, PublishSettings
@@ -18,7 +19,7 @@ from pipeline.ingest import Ingestor, IngestSettings, IngestStats
 from pipeline.topics import ensure_topics
 from warehouse.catalog import connect
 from warehouse.render import render
-from warehouse.reports import utilisation_report
+from warehouse.reports import lineage, utilisation_report
 
 DCGM_STREAM = Path(__file__).parent / "data" / "dcgm" / "earth-sim-2020-05.prom.gz"
 MARKER = ".gpuledger-demo-lake"
@@ -39,15 +40,7 @@ SHOWN = (
 
 INTRO = """gpuledger demo: the SenseTime Helios Earth trace (May 2020, 16 virtual clusters,
 per-minute occupancy; Hu et al., SC '21, CC BY 4.0 / MIT) plus a DCGM-format GPU sample
-stream, through a real Kafka broker into a Parquet lake, out as DuckDB reports.
-"""
-NOTE = """  note: the acme-sim/seren-sim GPU samples are SYNTHETIC (real dcgm-exporter format,
-  utilisation drawn from the published ACME Seren CDF, NSDI '24); Helios is the real trace."""
-
-
-INTRO = """gpuledger demo: the SenseTime Helios Earth trace (May 2020, 16 virtual clusters,
-per-minute occupancy; Hu et al., SC '21, CC BY 4.0 / MIT) plus a DCGM-format GPU sample
-stream, through a real Kafka broker into a Parquet lake, out as DuckDB reports.
+stream, through a real Kafka broker into Delta Lake tables, out as DuckDB reports.
 """
 NOTE = """  note: the acme-sim/seren-sim GPU samples are SYNTHETIC (real dcgm-exporter format,
   utilisation drawn from the published ACME Seren CDF, NSDI '24); Helios is the real trace."""
@@ -103,6 +96,22 @@ def _voucher_audit(out: Path) -> str:
     return "".join(parts)
 
 
+def _compact(lake: Path) -> None:
+    """Compact every partition of the replayed month (all closed) and say what it saved."""
+    from pipeline.maintain import compact
+
+    done = compact(lake, before=date(2100, 1, 1))
+    samples = [r for r in done if r.table == "gpu_samples" and r.status == "compacted"]
+    rows = sum(r.rows for r in samples)
+    if rows:
+        before = sum(r.bytes_before for r in samples) / rows
+        after = sum(r.bytes_after for r in samples) / rows
+        _say(
+            f"  compacted {len(done)} partitions; GPU samples {before:.1f} -> {after:.1f} bytes "
+            f"per sample in {sum(r.files_after for r in samples)} files"
+        )
+
+
 def run_demo(lake: Path, port: int, data_dir: Path) -> int:
     started = time.monotonic()
     _say(INTRO)
@@ -129,7 +138,7 @@ def run_demo(lake: Path, port: int, data_dir: Path) -> int:
         sink.close()
     _say(f"  published {sink.sent_records:,} records in {sink.sent_messages:,} messages")
 
-    _say("[3/6] ingest: validate, dedup, write zstd Parquet, commit offsets")
+    _say("[3/6] ingest: validate, dedup, one Delta commit per table with the Kafka offsets")
 
     def show(s: IngestStats) -> None:
         print(
@@ -156,6 +165,7 @@ def run_demo(lake: Path, port: int, data_dir: Path) -> int:
     )
     if stats.landed != sink.sent_records:
         _say(f"  WARNING: published {sink.sent_records:,} but landed {stats.landed:,}")
+    _compact(lake)
 
     _say("[4/6] monthly utilisation report (Asia/Shanghai), per virtual cluster")
     db = lake / "_warehouse.duckdb"
@@ -164,11 +174,14 @@ def run_demo(lake: Path, port: int, data_dir: Path) -> int:
     sys.stdout.write(render(by_scope, "table", SHOWN))
     _say("\n  per cluster:")
     by_cluster = utilisation_report(con, period="month", by="cluster", date_from=None, date_to=None)
-    sys.stdout.write(render(by_cluster, "table", SHOWN))
+    read = lineage(con)
+    sys.stdout.write(render(by_cluster, "table", SHOWN, lineage=read))
     reports = lake / "_reports"
     reports.mkdir(exist_ok=True)
-    (reports / "utilisation_month_by_scope.csv").write_text(render(by_scope, "csv"))
-    (reports / "utilisation_month_by_cluster.json").write_text(render(by_cluster, "json"))
+    (reports / "utilisation_month_by_scope.csv").write_text(render(by_scope, "csv", lineage=read))
+    (reports / "utilisation_month_by_cluster.json").write_text(
+        render(by_cluster, "json", lineage=read)
+    )
     con.close()
 
     scenario = lake / "_voucher_scenario"
@@ -177,7 +190,7 @@ def run_demo(lake: Path, port: int, data_dir: Path) -> int:
     sys.stdout.write(audit_text)
 
     _say("\n[6/6] where things are")
-    _say(f"  lake (Hive-partitioned Parquet): {lake.resolve()}")
+    _say(f"  lake (Delta Lake tables):        {lake.resolve()}")
     _say(f"  DuckDB file with views:          {db.resolve()}")
     _say(f"  reports as CSV / JSON:           {reports.resolve()}")
     _say(f"  voucher scenario (lake, vouchers, ground truth): {scenario.resolve()}")
@@ -186,6 +199,11 @@ def run_demo(lake: Path, port: int, data_dir: Path) -> int:
         "--format json"
     )
     _say(f"  try: gpuledger report utilisation --lake {lake} --period day --by scope --format csv")
+    _say(f"       gpuledger lake history --lake {lake}")
+    _say(
+        f"       gpuledger sql --lake {lake} "
+        '"SELECT datacentre, count(*) FROM gpu_samples GROUP BY 1"'
+    )
     _say(
         f'       python -c "import duckdb; '
         f"duckdb.connect('{db}').sql('FROM occupancy LIMIT 5').show()\""
