@@ -3,50 +3,106 @@
 - ``.jsonl`` / ``.json``: one JSON object per line; blank lines are ignored.
 - ``.csv``: a header row naming contract fields; values typed from the contract (never
   inferred); an empty cell is NULL; lists are ``;``-separated.
-- ``.parquet``: columns named as the contract fields.
+- ``.parquet``: columns named as the contract fields; a timezone-aware timestamp column is
+  read as epoch ms.
 
 Timestamps are ISO-8601 with an offset or integer epoch ms; a timestamp without an offset is
 refused. Every row goes through ``pipeline.records.coerce``. A file with any bad row is refused
-whole: ``collect()`` raises ``InputFileError`` listing every bad row as ``<file>:<n>: <reason>``
-and yields nothing, so nothing is half published. ``<n>`` is the physical line for JSON lines,
-the line for CSV (the header is line 1) and the 1-based row number for Parquet.
+whole: ``collect()`` raises ``InputFileError`` listing the bad rows as ``<file>:<n>: <reason>``
+(the first ``MAX_PROBLEMS``, then how many more) and yields nothing, so nothing is half
+published. ``<n>`` is the physical line for JSON lines, the line for CSV (the header is line 1)
+and the 1-based row number for Parquet.
+
+Memory stays bounded whatever the file size: every reader streams (Parquet a batch of
+``PARQUET_BATCH_ROWS`` rows at a time). A file of at most ``buffer_records`` rows is read once
+and its records held until the whole file has passed; a longer one is read twice, a first pass
+that only validates and a second that yields. ``single_pass=True`` yields while validating and
+raises ``InputFileError`` at the end instead: only for a sink that commits nothing before its
+``flush`` (``pipeline.backfill.LakeSink`` under ``collectors.run.run_collector``, which does not
+flush when the collector raises), never for one that publishes as it goes (``KafkaSink``).
 """
 
 from __future__ import annotations
 
 import csv
+import itertools
 import json
+import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from collectors.base import Emitted
+from pipeline.bounds import window_bounds
 from pipeline.records import Field, FieldType, Kind, Record, RecordError, coerce
 
 Numbered = Iterator[tuple[int | None, Mapping[str, Any] | RecordError]]
 """(line or row number, None for the whole file; the raw mapping or why it could not be read)."""
 
+MAX_PROBLEMS = 1000
+"""Bad rows listed by name in ``InputFileError``; the rest are counted."""
+BUFFER_RECORDS = 10_000
+"""A file with at most this many records is read once (its records held until it passed)."""
+PARQUET_BATCH_ROWS = 16_384
+
 
 class InputFileError(ValueError):
-    """A records file was refused whole; ``problems`` holds one ``<file>:<n>: <reason>`` each."""
+    """A records file was refused whole; ``problems`` holds one ``<file>:<n>: <reason>`` each
+    (at most ``MAX_PROBLEMS``), ``more`` how many further problems were not listed."""
 
-    def __init__(self, path: Path, problems: list[str]) -> None:
+    def __init__(self, path: Path, problems: list[str], more: int = 0) -> None:
         self.path = path
         self.problems = problems
+        self.more = more
         super().__init__(
-            f"{path}: refused whole, {len(problems)} problem(s), nothing imported:\n"
+            f"{path}: refused whole, {len(problems) + more} problem(s), nothing imported:\n"
             + "\n".join(problems)
+            + (f"\n... and {more} more" if more else "")
         )
 
 
-class RecordsFileCollector:
-    """``collect()`` yields every record of ``path`` as ``kind``, or raises ``InputFileError``."""
+class _Problems:
+    def __init__(self, path: Path, limit: int) -> None:
+        self.path = path
+        self.limit = limit
+        self.listed: list[str] = []
+        self.more = 0
 
-    def __init__(self, kind: Kind, path: Path) -> None:
+    def add(self, text: str) -> None:
+        if len(self.listed) < self.limit:
+            self.listed.append(text)
+        else:
+            self.more += 1
+
+    def __bool__(self) -> bool:
+        return bool(self.listed)
+
+    def error(self, first: str | None = None) -> InputFileError:
+        return InputFileError(self.path, ([first] if first else []) + self.listed, self.more)
+
+
+class RecordsFileCollector:
+    """``collect()`` yields every record of ``path`` as ``kind``, or raises ``InputFileError``
+    (before yielding anything, unless ``single_pass``; see the module docstring)."""
+
+    def __init__(
+        self,
+        kind: Kind,
+        path: Path,
+        *,
+        single_pass: bool = False,
+        buffer_records: int = BUFFER_RECORDS,
+        max_problems: int = MAX_PROBLEMS,
+    ) -> None:
         self.kind = kind
         self.path = Path(path)
+        self.single_pass = single_pass
+        self.buffer_records = buffer_records
+        self.max_problems = max(1, max_problems)
 
     def collect(self) -> Iterable[Emitted]:
         reader = READERS.get(self.path.suffix.lower())
@@ -55,23 +111,63 @@ class RecordsFileCollector:
                 self.path,
                 [f"{self.path}: unsupported file type; use {', '.join(sorted(READERS))}"],
             )
-        records: list[Record] = []
-        problems: list[str] = []
+        k = self.kind
+        problems = _Problems(self.path, self.max_problems)
+        if self.single_pass:
+            for record in self._records(reader, problems):
+                yield k, record
+            if problems:
+                raise problems.error()
+            return
+        before = _stamp(self.path)
+        held: list[Record] | None = []
+        for record in self._records(reader, problems):  # first pass: validate everything
+            if held is not None:
+                held.append(record)
+                if len(held) > self.buffer_records:
+                    held = None  # too many to hold: read the file again below
+        if problems:
+            raise problems.error()
+        if held is not None:
+            for record in held:
+                yield k, record
+            return
+        changed = f"{self.path}: changed while being read"
+        if _stamp(self.path) != before:
+            raise InputFileError(self.path, [f"{changed}; nothing imported"])
+        again = _Problems(self.path, self.max_problems)
+        for record in self._records(reader, again):  # second pass: the same, now yielded
+            yield k, record
+        if again:
+            raise again.error(f"{changed}; records before the first problem were emitted")
+
+    def _records(
+        self, reader: Callable[[Kind, Path], Numbered], problems: _Problems
+    ) -> Iterator[Record]:
+        """Every row coerced; each bad one noted in ``problems``. Yields records only while
+        no problem was seen, and reads on to the end either way."""
+        k, path = self.kind, self.path
+        window = window_bounds()  # the clock read once a pass; the window only moves forward
         try:
-            for n, raw in reader(self.kind, self.path):
-                where = f"{self.path}:{n}" if n is not None else str(self.path)
+            for n, raw in reader(k, path):
                 try:
                     if isinstance(raw, RecordError):
                         raise raw
-                    records.append(coerce(self.kind, raw))
+                    record = coerce(k, raw, window)
                 except RecordError as exc:
-                    problems.append(f"{where}: {exc.reason}")
+                    problems.add(
+                        f"{path}:{n}: {exc.reason}" if n is not None else f"{path}: {exc.reason}"
+                    )
+                    continue
+                if not problems:
+                    yield record
         except UnicodeDecodeError as exc:
-            problems.append(f"{self.path}: not UTF-8 text ({exc.reason} at byte {exc.start})")
-        if problems:
-            raise InputFileError(self.path, problems)
-        for record in records:
-            yield self.kind, record
+            problems.add(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})")
+
+
+def _stamp(path: Path) -> tuple[int, int, int]:
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns, st.st_ino
 
 
 def _json_lines(k: Kind, path: Path) -> Numbered:
@@ -130,17 +226,67 @@ def _cell(f: Field, text: str) -> Any:
     return text  # STRING, and TIMESTAMP text that parse_ts reads (ISO-8601 or epoch ms)
 
 
+_PER_MS = {"ms": 1, "us": 1_000, "ns": 1_000_000}
+
+
+def _epoch_ms(column: pa.Array) -> pa.Array | None:
+    """A timezone-aware timestamp column as int64 epoch ms, when that is exact (whole ms, no
+    overflow); None otherwise (the values then go to ``coerce`` as datetimes, as before)."""
+    t = column.type
+    if not pa.types.is_timestamp(t) or t.tz is None:
+        return None  # naive instants: coerce refuses each one ("no UTC offset")
+    ticks = column.cast(pa.int64())
+    try:
+        if t.unit == "s":
+            return pc.multiply_checked(ticks, 1000)
+        per_ms = _PER_MS[t.unit]
+        if per_ms == 1:
+            return ticks
+        ms = pc.divide(ticks, per_ms)  # truncates; only used when exact
+        if pc.all(pc.equal(pc.multiply(ms, per_ms), ticks)).as_py() is False:
+            return None
+        return ms
+    except pa.ArrowInvalid:  # overflow
+        return None
+
+
 def _parquet(k: Kind, path: Path) -> Numbered:
     try:
-        table = pq.read_table(path)
+        pf = pq.ParquetFile(path)
     except Exception as exc:  # pyarrow raises several types for a broken or foreign file
         yield None, RecordError(f"not a readable Parquet file: {exc}", "bad_file")
         return
-    unknown = [c for c in table.column_names if c not in k.names]
-    if unknown:
-        yield None, RecordError(f"unknown column(s) for {k.name}: {', '.join(unknown)}")
-        table = table.drop_columns(unknown)
-    yield from enumerate(table.to_pylist(), start=1)
+    with pf:
+        names = pf.schema_arrow.names
+        unknown = [c for c in names if c not in k.name_set]
+        if unknown:
+            yield None, RecordError(f"unknown column(s) for {k.name}: {', '.join(unknown)}")
+        columns = [c for c in names if c in k.name_set]
+        timestamps = {f.name for f in k.fields if f.type is FieldType.TIMESTAMP}
+        batches = pf.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=columns)
+        n = 0
+        while True:
+            try:
+                batch = next(batches, None)
+            except Exception as exc:  # a corrupt page or row group further on
+                yield (
+                    None,
+                    RecordError(f"not a readable Parquet file after row {n}: {exc}", "bad_file"),
+                )
+                return
+            if batch is None:
+                return
+            values: list[list[Any]] = []
+            for name, column in zip(batch.schema.names, batch.columns, strict=True):
+                ms = _epoch_ms(column) if name in timestamps else None
+                values.append((column if ms is None else ms).to_pylist())
+            rows: Iterable[tuple[Any, ...]] = (
+                zip(*values, strict=True) if values else itertools.repeat((), batch.num_rows)
+            )
+            names_now = batch.schema.names
+            for row in rows:
+                n += 1
+                yield n, dict(zip(names_now, row, strict=True))
 
 
 READERS: dict[str, Callable[[Kind, Path], Numbered]] = {

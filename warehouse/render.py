@@ -76,18 +76,31 @@ def _text(value: Any) -> str:
         return ""
     if isinstance(value, float):
         return f"{value:.6g}" if math.isfinite(value) else str(value)
+    if isinstance(value, str):  # a terminal table: shown as it is (CSV cells are made inert)
+        return value
     return str(_cell(value))
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+"""A spreadsheet reads a cell starting like this as a formula (OWASP CSV injection)."""
+
+
+def inert(text: str) -> str:
+    """``text`` made safe to open in a spreadsheet: a leading formula character is escaped
+    with a single quote (the OWASP rule); numbers are never passed here, so they stay numbers."""
+    return "'" + text if text.startswith(FORMULA_START) else text
+
+
 def _cell(value: Any) -> Any:
-    """A CSV field: instants ISO-8601, lists and structs as JSON, the rest as it is."""
+    """A CSV field: instants ISO-8601, lists and structs as JSON, text made inert, numbers as
+    they are."""
     if isinstance(value, datetime | date | time):
         return value.isoformat()
     if isinstance(value, list | tuple | dict):
-        return json.dumps(value, default=json_default, ensure_ascii=False)
+        return inert(json.dumps(value, default=json_default, ensure_ascii=False))
     if isinstance(value, bytes | bytearray | memoryview):
         return bytes(value).hex()
-    return value if isinstance(value, int | float | Decimal) else str(value)
+    return value if isinstance(value, int | float | Decimal) else inert(str(value))
 
 
 def _table(rows: Sequence[dict[str, Any]], columns: list[str]) -> str:
