@@ -185,8 +185,8 @@ def cmd_report_utilisation(a: argparse.Namespace) -> int:
     from warehouse.catalog import connect
     from warehouse.reports import lineage, render, utilisation_report
 
-    # --as-of reads that snapshot in memory: the lake's warehouse file keeps the latest views
-    con = connect(a.lake) if a.as_of is None else connect(a.lake, ":memory:", as_of=a.as_of)
+    # a private in-memory catalogue: any number of reports run side by side while ingest writes
+    con = connect(a.lake, ":memory:", as_of=a.as_of)
     try:
         rows = utilisation_report(
             con, period=a.period, by=a.by, date_from=a.date_from, date_to=a.date_to, tz=a.tz
