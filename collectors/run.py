@@ -21,6 +21,8 @@ class RunStats:
     source_errors: int = 0
     by_kind: dict[str, int] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
+    interrupted: bool = False
+    """Stopped by ``stop`` (a signal) before the source was exhausted; what was read was flushed."""
 
     @property
     def rate(self) -> float:
@@ -37,6 +39,7 @@ def run_collector(
     progress_every_s: float = 2.0,
 ) -> RunStats:
     """Feed ``collector`` into ``sink``; with ``repeat_every_s``, loop until ``stop`` is set.
+    ``stop`` also ends a pass early: the records read so far are flushed, then it returns.
 
     In a loop, a ``SourceError`` (source down, garbage) is logged and counted and the next
     scrape goes ahead; in a single pass it propagates. Sink errors always propagate.
@@ -48,6 +51,9 @@ def run_collector(
         started = time.monotonic()
         try:
             for k, record in collector.collect():
+                if stop.is_set():  # a signal: what is in hand is flushed below, then we stop
+                    stats.interrupted = True
+                    break
                 sink.add(k, record)
                 stats.records += 1
                 stats.by_kind[k.name] = stats.by_kind.get(k.name, 0) + 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -32,11 +33,36 @@ def _progress(prefix: str) -> Any:
     return show
 
 
-def _stop_on_signals() -> threading.Event:
+SHUTDOWN_GRACE_S = 10.0
+
+
+def _stop_on_signals(grace_s: float = SHUTDOWN_GRACE_S) -> threading.Event:
+    """An event set by SIGINT/SIGTERM. The command then finishes the record in hand, flushes
+    and exits; if that takes longer than ``grace_s`` the process exits with status 3 (what was
+    buffered may not all be written), so ``docker stop`` never has to SIGKILL it blind."""
     stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        if stop.is_set():
+            return
+        stop.set()
+        print(
+            f"\n{signal.Signals(signum).name}: flushing what is buffered, then exiting",
+            file=sys.stderr,
+            flush=True,
+        )
+        watchdog = threading.Timer(grace_s, _overdue, args=(grace_s,))
+        watchdog.daemon = True
+        watchdog.start()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, on_signal)
     return stop
+
+
+def _overdue(grace_s: float) -> None:
+    print(f"shutdown took longer than {grace_s:.0f}s; exiting without finishing", file=sys.stderr)
+    os._exit(3)
 
 
 # ------------------------------------------------------------------------------- kafka
@@ -84,6 +110,7 @@ def cmd_collect(a: argparse.Namespace) -> int:
     print(
         f"\npublished {sink.sent_records:,} records in {sink.sent_messages:,} messages to {a.kafka}"
         + (f"; {stats.source_errors} failed scrapes" if stats.source_errors else "")
+        + ("; stopped by a signal, everything read was published" if stats.interrupted else "")
     )
     return 0
 
@@ -97,7 +124,7 @@ def cmd_backfill(a: argparse.Namespace) -> int:
         a.source_name, {k: v for k, v in vars(a).items() if k not in ("build", "func", "lake")}
     )
     sink = LakeSink(a.lake, load_id, origin=f"backfill {built.describe}")
-    run_collector(
+    run = run_collector(
         built.collector,
         sink,
         repeat_every_s=built.repeat_every_s,
@@ -115,6 +142,11 @@ def cmd_backfill(a: argparse.Namespace) -> int:
     )
     for q in st.quarantine:
         print(f"rejected records kept in {q}")
+    if run.interrupted:
+        print(
+            f"stopped by a signal after {run.records:,} records: all of them were written; "
+            "run the same backfill again to load the rest (it replaces this partial load)"
+        )
     return 0
 
 
