@@ -39,19 +39,21 @@ def run_collector(
     progress_every_s: float = 2.0,
 ) -> RunStats:
     """Feed ``collector`` into ``sink``; with ``repeat_every_s``, loop until ``stop`` is set.
-    ``stop`` also ends a pass early: the records read so far are flushed, then it returns.
+    In a single pass ``stop`` ends it early: the records read so far are flushed, then it
+    returns (``interrupted``); a loop finishes the pass in hand first.
 
     In a loop, a ``SourceError`` (source down, garbage) is logged and counted and the next
     scrape goes ahead; in a single pass it propagates. Sink errors always propagate.
     """
     stop = stop or threading.Event()
     stats = RunStats()
+    single = repeat_every_s is None  # a loop's pass (one scrape) is short: it finishes first
     last_report = time.monotonic()
     while True:
         started = time.monotonic()
         try:
             for k, record in collector.collect():
-                if stop.is_set():  # a signal: what is in hand is flushed below, then we stop
+                if single and stop.is_set():  # a signal: flush what is in hand, then stop
                     stats.interrupted = True
                     break
                 sink.add(k, record)

@@ -41,15 +41,14 @@ _SUMMARY_COLUMNS = (
 def as_of_arg(text: str) -> AsOf:
     """``--as-of``: ``pipeline.lake.parse_as_of``, with the table names checked."""
     from pipeline.lake import parse_as_of
-    from pipeline.records import KINDS
-    from warehouse.vouchers import ENTITIES
+    from warehouse.catalog import table_paths
 
     try:
         as_of = parse_as_of(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     if isinstance(as_of, dict):
-        known = {k.table for k in KINDS.values()} | {k.table for k in ENTITIES.values()}
+        known = set(table_paths(Path(".")))
         unknown = sorted(set(as_of) - known)
         if unknown:
             raise argparse.ArgumentTypeError(

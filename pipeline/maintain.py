@@ -270,11 +270,13 @@ def describe(r: CompactResult) -> str:
 def lake_tables(lake: Path) -> dict[str, Path]:
     """Every Delta table of the lake that exists: contract tables and voucher tables (named
     ``vouchers/<table>``)."""
+    from warehouse.voucher_ledger import LEDGER
     from warehouse.vouchers import ENTITIES, VOUCHERS_DIR
 
     lake = Path(lake)
     paths = {k.table: lake / k.table for k in KINDS.values()}
     paths |= {f"{VOUCHERS_DIR}/{k.table}": lake / VOUCHERS_DIR / k.table for k in ENTITIES.values()}
+    paths[f"{VOUCHERS_DIR}/{LEDGER}"] = lake / VOUCHERS_DIR / LEDGER
     return {name: p for name, p in paths.items() if DeltaTable.is_deltatable(str(p))}
 
 

@@ -214,6 +214,7 @@ def migrate(lake: Path, remove_old: bool = False) -> MigrateResult:
     result = MigrateResult()
     for name, k, partitioned in _targets(lake):
         result.tables.append(migrate_table(lake, name, k, partitioned))
+    _ledger_migrated_imports(lake)
     loads, old_loads = lake / LOADS_DIR, lake / PRE_DELTA / LOADS_DIR
     if loads.is_dir():
         old_loads.mkdir(parents=True, exist_ok=True)
@@ -224,6 +225,28 @@ def migrate(lake: Path, remove_old: bool = False) -> MigrateResult:
     if remove_old:
         result.removed = remove_pre_delta(lake)
     return result
+
+
+def _ledger_migrated_imports(lake: Path) -> None:
+    """Make the migrated voucher imports visible: one ledger commit naming every import id in
+    the voucher tables that the ledger does not hold yet (``warehouse.voucher_ledger``)."""
+    from warehouse import voucher_ledger as ledger
+
+    path = ledger.ledger_path(lake, VOUCHERS_DIR)
+    state = ledger.read_state(path)
+    found: dict[str, dict[str, int]] = {}
+    for k in ENTITIES.values():
+        dt = lakes.open_table(lake / VOUCHERS_DIR / k.table)
+        if dt is None:
+            continue
+        for import_id in dt.to_pyarrow_table(columns=["_import_id"]).column(0).to_pylist():
+            if import_id not in state.import_ids:
+                counts = found.setdefault(import_id, {})
+                counts[k.name] = counts.get(k.name, 0) + 1
+    if found:
+        ledger.record_many(
+            path, state, [(i, int(i.split("-", 1)[0]), found[i]) for i in sorted(found)]
+        )
 
 
 def remove_pre_delta(lake: Path) -> list[str]:

@@ -178,20 +178,32 @@ def snapshot_view(versions: Mapping[str, int | None]) -> str:
     )
 
 
+LEDGER_SNAPSHOT = "voucher_imports"
+"""The snapshot name of the voucher import ledger (``warehouse.voucher_ledger``)."""
+
+
+def table_paths(lake: Path) -> dict[str, Path]:
+    """Every lake table a snapshot reads, by the name reports and ``--as-of`` use."""
+    from warehouse.voucher_ledger import LEDGER
+    from warehouse.vouchers import ENTITIES, VOUCHERS_DIR
+
+    tables = {k.table: lake / k.table for k in KINDS.values()}
+    tables.update({k.table: lake / VOUCHERS_DIR / k.table for k in ENTITIES.values()})
+    tables[LEDGER_SNAPSHOT] = lake / VOUCHERS_DIR / LEDGER
+    return tables
+
+
 def refresh(
     con: duckdb.DuckDBPyConnection, lake: Path, as_of: lakes.AsOf = None
 ) -> dict[str, int | None]:
     """(Re)create every view over ``lake`` (at ``as_of``) on ``con``; return the version of
     every table read (None: no such table at that point)."""
-    from warehouse.vouchers import ENTITIES, VOUCHERS_DIR, voucher_views
-
     lake = Path(lake).resolve()
     if _GLOB_CHARS & set(str(lake)):
         raise ValueError(
             f"lake path {lake} contains glob characters ({''.join(sorted(_GLOB_CHARS))})"
         )
-    tables = {k.table: lake / k.table for k in KINDS.values()}
-    tables.update({k.table: lake / VOUCHERS_DIR / k.table for k in ENTITIES.values()})
+    tables = table_paths(lake)
     snapshots = {
         name: lakes.open_table(path, lakes.version_for(as_of, name))
         for name, path in tables.items()
@@ -205,7 +217,9 @@ def refresh(
     statements += [load_sql(name) for name in SQL_VIEWS]
     for statement in statements:
         con.execute(statement)
-    voucher_views(con, {k.table: snapshots[k.table] for k in ENTITIES.values()})
+    from warehouse.vouchers import voucher_views
+
+    voucher_views(con, snapshots)
     log.debug("warehouse views over %s refreshed (%d statements)", lake, len(statements))
     return versions
 

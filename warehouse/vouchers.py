@@ -49,7 +49,8 @@ from pipeline.records import (
     RecordError,
     coerce_fields,
 )
-from warehouse.catalog import delta_source, ident
+from warehouse import voucher_ledger as ledger
+from warehouse.catalog import LEDGER_SNAPSHOT, delta_source, ident
 
 VOUCHERS_DIR = "vouchers"
 T, S, F, L = FieldType.TIMESTAMP, FieldType.STRING, FieldType.FLOAT, FieldType.STRING_LIST
@@ -225,9 +226,11 @@ def current_records(lake: Path, k: Kind) -> dict[str, Record]:
     out: dict[str, Record] = {}
     if dt is None:
         return out
+    visible = ledger.read_state(ledger.ledger_path(lake, VOUCHERS_DIR)).import_ids
     rows = dt.to_pyarrow_table(columns=[*k.names, "_import_id"]).sort_by("_import_id")
     for row in rows.to_pylist():  # import ids sort by time: later ones replace earlier versions
-        out[row[k.key[0]]] = {n: _canonical(k.field(n), row[n]) for n in k.names}
+        if row["_import_id"] in visible:  # rows of an import that never completed do not exist
+            out[row[k.key[0]]] = {n: _canonical(k.field(n), row[n]) for n in k.names}
     return out
 
 
@@ -277,6 +280,7 @@ def import_files(
                 problems.append(f"{row.where}: {k.key[0]} {key!r} already at {seen[key]}")
             seen[key] = row.where
         incoming[name] = rows
+    state = ledger.read_state(ledger.ledger_path(lake, VOUCHERS_DIR))  # checked against this
     current = {name: current_records(lake, k) for name, k in ENTITIES.items()}
     merged = {
         name: {**current[name], **{r.record[k.key[0]]: r.record for r in incoming[name]}}
@@ -298,18 +302,19 @@ def import_files(
             )
     if problems:
         raise VoucherImportError(problems)
-    return _write(lake, incoming, current, now_ms)
+    return _write(lake, incoming, current, state, now_ms)
 
 
 def _write(
     lake: Path,
     incoming: dict[str, list[_Row]],
     current: dict[str, dict[str, Record]],
+    state: ledger.LedgerState,
     now_ms: int | None,
 ) -> ImportResult:
     now = int(time.time() * 1000) if now_ms is None else now_ms
     # import ids order the versions: never at or before an import already in the lake
-    now = max(now, _last_import_ms(lake) + 1)
+    now = max(now, state.last_ms + 1)
     changed: dict[str, list[_Row]] = {}
     result = ImportResult(import_id="")
     for name, k in ENTITIES.items():
@@ -342,17 +347,11 @@ def _write(
             partition_by=None,
             metadata={"gpuledger.import_id": result.import_id, "gpuledger.entity": k.name},
         )
+    if any(changed.values()):  # the one commit that makes all of the import visible
+        ledger.record(
+            ledger.ledger_path(lake, VOUCHERS_DIR), state, result.import_id, now, result.written
+        )
     return result
-
-
-def _last_import_ms(lake: Path) -> int:
-    last = -1
-    for k in ENTITIES.values():
-        dt = lakes.open_table(entity_table(lake, k))
-        if dt is not None:
-            ids = dt.to_pyarrow_table(columns=["_import_id"]).column("_import_id").to_pylist()
-            last = max([last, *(int(i.split("-", 1)[0]) for i in ids)])
-    return last
 
 
 def voucher_views(
@@ -360,8 +359,9 @@ def voucher_views(
 ) -> None:
     """Create ``<table>`` (current) and ``<table>_history`` views for every voucher entity,
     over the given snapshots (by table name; ``warehouse.catalog.refresh`` passes them)."""
+    visible = ledger.ledgered_sql(snapshots.get(LEDGER_SNAPSHOT))
     for k in ENTITIES.values():
-        con.execute(_history_sql(k, snapshots.get(k.table)))
+        con.execute(_history_sql(k, snapshots.get(k.table), visible))
         key = ident(k.key[0])
         cols = ", ".join(ident(n) for n in k.names)
         con.execute(
@@ -371,7 +371,7 @@ def voucher_views(
         )
 
 
-def _history_sql(k: Kind, dt: DeltaTable | None) -> str:
+def _history_sql(k: Kind, dt: DeltaTable | None, visible: str) -> str:
     cols = [(n, t) for n, t in k.duckdb_columns()]
     cols += [("_import_id", "VARCHAR"), ("_imported_at", "TIMESTAMPTZ"), ("_source", "VARCHAR")]
     view = ident(k.table + "_history")
@@ -380,7 +380,10 @@ def _history_sql(k: Kind, dt: DeltaTable | None) -> str:
         nulls = ", ".join(f"CAST(NULL AS {t}) AS {ident(n)}" for n, t in cols)
         return f"CREATE OR REPLACE VIEW {view} AS SELECT {nulls} WHERE false"
     select = ", ".join(f"CAST({ident(n)} AS {t}) AS {ident(n)}" for n, t in cols)
-    return f"CREATE OR REPLACE VIEW {view} AS SELECT {select} FROM {source}"
+    return (
+        f"CREATE OR REPLACE VIEW {view} AS SELECT {select} FROM {source} "
+        f"WHERE _import_id IN {visible}"
+    )
 
 
 def entity_files(pairs: Iterable[tuple[str, Path | None]]) -> dict[str, list[Path]]:

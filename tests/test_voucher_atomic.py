@@ -1,0 +1,133 @@
+"""Voucher imports are atomic (all of an import visible or none of it, whatever moment it is
+killed at) and serialised (an import checked against a state that changed is refused)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline import lake as lakes
+from tests.conftest import REPO
+from tests.test_vouchers_import import GOOD
+from warehouse import voucher_ledger as ledger
+from warehouse import vouchers
+from warehouse.attribution import open_audit
+from warehouse.vouchers import VOUCHERS_DIR, import_files
+
+
+def state(lake: Path) -> dict[str, list[tuple[Any, ...]]]:
+    con = open_audit(lake)
+    return {
+        t: con.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall()
+        for t in ("programmes", "tenants", "vouchers", "claims")
+    }
+
+
+def corrected(tmp_path: Path) -> dict[str, list[Path]]:
+    """The GOOD files with a corrected tenant name and a changed claim: an import that touches
+    two entities."""
+    out = {}
+    for name, (path,) in GOOD.items():
+        text = path.read_text()
+        if name == "tenant":
+            text = text.replace("Aurora", "Aurora Corrected")
+        if name == "claim":
+            text = text.replace("1000", "999")
+        target = tmp_path / path.name
+        target.write_text(text)
+        out[name] = [target]
+    return out
+
+
+@pytest.mark.parametrize("fail_at", [1, 2, 3])
+def test_an_import_killed_between_its_commits_is_invisible(
+    lake: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fail_at: int
+) -> None:
+    import_files(lake, GOOD, now_ms=1_000)
+    before = state(lake)
+    files = corrected(tmp_path)
+    real = lakes.commit
+    calls = []
+
+    def dying(*args: Any, **kw: Any) -> int:
+        calls.append(args[0])
+        if len(calls) == fail_at:
+            raise KeyboardInterrupt("killed")  # the process dies here: no later commit
+        return real(*args, **kw)
+
+    monkeypatch.setattr(vouchers.lakes, "commit", dying)
+    monkeypatch.setattr(ledger.lakes, "commit", dying)
+    with pytest.raises(KeyboardInterrupt):
+        import_files(lake, files, now_ms=2_000)
+    monkeypatch.undo()
+    assert state(lake) == before  # nothing of the half-written import shows
+    again = import_files(lake, files, now_ms=3_000)  # a re-run lands it whole
+    assert again.written["tenant"] == 1 and again.written["claim"] >= 1
+    after = state(lake)
+    assert any("Aurora Corrected" in str(r) for r in after["tenants"])
+    assert after != before
+
+
+def test_kill_9_at_random_moments_never_leaves_a_mixed_state(lake: Path, tmp_path: Path) -> None:
+    import_files(lake, GOOD, now_ms=1_000)
+    before = state(lake)
+    files = corrected(tmp_path)
+    argv = [sys.executable, "-m", "gpuledger.cli", "vouchers", "import", "--lake", str(lake)]
+    for flag, name in (("--programmes", "programme"), ("--tenants", "tenant")):
+        argv += [flag, str(files[name][0])]
+    argv += ["--vouchers", str(files["voucher"][0]), "--claims", str(files["claim"][0])]
+    killed_mid_run = 0
+    for delay in (0.5, 0.8, 1.0, 1.2, 1.4, 1.6, 1.8, 2.2):
+        proc = subprocess.Popen(
+            argv,
+            cwd=REPO,
+            env=dict(os.environ, PYTHONPATH=str(REPO)),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(delay)
+        killed_mid_run += proc.poll() is None
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        now = state(lake)
+        assert now == before or _whole(now), f"a mixed voucher state after {delay}s"
+        if _whole(now):
+            break
+    assert killed_mid_run >= 1, "no kill hit a running import"
+    subprocess.run(argv, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), check=True)
+    assert _whole(state(lake))
+
+
+def _whole(now: dict[str, list[tuple[Any, ...]]]) -> bool:
+    """Both changes of the corrected import are visible (a tenant and a claim)."""
+    tenant = any("Aurora Corrected" in str(r) for r in now["tenants"])
+    claim = any(999.0 in r for r in now["claims"])
+    return tenant and claim
+
+
+def test_an_import_checked_against_a_stale_state_is_refused(
+    lake: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import_files(lake, GOOD, now_ms=1_000)
+    path = ledger.ledger_path(lake, VOUCHERS_DIR)
+    stale = ledger.read_state(path)
+    import_files(lake, corrected(tmp_path), now_ms=2_000)  # lands meanwhile
+    landed = state(lake)
+    other = tmp_path / "other"
+    other.mkdir()
+    files = corrected(other)
+    files["tenant"][0].write_text(files["tenant"][0].read_text().replace("Corrected", "Again"))
+    monkeypatch.setattr(vouchers.ledger, "read_state", lambda _p: stale)  # checked long ago
+    with pytest.raises(ledger.ImportRaced, match="run it again"):
+        import_files(lake, files, now_ms=3_000)
+    monkeypatch.undo()
+    assert state(lake) == landed  # the refused import left nothing visible
+    import_files(lake, files, now_ms=4_000)  # re-run: checked against the new state, lands
+    assert any("Aurora Again" in str(r) for r in state(lake)["tenants"])
