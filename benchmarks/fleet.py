@@ -1,0 +1,287 @@
+"""A synthetic fleet through the project's own write and report path, checked against pandas.
+
+Generates one sample per GPU every ``--step`` seconds for ``--days`` days (``--gpus`` GPUs,
+8 per node, over 2 data centres x 2 clusters; util from a fixed seeded distribution; a few
+allocations per cluster) as a Parquet records file written in chunks, then, each step in its
+own process (wall time and peak RSS from ``os.wait4``):
+
+1. ``gpuledger backfill --lake L records --kind gpu_sample --file F`` (and the allocations);
+2. ``gpuledger report utilisation --lake L --period month --by cluster --format json``;
+3. a naive pandas version of the same figures from the same file: coverage of a sample at ts
+   is [ts, ts + min(interval, next ts - ts)) per GPU; capacity = covered GPU-hours, busy =
+   sum util x covered hours, allocated = gpu_count x held hours, busy allocated = busy of the
+   samples an allocation holds; all clipped to local (Asia/Shanghai) months.
+
+The two must agree to 1e-9 relative. Not a test.
+
+    .venv/bin/python benchmarks/fleet.py --gpus 100 --days 7 --step 15 [--lake DIR] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+TZ = "Asia/Shanghai"
+START = datetime(2025, 3, 28, tzinfo=ZoneInfo(TZ))  # a 7-day run crosses into April
+DCS, CLUSTERS = ("dc-a", "dc-b"), ("c1", "c2")
+FIGURES = ("capacity_gpu_h", "allocated_gpu_h", "busy_gpu_h", "busy_allocated_gpu_h")
+H = 3_600_000.0
+
+
+def site(gpu: int, gpus: int) -> tuple[str, str, str]:
+    """(datacentre, cluster, node) of a GPU: 8 per node, nodes dealt round the 4 clusters."""
+    node = gpu // 8
+    c = node % (len(DCS) * len(CLUSTERS))
+    return DCS[c // len(CLUSTERS)], CLUSTERS[c % len(CLUSTERS)], f"node-{node:04d}"
+
+
+def generate(out: Path, gpus: int, days: float, step: float) -> int:
+    """Write the samples in chunks of about 500k rows; return the number of rows."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.records import GPU_SAMPLE
+
+    rng = np.random.default_rng(20250328)
+    schema = GPU_SAMPLE.arrow_schema()
+    g = np.arange(gpus)
+    sites = [site(i, gpus) for i in g]
+    dc, cl, node = (np.array([s[k] for s in sites]) for k in range(3))
+    uuid = np.array([f"GPU-{i:06d}" for i in g])
+    # odd GPUs report an interval longer than their spacing: coverage stops at the next sample
+    interval = np.where(g % 2 == 1, step * 1.2, step)
+    t0 = int(START.timestamp() * 1000)
+    steps = int(days * 86_400 / step)
+    per_chunk = max(1, 500_000 // gpus)
+    rows = 0
+    with pq.ParquetWriter(out, schema, compression="zstd") as writer:
+        for first in range(0, steps, per_chunk):
+            n_steps = min(per_chunk, steps - first)
+            k = np.arange(first, first + n_steps).repeat(gpus)
+            i = np.tile(g, n_steps)
+            keep = rng.random(len(i)) >= 0.01  # 1% of samples lost: gaps are not covered
+            k, i = k[keep], i[keep]
+            n = len(i)
+            busy = rng.random(n) >= 0.3  # 30% idle, the rest Beta(2, 1.5)
+            util = np.where(busy, rng.beta(2.0, 1.5, n), 0.0)
+            cols = {
+                "ts": t0 + (k * step * 1000).astype(np.int64) + rng.integers(0, 500, n),
+                "interval_s": interval[i],
+                "datacentre": dc[i],
+                "cluster": cl[i],
+                "node": node[i],
+                "gpu_uuid": uuid[i],
+                "gpu_index": i % 8,
+                "gpu_model": np.full(n, "NVIDIA H100 80GB HBM3"),
+                "util": util,
+                "mem_used_bytes": (util * (80 << 30)).astype(np.int64),
+                "mem_total_bytes": np.full(n, 80 << 30),
+                "power_w": 70.0 + 630.0 * util,
+                "temp_c": 35.0 + 40.0 * util,
+                "source": np.full(n, "bench"),
+            }
+            arrays = [
+                pa.array(cols[f.name], f.type) if f.name in cols else pa.nulls(n, f.type)
+                for f in schema
+            ]
+            writer.write_table(pa.table(arrays, schema=schema))
+            rows += n
+    return rows
+
+
+def allocations(gpus: int, days: float) -> list[dict]:
+    """Three completed allocations per cluster, on its first node's GPUs."""
+    t0, span = int(START.timestamp() * 1000), int(days * 86_400_000)
+    out = []
+    for c, (dc, cl) in enumerate((d, c) for d in DCS for c in CLUSTERS):
+        members = [i for i in range(gpus) if site(i, gpus)[:2] == (dc, cl)][:8]
+        for j in range(3 if members else 0):
+            held = members[: max(1, len(members) - j)]
+            start = t0 + span * (1 + 3 * j) // 10 + c * 3_600_000
+            end = start + span // 5 + j * 1_800_000
+            out.append(
+                {
+                    "allocation_id": f"job-{c}-{j}",
+                    "datacentre": dc,
+                    "cluster": cl,
+                    "tenant_id": f"t-{j}",
+                    "event_ts": end,
+                    "gpu_count": float(len(held)),
+                    "gpu_uuids": [f"GPU-{i:06d}" for i in held],
+                    "start": start,
+                    "end": end,
+                    "state": "COMPLETED",
+                    "source": "bench",
+                }
+            )
+    return out
+
+
+def naive(samples: Path, allocs: Path) -> dict[tuple[str, str, str], dict[str, float]]:
+    """The report's figures in plain pandas, per (period, datacentre, cluster)."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    cols = ["ts", "interval_s", "datacentre", "cluster", "gpu_uuid", "util"]
+    t = pq.read_table(samples, columns=cols, read_dictionary=cols[2:5])
+    ms = t["ts"].cast(pa.timestamp("ms", tz="UTC")).cast(pa.int64())
+    df = t.set_column(0, "ts", ms).to_pandas()
+    df = df.sort_values(["datacentre", "cluster", "gpu_uuid", "ts"], kind="stable")
+    df = df.drop_duplicates(["datacentre", "cluster", "gpu_uuid", "ts"], keep="last")
+    nxt = df.groupby(["datacentre", "cluster", "gpu_uuid"], sort=False)["ts"].shift(-1)
+    iv = (df["interval_s"] * 1000).round().astype("int64")
+    s = df["ts"].to_numpy()
+    e = s + np.minimum(iv.to_numpy(), (nxt - df["ts"]).fillna(iv).to_numpy().astype("int64"))
+    util = df["util"].to_numpy()
+    al = pd.read_json(allocs, lines=True)
+    held = np.zeros(len(df), dtype=bool)
+    for a in al.itertuples():
+        held |= df["gpu_uuid"].isin(a.gpu_uuids).to_numpy() & (s >= a.start) & (s < a.end)
+    tz = ZoneInfo(TZ)
+    lo = pd.Timestamp(int(s.min()), unit="ms", tz="UTC").tz_convert(tz)
+    hi = pd.Timestamp(int(s.max()), unit="ms", tz="UTC").tz_convert(tz)
+    month = pd.Timestamp(year=lo.year, month=lo.month, day=1, tz=tz)
+    out: dict[tuple[str, str, str], dict[str, float]] = {}
+    while month <= hi:
+        following = month + pd.DateOffset(months=1)
+        p0, p1 = month.value // 10**6, following.value // 10**6
+        h = np.clip(np.minimum(e, p1) - np.maximum(s, p0), 0, None) / H
+        key = [df["datacentre"].to_numpy(), df["cluster"].to_numpy()]
+        per = pd.DataFrame({"cap": h, "busy": util * h, "held": np.where(held, util * h, 0.0)})
+        sums = per.groupby(key).sum()
+        ah = np.clip(np.minimum(al["end"], p1) - np.maximum(al["start"], p0), 0, None) / H
+        alloc = (al["gpu_count"] * ah).groupby([al["datacentre"], al["cluster"]]).sum()
+        for (dc, cl), r in sums.iterrows():
+            out[(month.strftime("%Y-%m"), dc, cl)] = {
+                "capacity_gpu_h": r["cap"],
+                "allocated_gpu_h": float(alloc.get((dc, cl), 0.0)),
+                "busy_gpu_h": r["busy"],
+                "busy_allocated_gpu_h": r["held"],
+            }
+        month = following
+    return out
+
+
+def run(argv: list[str], log: Path) -> tuple[float, int, str]:
+    """Run a child; return (wall seconds, peak RSS bytes, stdout); stderr goes to ``log``."""
+    started = time.perf_counter()
+    with open(log, "ab") as err, tempfile.TemporaryFile() as out:
+        p = subprocess.Popen(argv, stdout=out, stderr=err, cwd=ROOT)
+        _pid, status, usage = os.wait4(p.pid, 0)
+        p.returncode = os.waitstatus_to_exitcode(status)
+        elapsed = time.perf_counter() - started
+        out.seek(0)
+        text = out.read().decode()
+    if p.returncode != 0:
+        sys.exit(f"{' '.join(argv[:4])}... failed ({p.returncode}); see {log}")
+    return elapsed, usage.ru_maxrss * 1024, text
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "gpuledger.cli", *args]
+
+
+def me(*args: str) -> list[str]:
+    return [sys.executable, str(Path(__file__).resolve()), *args]
+
+
+def mib(n: int) -> str:
+    return f"{n / 2**20:,.0f} MiB"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--gpus", type=int, default=100)
+    p.add_argument("--days", type=float, default=7.0)
+    p.add_argument("--step", type=float, default=15.0, help="seconds between samples")
+    p.add_argument("--lake", type=Path, help="lake folder (default: in a temporary folder)")
+    p.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    p.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
+    a = p.parse_args()
+    if a.worker:  # a step in its own process
+        if a.worker[0] == "generate":
+            print(generate(Path(a.worker[1]), a.gpus, a.days, a.step))
+        else:
+            got = naive(Path(a.worker[1]), Path(a.worker[2]))
+            print(json.dumps([[*k, v] for k, v in got.items()]))
+        return 0
+
+    import duckdb
+    import pyarrow
+    from deltalake import __version__ as deltalake_version
+
+    work = Path(tempfile.mkdtemp(prefix="gpuledger-fleet-"))
+    lake = a.lake or work / "lake"
+    samples, allocs, log = work / "gpu_samples.parquet", work / "allocations.jsonl", work / "log"
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {ram / 2**30:.1f} GiB RAM")
+    print(
+        f"versions: python {platform.python_version()}, pyarrow {pyarrow.__version__}, "
+        f"duckdb {duckdb.__version__}, deltalake {deltalake_version}"
+    )
+    fleet = ["--gpus", str(a.gpus), "--days", str(a.days), "--step", str(a.step)]
+    wall, rss, out = run(me(*fleet, "--worker", "generate", str(samples)), log)
+    rows = int(out)
+    size = samples.stat().st_size
+    print(f"generate: {rows:,} samples, {size / 2**20:,.1f} MiB Parquet, {wall:.1f} s, {mib(rss)}")
+    allocs.write_text("".join(json.dumps(r) + "\n" for r in allocations(a.gpus, a.days)))
+
+    args = ["backfill", "--lake", str(lake), "records", "--kind"]
+    wall, rss, _ = run(cli(*args, "gpu_sample", "--file", str(samples)), log)
+    print(f"backfill: {wall:.1f} s, {rows / wall:,.0f} samples/s, peak RSS {mib(rss)}")
+    run(cli(*args, "allocation", "--file", str(allocs)), log)
+
+    report = ["report", "utilisation", "--lake", str(lake), "--period", "month"]
+    ours_s, ours_rss, out = run(cli(*report, "--by", "cluster", "--format", "json"), log)
+    ours = {(r["period"], r["datacentre"], r["cluster"]): r for r in json.loads(out)}
+    print(f"report: {ours_s:.2f} s, peak RSS {mib(ours_rss)}, {len(ours)} rows")
+    pandas_s, pandas_rss, out = run(
+        me(*fleet, "--worker", "pandas", str(samples), str(allocs)), log
+    )
+    theirs = {tuple(k): v for *k, v in json.loads(out)}
+    print(f"pandas: {pandas_s:.2f} s, peak RSS {mib(pandas_rss)}")
+    print(f"ratio pandas/ours: {pandas_s / ours_s:.2f}x (wall time of each process)")
+
+    worst = 0.0
+    if set(ours) != set(theirs):
+        sys.exit(f"different rows: ours {sorted(ours)}, pandas {sorted(theirs)}")
+    for key in sorted(ours):
+        for f in FIGURES:
+            x, y = ours[key][f], theirs[key][f]
+            rel = abs(x - y) / max(abs(x), abs(y), 1e-300)
+            worst = max(worst, rel)
+            if rel > 1e-9:
+                sys.exit(f"{key} {f}: report {x!r}, pandas {y!r} (relative {rel:.2e})")
+        r = ours[key]
+        print(
+            f"  {' '.join(key)}: capacity {r['capacity_gpu_h']:,.3f} GPU-h, "
+            f"busy {r['busy_gpu_h']:,.3f}, allocated {r['allocated_gpu_h']:,.3f}, "
+            f"busy allocated {r['busy_allocated_gpu_h']:,.3f}"
+        )
+    print(f"agree: {len(ours)} rows x {len(FIGURES)} figures, worst relative {worst:.1e}")
+    if a.keep:
+        print(f"kept {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
