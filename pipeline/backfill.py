@@ -23,12 +23,11 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from pipeline import lake as lakes
+from pipeline.columnar import land, validate
 from pipeline.dead_letter import QUARANTINE_DIR, DeadLetter
-from pipeline.dedup import dedup
 from pipeline.records import Kind, Record
-from pipeline.validate import validate_batch
 from pipeline.wire import encode_record
-from pipeline.write import fsync_dir, load_metadata, row_schema, safe_part, table_of, to_table
+from pipeline.write import fsync_dir, load_metadata, row_schema, safe_part, table_of
 
 log = logging.getLogger(__name__)
 STAGING_DIR = "_staging"
@@ -138,9 +137,8 @@ class LakeSink:
             return
         chunk = self._chunks[k.name]
         self._chunks[k.name] += 1
-        good, bad = validate_batch(k, raws)
-        result = dedup(k, good)
-        rows, unwritable = to_table(k, result.records)
+        parts, bad = validate(k, raws)  # column-wise when it can be (``pipeline.columnar``)
+        rows, duplicates, conflicts, refused = land(k, parts)
         letters = [
             DeadLetter(
                 encode_record(r.raw),
@@ -154,14 +152,14 @@ class LakeSink:
             for r in bad
         ] + [
             DeadLetter(
-                encode_record(result.records[u.index]),
-                f"not writable: {u.error!r}",
+                encode_record(record),
+                f"not writable: {error!r}",
                 "unwritable",
                 k.name,
                 self.origin,
                 offset=chunk,
             )
-            for u in unwritable
+            for record, error in refused
         ]
         stage = self._stages.get(k.name)
         if stage is None:
@@ -177,8 +175,8 @@ class LakeSink:
             self._quarantine[k.name].write(letters)
         self.stats.written[k.name] += rows.num_rows
         self.stats.rejected[k.name] += len(letters)
-        self.stats.duplicates += result.duplicates
-        self.stats.conflicts += result.conflicts
+        self.stats.duplicates += duplicates
+        self.stats.conflicts += conflicts
 
     def _commit(self, k: Kind, stage: _Stage) -> None:
         stage.writer.close()

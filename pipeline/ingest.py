@@ -1,11 +1,13 @@
 """``ingest``: the consumer group that lands Kafka records in the Delta lake, exactly once.
 
-Per message: decode the envelope, validate every record (``pipeline.validate``), send rejects
-to ``<topic>.dlq`` with the raw bytes and the reason; anything that raises while one message is
-handled is a dead letter too, never a crash. Per partition, records are buffered and flushed by
-size or age: dedup, make the dead letters durable, then one Delta commit per table carrying the
-rows and one app transaction per Kafka partition (``<group>:<topic>:<partition>`` -> last
-offset written; ``pipeline.lake``).
+Per message: decode the envelope; per partition and poll, validate every record of its
+messages at once, column-wise (``pipeline.columnar``; record by record, ``pipeline.validate``,
+when that cannot decide), send rejects to ``<topic>.dlq`` with the raw bytes and the reason;
+anything that raises while one message is decoded is a dead letter too, never a crash. Per
+partition, the validated rows are buffered as Arrow tables and flushed by size or age: dedup,
+make the dead letters durable, then one Delta commit per table carrying the rows and one app
+transaction per Kafka partition (``<group>:<topic>:<partition>`` -> last offset written;
+``pipeline.lake``).
 
 Exactly once: on assignment a worker seeks every partition to just after the offset stored in
 the table (the Kafka committed offset is kept for lag monitoring only). A commit whose first
@@ -31,6 +33,7 @@ from kafka.structs import TopicPartition
 from prometheus_client import CollectorRegistry
 
 from pipeline import lake as lakes
+from pipeline.columnar import Part, land, per_message, validate
 from pipeline.consume import (
     ClientSettings,
     Rebalance,
@@ -41,13 +44,11 @@ from pipeline.consume import (
     stored_offsets,
 )
 from pipeline.dead_letter import DLQ_MAX_RAW_BYTES, DeadLetter
-from pipeline.dedup import dedup
 from pipeline.ingest_metrics import IngestMetrics
-from pipeline.records import Kind, Record, RecordError
+from pipeline.records import Kind, RecordError
 from pipeline.topics import contract_topics, kind_for_topic
-from pipeline.validate import validate_batch
 from pipeline.wire import decode, encode_record
-from pipeline.write import commit_rows, to_table
+from pipeline.write import commit_rows
 
 log = logging.getLogger(__name__)
 LAG_CHECK_S = 1.0
@@ -89,9 +90,14 @@ class _Buffer:
     kind: Kind
     first: int
     last: int = -1
-    records: list[Record] = field(default_factory=list)
+    taken: int = 0
+    """Records (good or rejected) of the messages taken, as ``_take`` counts them."""
+    pending: list[tuple[Any, list[Any] | RecordError]] = field(default_factory=list)
+    """Messages taken but not validated yet: (message, its records or why it is dead)."""
+    parts: list[Part] = field(default_factory=list)
+    """Validated records in offset order: Arrow rows, or records (the per-record path)."""
     origins: list[tuple[int, int]] = field(default_factory=list)
-    """(offset, index in its message) of each record, to dead-letter one Arrow refuses."""
+    """(offset, index in its message) of each record of the record parts (one Arrow refuses)."""
     rejected: int = 0
 
 
@@ -120,7 +126,7 @@ class Ingestor:
             for tp in partitions:  # unflushed buffers are re-read by whoever owns it next
                 dropped = self.buffers.pop(tp, None)
                 if dropped:
-                    self._buffered -= len(dropped.records) + dropped.rejected
+                    self._buffered -= dropped.taken
             if event == "assigned":
                 self.resume(partitions)
                 moved.update(partitions)
@@ -176,6 +182,8 @@ class Ingestor:
                         self._buffered += self._take(tp, msg)
                         if self._buffered >= self.settings.max_batch_records:
                             self.flush()  # bounded memory, even inside one large poll
+                    if tp in self.buffers:
+                        self._validate(tp, self.buffers[tp])
                     if messages:
                         last_record = now
                         oldest = oldest or now
@@ -213,7 +221,7 @@ class Ingestor:
         return lag(self.consumer, s.lake, s.group, s.namespace, self._topics)
 
     def _take(self, tp: TopicPartition, msg: Any) -> int:
-        """Buffer one message; return how many records (good or rejected) it carried."""
+        """Buffer one message (``_validate`` checks its records); return how many it carried."""
         self.stats.messages += 1
         k = kind_for_topic(tp.topic, self.settings.namespace)
         buf = self.buffers.get(tp)
@@ -224,41 +232,54 @@ class Ingestor:
             kind, raws = decode(msg.value)
             if kind is not k:
                 raise RecordError(f"{kind.name} records on topic {tp.topic}", "wrong_topic")
-            good, bad = validate_batch(k, raws)
         except Exception as exc:  # the whole message is one dead letter, whatever raised
             err = exc if isinstance(exc, RecordError) else RecordError(repr(exc), "unexpected")
-            self._dead_letter(
-                DeadLetter(
-                    msg.value or b"",
-                    err.reason,
-                    err.error_class,
-                    None,
-                    tp.topic,
-                    tp.partition,
-                    msg.offset,
-                    None,
-                )
-            )
-            buf.rejected += 1
+            buf.pending.append((msg, err))
+            buf.taken += 1
             return 1
-        buf.records.extend(good)
-        bad_at = {r.index for r in bad}
-        buf.origins.extend((msg.offset, i) for i in range(len(raws)) if i not in bad_at)
-        for r in bad:
-            self._dead_letter(
-                DeadLetter(
-                    encode_record(r.raw),
-                    r.error.reason,
-                    r.error.error_class,
-                    k.name,
-                    tp.topic,
-                    tp.partition,
-                    msg.offset,
-                    r.index,
-                )
-            )
-        buf.rejected += len(bad)
+        buf.pending.append((msg, raws))
+        buf.taken += len(raws)
         return len(raws)
+
+    def _validate(self, tp: TopicPartition, buf: _Buffer) -> None:
+        """Validate the records of the messages taken since the last call, all at once; dead
+        letters in message order, as if each message were validated alone."""
+        pending, buf.pending = buf.pending, []
+        batches = [rs for _, rs in pending if not isinstance(rs, RecordError)]
+        raws = [r for rs in batches for r in rs]
+        parts, bad = validate(buf.kind, raws) if raws else ([], [])
+        buf.parts.extend(p for p in parts if len(p))
+        listed = any(isinstance(p, list) and p for p in parts)
+        if not bad and not listed and len(batches) == len(pending):
+            return  # nothing to dead-letter, no origins to keep
+        rejects = iter(per_message(bad, map(len, batches)))
+        for msg, rs in pending:
+            if isinstance(rs, RecordError):
+                self._reject(tp, msg.offset, msg.value or b"", rs.reason, rs.error_class)
+                buf.rejected += 1
+                continue
+            mine = next(rejects)
+            for r in mine:
+                why = r.error.reason, r.error.error_class
+                self._reject(tp, msg.offset, encode_record(r.raw), *why, buf.kind, r.index)
+            buf.rejected += len(mine)
+            if listed:  # records, kept with their origins
+                bad_at = {r.index for r in mine}
+                buf.origins.extend((msg.offset, i) for i in range(len(rs)) if i not in bad_at)
+
+    def _reject(
+        self,
+        tp: TopicPartition,
+        offset: int | None,
+        raw: bytes,
+        reason: str,
+        error_class: str,
+        k: Kind | None = None,
+        index: int | None = None,
+    ) -> None:
+        kind = None if k is None else k.name
+        letter = DeadLetter(raw, reason, error_class, kind, tp.topic, tp.partition, offset, index)
+        self._dead_letter(letter)
 
     def _dead_letter(self, letter: DeadLetter) -> None:
         self.stats.rejected += 1
@@ -279,6 +300,8 @@ class Ingestor:
         """Land every buffer: per table one commit with its partitions' offsets."""
         if not self.buffers:
             return
+        for tp, buf in self.buffers.items():
+            self._validate(tp, buf)
         batches: dict[str, list[tuple[TopicPartition, _Buffer, pa.Table]]] = {}
         for tp, buf in self.buffers.items():
             batches.setdefault(buf.kind.name, []).append((tp, buf, self._rows(tp, buf)))
@@ -297,30 +320,20 @@ class Ingestor:
 
     def _rows(self, tp: TopicPartition, buf: _Buffer) -> pa.Table:
         """Dedup one partition's records into Arrow rows; dead-letter those Arrow refuses."""
-        result = dedup(buf.kind, buf.records)
-        self.stats.duplicates += result.duplicates
-        self.stats.conflicts += result.conflicts
-        self.metrics.duplicates.labels(tp.topic).inc(result.duplicates)
-        self.metrics.conflicts.labels(tp.topic).inc(result.conflicts)
-        rows, unwritable = to_table(buf.kind, result.records)
-        if unwritable:
-            origin = {id(r): o for r, o in zip(buf.records, buf.origins, strict=True)}
-            for u in unwritable:
-                record = result.records[u.index]
-                offset, index = origin[id(record)]
-                self._dead_letter(
-                    DeadLetter(
-                        encode_record(record),
-                        f"not writable: {u.error!r}",
-                        "unwritable",
-                        buf.kind.name,
-                        tp.topic,
-                        tp.partition,
-                        offset,
-                        index,
-                    )
-                )
-            buf.rejected += len(unwritable)
+        rows, duplicates, conflicts, refused = land(buf.kind, buf.parts)
+        self.stats.duplicates += duplicates
+        self.stats.conflicts += conflicts
+        self.metrics.duplicates.labels(tp.topic).inc(duplicates)
+        self.metrics.conflicts.labels(tp.topic).inc(conflicts)
+        if refused:
+            listed = [r for part in buf.parts if isinstance(part, list) for r in part]
+            origin = {id(r): o for r, o in zip(listed, buf.origins, strict=True)}
+            for record, error in refused:
+                offset, index = origin.get(id(record), (None, None))
+                reason = f"not writable: {error!r}"
+                raw = encode_record(record)
+                self._reject(tp, offset, raw, reason, "unwritable", buf.kind, index)
+            buf.rejected += len(refused)
         return rows
 
     def _commit(

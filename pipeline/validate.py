@@ -18,13 +18,19 @@ class Reject:
     """Position of the record in its batch (message or chunk)."""
 
 
-def validate_batch(k: Kind, raws: Iterable[Any]) -> tuple[list[Record], list[Reject]]:
+def validate_batch(
+    k: Kind, raws: Iterable[Any], window_ms: tuple[int, int] | None = None
+) -> tuple[list[Record], list[Reject]]:
     """Each raw record coerced, or rejected with the reason. One record never takes the batch
     down: an exception other than ``RecordError`` (a bug, or input nobody foresaw) rejects
-    that record as ``unexpected_error`` with the exception's repr in the reason."""
+    that record as ``unexpected_error`` with the exception's repr in the reason.
+
+    ``window_ms``: the plausibility window (``bounds.window_bounds()``), None = read it now.
+    ``pipeline.columnar.validate`` is the same, column-wise, for a whole batch."""
     good: list[Record] = []
     bad: list[Reject] = []
-    window_ms = window_bounds()  # the clock read once per batch, not per record
+    if window_ms is None:
+        window_ms = window_bounds()  # the clock read once per batch, not per record
     for i, raw in enumerate(raws):
         try:
             good.append(coerce(k, raw, window_ms))

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from pipeline import lake as lakes
 from pipeline.records import Kind, Record
@@ -52,7 +51,9 @@ def row_schema(k: Kind) -> pa.Schema:
 
 
 def with_dates(k: Kind, table: pa.Table) -> pa.Table:
-    dates = pc.strftime(table.column(k.time_field), format="%Y-%m-%d")
+    """``table`` with the ``date`` partition column: the UTC date of the kind's time field."""
+    # = pc.strftime(..., format="%Y-%m-%d") over 0001..9999, an order of magnitude faster
+    dates = table.column(k.time_field).cast(pa.date32()).cast(pa.string())
     return table.append_column(row_schema(k).field(lakes.DATE_COL), dates)
 
 
