@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -24,10 +23,10 @@ import pyarrow.parquet as pq
 
 from pipeline import lake as lakes
 from pipeline.columnar import land, validate
-from pipeline.dead_letter import QUARANTINE_DIR, DeadLetter
+from pipeline.dead_letter import DeadLetter, QuarantineWriter
 from pipeline.records import Kind, Record
 from pipeline.wire import encode_record
-from pipeline.write import fsync_dir, load_metadata, row_schema, safe_part, table_of
+from pipeline.write import load_metadata, row_schema, safe_part, table_of
 
 log = logging.getLogger(__name__)
 STAGING_DIR = "_staging"
@@ -68,29 +67,6 @@ class SinkStats:
     versions: dict[str, int] = field(default_factory=dict)
     """Table -> version of the commit this load made."""
     quarantine: list[Path] = field(default_factory=list)
-
-
-class QuarantineWriter:
-    """One load's quarantine file (JSON lines), written as it goes, in place at ``close``."""
-
-    def __init__(self, lake: Path, name: str) -> None:
-        folder = lake / QUARANTINE_DIR
-        folder.mkdir(parents=True, exist_ok=True)
-        self.path = folder / f"{safe_part(name)}.jsonl"
-        self._tmp = self.path.with_name(f".{self.path.name}.tmp")
-        self._fh = open(self._tmp, "w", encoding="utf-8")  # noqa: SIM115 (closed in close)
-
-    def write(self, letters: list[DeadLetter]) -> None:
-        for letter in letters:
-            self._fh.write(json.dumps(letter.to_json(), ensure_ascii=False) + "\n")
-
-    def close(self) -> Path:
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-        self._fh.close()
-        os.replace(self._tmp, self.path)
-        fsync_dir(self.path.parent)
-        return self.path
 
 
 @dataclass

@@ -110,22 +110,37 @@ def _utf8(text: str) -> bytes:
     return text.encode("utf-8", "backslashreplace")
 
 
+class QuarantineWriter:
+    """One load's quarantine file (JSON lines), written as it goes and put in place,
+    atomically and durably, at ``close`` (replacing a previous attempt's)."""
+
+    def __init__(self, lake: Path, name: str) -> None:
+        folder = lake / QUARANTINE_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / f"{safe_part(name)}.jsonl"
+        self._tmp = self.path.with_name(f".{self.path.name}.tmp")
+        self._fh = open(self._tmp, "w", encoding="utf-8")  # noqa: SIM115 (closed in close)
+
+    def write(self, letters: list[DeadLetter]) -> None:
+        for letter in letters:
+            self._fh.write(json.dumps(letter.to_json(), ensure_ascii=False) + "\n")
+
+    def close(self) -> Path:
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._fh.close()
+        os.replace(self._tmp, self.path)
+        fsync_dir(self.path.parent)
+        return self.path
+
+
 def write_quarantine(lake: Path, load_id: str, letters: list[DeadLetter]) -> Path | None:
     """Write (atomically, replacing a previous attempt) the quarantine file of one load."""
     if not letters:
         return None
-    folder = lake / QUARANTINE_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{safe_part(load_id)}.jsonl"
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for letter in letters:
-            fh.write(json.dumps(letter.to_json(), ensure_ascii=False) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    fsync_dir(folder)
-    return path
+    writer = QuarantineWriter(lake, load_id)
+    writer.write(letters)
+    return writer.close()
 
 
 def read_dead_letters(
