@@ -12,6 +12,9 @@ Layout of ``BrokerSettings.data_dir``::
     logs/server.log                         broker log at INFO (rolled)
     broker.log                              JVM stdout/stderr: WARN+ lines, crashes
     broker.pid                              pid of the running broker
+    tls/, client.properties                 with ``secure=True`` (``kafka start --secure``): the
+                                            SASL_SSL listener's CA and keystore, and the client
+                                            settings of its SCRAM user (``broker_tls``)
 
 Typical use::
 
@@ -39,8 +42,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gpuledger import kafka_jars
+from gpuledger import broker_tls, kafka_jars
 from gpuledger.kafka_jars import deploy_dir, file_lock, tail_text
+from pipeline.kafka_config import KafkaConfigError, KafkaSecurity, client_kwargs, load_kafka_config
 
 log = logging.getLogger(__name__)
 
@@ -79,13 +83,23 @@ class BrokerSettings:
     data_dir: Path = Path(".gpuledger/kafka")
     heap: str = "512m"  # -Xms and -Xmx
     cache_dir: Path = field(default_factory=_default_cache_dir)
+    secure: bool = False
+    """Also a SASL_SSL listener (SCRAM-SHA-512) on ``secure_port``; see ``broker_tls``."""
+    secure_port: int | None = None  # None: port + 2
 
     def __post_init__(self) -> None:
-        for name, value in (("port", self.port), ("controller_port", self.controller)):
+        ports = [("port", self.port), ("controller_port", self.controller)]
+        if self.secure:
+            ports.append(("secure_port", self.sasl_port))
+        for name, value in ports:
             if not 0 < value < 65536:
                 raise ValueError(f"{name} must be in 1..65535, got {value}")
         if self.controller == self.port:
             raise ValueError(f"controller_port must differ from port ({self.port})")
+        if self.secure and self.sasl_port in (self.port, self.controller):
+            raise ValueError(
+                f"secure_port ({self.sasl_port}) must differ from port and controller_port"
+            )
         if not re.fullmatch(r"[1-9][0-9]*[kKmMgG]?", self.heap):
             raise ValueError(f"heap must look like 512m or 1g, got {self.heap!r}")
 
@@ -95,9 +109,24 @@ class BrokerSettings:
         return self.controller_port if self.controller_port is not None else self.port + 1
 
     @property
+    def sasl_port(self) -> int:
+        """The SASL_SSL listener port (with ``secure``)."""
+        return self.secure_port if self.secure_port is not None else self.port + 2
+
+    @property
     def bootstrap(self) -> str:
         """bootstrap_servers for clients of a broker started with these settings."""
         return f"{HOST}:{self.port}"
+
+    @property
+    def secure_bootstrap(self) -> str:
+        """bootstrap_servers of the SASL_SSL listener (with ``secure``)."""
+        return f"{HOST}:{self.sasl_port}"
+
+    @property
+    def client_properties(self) -> Path:
+        """The client settings (``--kafka-config``) of the SASL_SSL listener's user."""
+        return _Paths.of(self).client_properties
 
 
 @dataclass(frozen=True)
@@ -106,6 +135,10 @@ class BrokerStatus:
     pid: int | None
     bootstrap: str | None
     answers: bool
+    secure_bootstrap: str | None = None
+    """The SASL_SSL listener, when the broker was started with ``secure``."""
+    client_properties: Path | None = None
+    secure_answers: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -144,6 +177,14 @@ class _Paths:
     def lock(self) -> Path:
         return self.root / ".broker.lock"
 
+    @property
+    def tls(self) -> Path:
+        return self.root / "tls"
+
+    @property
+    def client_properties(self) -> Path:
+        return self.root / "client.properties"
+
 
 def ensure_jars(settings: BrokerSettings) -> Path:
     """The broker's jar folder in ``settings.cache_dir`` (fetched once; see kafka_jars)."""
@@ -169,6 +210,11 @@ def start(settings: BrokerSettings, timeout_s: float = 90) -> str:
         pid = _running_pid(paths)
         if pid is not None:
             bootstrap = _configured_bootstrap(paths) or settings.bootstrap
+            if settings.secure and _configured_listener(paths, "SASL_SSL") is None:
+                raise BrokerError(
+                    f"the broker of {paths.root} (pid {pid}) is running without the SASL_SSL "
+                    "listener; stop it ('gpuledger kafka stop') and start it with --secure"
+                )
             if bootstrap != settings.bootstrap:
                 log.warning(
                     "broker of %s is already running on %s (asked for %s); reusing it",
@@ -190,18 +236,39 @@ def start(settings: BrokerSettings, timeout_s: float = 90) -> str:
 
         libs = ensure_jars(settings)
         java = _find_java()
-        for port in (settings.port, settings.controller):
+        for port in (settings.port, settings.controller) + (
+            (settings.sasl_port,) if settings.secure else ()
+        ):
             if not _port_free(port):
                 raise BrokerError(
                     f"port {port} on {HOST} is already in use by another process (not a broker "
                     f"of {paths.root}). Stop that process, or choose other ports "
-                    f"(BrokerSettings(port=..., controller_port=...); the broker uses port and "
-                    f"controller_port, default port+1)."
+                    f"(BrokerSettings(port=..., controller_port=..., secure_port=...); the "
+                    f"broker uses port, controller_port (default port+1) and, secure, "
+                    f"secure_port (default port+2))."
                 )
-        _write_config(paths, settings)
+        tls = None
+        if settings.secure:
+            try:
+                tls = broker_tls.ensure_tls(paths.tls, broker_tls.find_keytool(java))
+            except broker_tls.TlsError as exc:
+                raise BrokerError(f"cannot make the TLS material in {paths.tls}: {exc}") from exc
+        _write_config(paths, settings, tls)
         classpath = str(libs / "*")
         if not _is_formatted(paths):
-            _format_storage(java, classpath, paths)
+            user = broker_tls.new_scram_user() if tls is not None else None
+            _format_storage(java, classpath, paths, user)
+            if user is not None and tls is not None:
+                broker_tls.write_client_properties(
+                    paths.client_properties, user, tls.ca_pem, settings.secure_bootstrap
+                )
+        elif tls is not None and not paths.client_properties.is_file():
+            raise BrokerError(
+                f"{paths.root} was formatted without --secure (or {paths.client_properties} "
+                "was removed): the SCRAM user is created when the storage is formatted. Use "
+                f"another --data-dir for a secure broker, or delete {paths.root} (its topics "
+                "and data go with it)."
+            )
 
         cmd = [
             java,
@@ -235,6 +302,14 @@ def start(settings: BrokerSettings, timeout_s: float = 90) -> str:
         log.info("started Kafka broker pid %d for %s", proc.pid, paths.root)
         try:
             _wait_ready(settings.bootstrap, deadline, paths, proc.pid)
+            if settings.secure:
+                _wait_ready(
+                    settings.secure_bootstrap,
+                    deadline,
+                    paths,
+                    proc.pid,
+                    _client_security(paths),
+                )
         except BrokerError:
             if _alive(proc.pid):
                 _terminate(proc.pid, 10)
@@ -290,7 +365,17 @@ def status(settings: BrokerSettings) -> BrokerStatus:
     if pid is None:
         return BrokerStatus(running=False, pid=None, bootstrap=None, answers=False)
     bootstrap = _configured_bootstrap(paths) or settings.bootstrap
-    return BrokerStatus(running=True, pid=pid, bootstrap=bootstrap, answers=_answers(bootstrap, 5))
+    secure = _configured_listener(paths, "SASL_SSL")
+    security = _client_security(paths) if secure else None
+    return BrokerStatus(
+        running=True,
+        pid=pid,
+        bootstrap=bootstrap,
+        answers=_answers(bootstrap, 5),
+        secure_bootstrap=secure,
+        client_properties=paths.client_properties if secure else None,
+        secure_answers=None if secure is None else _answers(secure, 5, security),
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -312,17 +397,27 @@ def wait_until_answers(bootstrap: str, timeout_s: float) -> None:
 # Internals
 
 
-def _admin_client(cls: Any, bootstrap: str, timeout_s: float) -> Any:
+def _admin_client(
+    cls: Any, bootstrap: str, timeout_s: float, security: KafkaSecurity | None = None
+) -> Any:
     timeout_ms = max(1000, int(timeout_s * 1000))
     return cls(
         bootstrap_servers=bootstrap,
         client_id="gpuledger-broker",
         bootstrap_timeout_ms=timeout_ms,
         request_timeout_ms=timeout_ms,
+        **client_kwargs(security),
     )
 
 
-def _answers(bootstrap: str, timeout_s: float) -> bool:
+def _client_security(paths: _Paths) -> KafkaSecurity:
+    try:
+        return load_kafka_config(paths.client_properties)
+    except KafkaConfigError as exc:
+        raise BrokerError(f"the SASL_SSL client settings are unusable: {exc}") from exc
+
+
+def _answers(bootstrap: str, timeout_s: float, security: KafkaSecurity | None = None) -> bool:
     """One readiness probe: TCP connect, then a metadata request that lists a broker."""
     host, _, port = bootstrap.rpartition(":")
     try:
@@ -333,7 +428,7 @@ def _answers(bootstrap: str, timeout_s: float) -> bool:
     from kafka.admin import KafkaAdminClient
 
     try:
-        admin = _admin_client(KafkaAdminClient, bootstrap, timeout_s)
+        admin = _admin_client(KafkaAdminClient, bootstrap, timeout_s, security)
     except Exception as exc:
         log.debug("Kafka at %s not ready: %r", bootstrap, exc)
         return False
@@ -347,7 +442,13 @@ def _answers(bootstrap: str, timeout_s: float) -> bool:
         admin.close()
 
 
-def _wait_ready(bootstrap: str, deadline: float, paths: _Paths, pid: int) -> None:
+def _wait_ready(
+    bootstrap: str,
+    deadline: float,
+    paths: _Paths,
+    pid: int,
+    security: KafkaSecurity | None = None,
+) -> None:
     started = time.monotonic()
     while True:
         if not _alive(pid):
@@ -357,7 +458,7 @@ def _wait_ready(bootstrap: str, deadline: float, paths: _Paths, pid: int) -> Non
                 f"the Kafka broker (pid {pid}) exited{how} before it answered on {bootstrap}."
                 + _diagnosis(paths)
             )
-        if _answers(bootstrap, max(1.0, min(5.0, deadline - time.monotonic()))):
+        if _answers(bootstrap, max(1.0, min(5.0, deadline - time.monotonic())), security):
             log.info("Kafka broker on %s answers (%.1fs)", bootstrap, time.monotonic() - started)
             return
         if time.monotonic() >= deadline:
@@ -411,33 +512,52 @@ def _find_java() -> str:
     return java
 
 
-def _write_config(paths: _Paths, settings: BrokerSettings) -> None:
+def _write_config(
+    paths: _Paths, settings: BrokerSettings, tls: broker_tls.TlsMaterial | None = None
+) -> None:
     source = deploy_dir()
     try:
         template = (source / "server.properties").read_text(encoding="utf-8")
         log4j = (source / "log4j2.properties").read_text(encoding="utf-8")
+        secure = (source / "secure.properties").read_text(encoding="utf-8") if tls else ""
     except OSError as exc:
         raise BrokerError(f"cannot read the broker config templates in {source}: {exc}") from exc
+    listener = f",SASL_SSL://{HOST}:{settings.sasl_port}" if tls else ""
     rendered = (
         template.replace("@PORT@", str(settings.port))
         .replace("@CONTROLLER_PORT@", str(settings.controller))
         .replace("@LOG_DIRS@", str(paths.log_dirs))
+        .replace("@SECURE_LISTENER@", listener)
+        .replace("@SECURE_PROTOCOL@", ",SASL_SSL:SASL_SSL" if tls else "")
     )
+    if tls is not None:
+        rendered += "\n" + (
+            secure.replace("@KEYSTORE@", str(tls.keystore))
+            .replace("@TRUSTSTORE@", str(tls.truststore))
+            .replace("@STORE_PASSWORD@", tls.store_password)
+        )
     leftover = re.search(r"@[A-Z_]+@", rendered)
     if leftover:
         raise BrokerError(f"unknown placeholder {leftover.group(0)} in {source}/server.properties")
     paths.logs.mkdir(parents=True, exist_ok=True)
-    _write_atomic(paths.server_properties, rendered)
+    _write_atomic(paths.server_properties, rendered, private=tls is not None)
     _write_atomic(paths.log4j, log4j)
 
 
 def _configured_bootstrap(paths: _Paths) -> str | None:
     """The PLAINTEXT listener of the config the running broker was started with."""
+    return _configured_listener(paths, "PLAINTEXT")
+
+
+def _configured_listener(paths: _Paths, name: str) -> str | None:
+    """HOST:PORT of listener ``name`` in the config the running broker was started with."""
     try:
         text = paths.server_properties.read_text(encoding="utf-8")
     except OSError:
         return None
-    match = re.search(r"^listeners=.*PLAINTEXT://([^:,\s]+):(\d+)", text, re.MULTILINE)
+    match = re.search(
+        rf"^listeners=(?:.*,)?{re.escape(name)}://([^:,\s]+):(\d+)", text, re.MULTILINE
+    )
     return f"{match.group(1)}:{match.group(2)}" if match else None
 
 
@@ -454,8 +574,11 @@ def _new_cluster_id() -> str:
             return cid
 
 
-def _format_storage(java: str, classpath: str, paths: _Paths) -> None:
+def _format_storage(
+    java: str, classpath: str, paths: _Paths, user: broker_tls.ScramUser | None = None
+) -> None:
     cluster_id = _new_cluster_id()
+    scram = ["--add-scram", user.format_arg()] if user is not None else []
     cmd = [
         java,
         "-Xmx256m",
@@ -471,6 +594,7 @@ def _format_storage(java: str, classpath: str, paths: _Paths) -> None:
         cluster_id,
         "-c",
         str(paths.server_properties),
+        *scram,
     ]
     log.info("formatting Kafka storage %s (cluster id %s)", paths.log_dirs, cluster_id)
     try:
@@ -481,6 +605,8 @@ def _format_storage(java: str, classpath: str, paths: _Paths) -> None:
         raise BrokerError(f"formatting {paths.log_dirs} did not finish in 120s") from exc
     if proc.returncode != 0:
         output = tail_text(proc.stdout + proc.stderr, 30)
+        if user is not None:
+            output = output.replace(user.password, "***")
         raise BrokerError(
             f"formatting the Kafka storage {paths.log_dirs} failed (exit {proc.returncode}):\n"
             f"{output}\nIf this data dir is from an older or broken setup, delete {paths.root}."
@@ -578,7 +704,11 @@ def _terminate(pid: int, timeout_s: float) -> None:
         raise BrokerError(f"broker pid {pid} survived SIGKILL for 15s")
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def _write_atomic(path: Path, text: str, private: bool = False) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    if private:
+        os.chmod(tmp, 0o600)
     os.replace(tmp, path)

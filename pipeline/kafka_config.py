@@ -1,0 +1,471 @@
+"""How every gpuledger Kafka client connects: security protocol, SASL and TLS settings.
+
+One ``KafkaSecurity`` is built from a client properties file (``--kafka-config FILE``) with the
+standard client property names::
+
+    security.protocol=SASL_SSL
+    sasl.mechanism=SCRAM-SHA-512
+    sasl.username=gpuledger
+    sasl.password=${KAFKA_PASSWORD}
+    ssl.ca.location=/etc/gpuledger/ca.pem
+
+``${NAME}`` is replaced by the environment variable NAME (an unset one is an error naming it),
+so secrets need not be written in the file. Relative file paths are relative to the
+properties file's folder. ``client_kwargs()`` gives the keyword arguments of kafka-python's
+``KafkaProducer`` / ``KafkaConsumer`` / ``KafkaAdminClient``; without a file every client is
+PLAINTEXT, as before. The password never appears in ``repr``/``str`` or in any message.
+
+``connect`` makes a client, retrying while the broker may be down or starting; when an attempt
+fails, ``diagnose`` finds why (refused, TLS, SASL mechanism, credentials) and a cause that
+retrying cannot fix raises ``KafkaAccessError`` at once: one message naming the bootstrap, the
+protocol and mechanism, and the cause.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import socket
+import ssl
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+MASK = "***"
+
+# property name -> KafkaSecurity field
+_KEYS = {
+    "security.protocol": "protocol",
+    "sasl.mechanism": "sasl_mechanism",
+    "sasl.username": "username",
+    "sasl.password": "password",
+    "ssl.ca.location": "ssl_ca",
+    "ssl.certificate.location": "ssl_cert",
+    "ssl.key.location": "ssl_key",
+    "ssl.key.password": "ssl_key_password",
+    "ssl.endpoint.identification.algorithm": "ssl_endpoint_identification",
+}
+_HINTS = {
+    "bootstrap.servers": "give the bootstrap with --kafka HOST:PORT",
+    "sasl.jaas.config": "use sasl.username and sasl.password",
+    "ssl.truststore.location": "give the CA certificate as PEM with ssl.ca.location",
+    "ssl.keystore.location": "give ssl.certificate.location and ssl.key.location (PEM)",
+}
+_ENV = re.compile(r"\$\{([^}]*)\}")
+
+
+class KafkaConfigError(ValueError):
+    """A client properties file that cannot be used (the message names file and line)."""
+
+
+class KafkaAccessError(RuntimeError):
+    """A Kafka client could not connect or authenticate (bootstrap and mechanism named)."""
+
+
+@dataclass(frozen=True)
+class KafkaSecurity:
+    """Security settings of a Kafka client; the default is PLAINTEXT (no TLS, no SASL)."""
+
+    protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    username: str | None = None
+    password: str | None = None
+    ssl_ca: Path | None = None
+    ssl_cert: Path | None = None
+    ssl_key: Path | None = None
+    ssl_key_password: str | None = None
+    ssl_endpoint_identification: str = "https"
+    """``https`` (default): the broker certificate must name the host; empty or ``none``: not
+    checked (the chain still is)."""
+    source: Path | None = None
+    """The properties file these settings came from (for messages)."""
+
+    def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(
+                f"security.protocol must be one of {', '.join(PROTOCOLS)}, not {self.protocol!r}"
+            )
+        if self.sasl:
+            if self.sasl_mechanism not in SASL_MECHANISMS:
+                raise ValueError(
+                    f"security.protocol {self.protocol} needs sasl.mechanism, one of "
+                    f"{', '.join(SASL_MECHANISMS)} (got {self.sasl_mechanism!r})"
+                )
+            if not self.username or self.password is None:
+                raise ValueError(
+                    f"sasl.mechanism {self.sasl_mechanism} needs sasl.username and sasl.password"
+                )
+        if self.ssl_key is not None and self.ssl_cert is None:
+            raise ValueError("ssl.key.location needs ssl.certificate.location")
+        if self.ssl_endpoint_identification.lower() not in ("https", "", "none"):
+            raise ValueError(
+                "ssl.endpoint.identification.algorithm must be https, none or empty, not "
+                f"{self.ssl_endpoint_identification!r}"
+            )
+
+    @property
+    def sasl(self) -> bool:
+        return self.protocol.startswith("SASL_")
+
+    @property
+    def tls(self) -> bool:
+        return self.protocol in ("SSL", "SASL_SSL")
+
+    def describe(self) -> str:
+        """The protocol and mechanism, e.g. ``SASL_SSL/SCRAM-SHA-512 as user 'gpuledger'``."""
+        text = self.protocol
+        if self.sasl:
+            text += f"/{self.sasl_mechanism} as user {self.username!r}"
+        if self.source is not None:
+            text += f" (settings from {self.source})"
+        return text
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for kafka-python's producer, consumer and admin client."""
+        out: dict[str, Any] = {"security_protocol": self.protocol}
+        if self.sasl:
+            out["sasl_mechanism"] = self.sasl_mechanism
+            out["sasl_plain_username"] = self.username
+            out["sasl_plain_password"] = self.password
+        if self.tls:
+            if self.ssl_ca is not None:
+                out["ssl_cafile"] = str(self.ssl_ca)
+            if self.ssl_cert is not None:
+                out["ssl_certfile"] = str(self.ssl_cert)
+            if self.ssl_key is not None:
+                out["ssl_keyfile"] = str(self.ssl_key)
+            if self.ssl_key_password is not None:
+                out["ssl_password"] = self.ssl_key_password
+            out["ssl_check_hostname"] = self.ssl_endpoint_identification.lower() == "https"
+        return out
+
+    def __repr__(self) -> str:
+        parts = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            secret = f.name in ("password", "ssl_key_password") and value is not None
+            parts.append(f"{f.name}={MASK if secret else repr(value)}")
+        return f"KafkaSecurity({', '.join(parts)})"
+
+    __str__ = __repr__
+
+
+PLAINTEXT = KafkaSecurity()
+
+
+def client_kwargs(security: KafkaSecurity | None) -> dict[str, Any]:
+    """``security.client_kwargs()``, or nothing (kafka-python's PLAINTEXT default) for None."""
+    return {} if security is None else security.client_kwargs()
+
+
+def load_kafka_config(path: Path | str) -> KafkaSecurity:
+    """Read a client properties file (``key=value`` or ``key: value``, ``#``/``!`` comments).
+
+    Raises ``KafkaConfigError`` naming the file (and line) for an unreadable file, an unknown
+    key, an unset ``${ENV}`` variable, a missing certificate file or an invalid combination.
+    """
+    path = Path(path).expanduser()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise KafkaConfigError(f"cannot read Kafka client settings {path}: {exc}") from exc
+    values: dict[str, Any] = {}
+    lines: dict[str, int] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line[0] in "#!":
+            continue
+        match = re.match(r"([^=:\s]+)\s*[=:]\s*(.*)$", line)
+        if match is None:
+            raise KafkaConfigError(f"{path}:{number}: expected key=value, got {line[:40]!r}")
+        key, value = match.group(1), match.group(2).strip()
+        if key not in _KEYS:
+            hint = _HINTS.get(key)
+            raise KafkaConfigError(
+                f"{path}:{number}: unknown key {key!r}"
+                + (f" ({hint})" if hint else f"; known keys: {', '.join(_KEYS)}")
+            )
+        if key in lines:
+            raise KafkaConfigError(
+                f"{path}:{number}: {key} given twice (first on line {lines[key]})"
+            )
+        lines[key] = number
+        values[_KEYS[key]] = _expand(value, path, number, key)
+    for name in ("ssl_ca", "ssl_cert", "ssl_key"):
+        if name in values:
+            values[name] = _existing_file(values[name], path, lines, name)
+    if "protocol" in values:
+        values["protocol"] = values["protocol"].upper()
+    try:
+        return KafkaSecurity(**values, source=path)
+    except ValueError as exc:
+        raise KafkaConfigError(f"{path}: {exc}") from None
+
+
+def _expand(value: str, path: Path, number: int, key: str) -> str:
+    def env(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise KafkaConfigError(f"{path}:{number}: {key}: bad variable reference ${{{name}}}")
+        if name not in os.environ:
+            raise KafkaConfigError(
+                f"{path}:{number}: {key} refers to the environment variable {name}, which is "
+                "not set"
+            )
+        return os.environ[name]
+
+    return _ENV.sub(env, value)
+
+
+def _existing_file(value: str, path: Path, lines: dict[str, int], name: str) -> Path:
+    key = next(k for k, v in _KEYS.items() if v == name)
+    file = Path(value).expanduser()
+    if not file.is_absolute():
+        file = path.parent / file
+    if not file.is_file():
+        raise KafkaConfigError(f"{path}:{lines[key]}: {key}: no such file {file}")
+    return file.resolve()
+
+
+# --------------------------------------------------------------------------------------------
+# Connecting, and saying why not
+
+ATTEMPT_S = 10.0
+"""One bootstrap attempt: long enough for a TLS + SCRAM login on a loaded machine; after a
+failed one, ``diagnose`` decides whether another can help."""
+PROBE_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    cause: str
+    final: bool
+    """Retrying cannot help (a wrong protocol, certificate or password), unlike a broker that
+    is down or still starting."""
+
+
+def diagnose(
+    bootstrap: str, security: KafkaSecurity | None, timeout_s: float = PROBE_TIMEOUT_S
+) -> Diagnosis:
+    """Why a client with ``security`` cannot bootstrap from ``bootstrap``: a TCP connect, the
+    TLS handshake (with the client's CA and host check), and which SASL mechanisms the listener
+    offers (a SaslHandshake request). Never sends a password."""
+    sec = security or PLAINTEXT
+    host, port = _first_server(bootstrap)
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout_s)
+    except ConnectionRefusedError:
+        return Diagnosis(
+            "connection refused: nothing listens there (broker down, wrong port?)", False
+        )
+    except TimeoutError:
+        return Diagnosis(f"no answer to a TCP connect within {timeout_s:g}s", False)
+    except OSError as exc:
+        return Diagnosis(f"cannot connect: {exc}", False)
+    with contextlib.closing(sock):
+        sock.settimeout(timeout_s)
+        channel: socket.socket = sock
+        if sec.tls:
+            try:
+                channel = _ssl_context(sec).wrap_socket(sock, server_hostname=host)
+            except ssl.SSLCertVerificationError as exc:
+                return Diagnosis(
+                    f"the TLS handshake failed: the broker certificate is not trusted "
+                    f"({exc.verify_message}); check ssl.ca.location and the host name",
+                    True,
+                )
+            except (ssl.SSLError, OSError) as exc:
+                return Diagnosis(
+                    f"the TLS handshake failed ({type(exc).__name__}: {exc}): this port does not "
+                    f"speak TLS (a PLAINTEXT listener?) but security.protocol is {sec.protocol}",
+                    True,
+                )
+        mechanisms = _sasl_mechanisms(channel, sec.sasl_mechanism or "PLAIN")
+    if not sec.tls and mechanisms is _NO_ANSWER and _speaks_tls(host, port, timeout_s):
+        return Diagnosis(
+            f"this port speaks TLS (an SSL or SASL_SSL listener) but the client is {sec.protocol}:"
+            " give the client settings with --kafka-config (security.protocol=SASL_SSL, ...)",
+            True,
+        )
+    if mechanisms is _NO_ANSWER:
+        return Diagnosis(
+            "the port accepts connections but gave no Kafka answer (not a Kafka listener, or "
+            "still starting?)",
+            False,
+        )
+    if sec.sasl:
+        if mechanisms is None:
+            return Diagnosis(
+                f"this listener takes no SASL authentication but security.protocol is "
+                f"{sec.protocol} (is it a {'SSL' if sec.tls else 'PLAINTEXT'} listener?)",
+                True,
+            )
+        if sec.sasl_mechanism not in mechanisms:
+            return Diagnosis(
+                f"this listener does not enable sasl.mechanism {sec.sasl_mechanism}; it offers "
+                f"{', '.join(mechanisms) or 'none'}",
+                True,
+            )
+        return Diagnosis(
+            f"{sec.sasl_mechanism} authentication as user {sec.username!r} failed: the "
+            "listener offers that mechanism"
+            + (" and TLS works" if sec.tls else "")
+            + ", but it closed the connection or did not answer: wrong sasl.username or "
+            "sasl.password?",
+            True,
+        )
+    if mechanisms is not None:
+        return Diagnosis(
+            f"this listener expects SASL authentication ({', '.join(mechanisms)}) but the client "
+            f"is {sec.protocol}: give the client settings with --kafka-config",
+            True,
+        )
+    return Diagnosis("the broker accepts connections but did not answer in time", False)
+
+
+def connect(
+    make: Callable[[int], T],
+    bootstrap: str,
+    security: KafkaSecurity | None,
+    timeout_s: float,
+    what: str = "connect",
+) -> T:
+    """``make(bootstrap_timeout_ms)`` (a kafka-python client) with retries and backoff while
+    the broker may just be down or starting, for at most about ``timeout_s``; a cause that
+    retrying cannot fix (``diagnose``: TLS, SASL, wrong protocol) raises ``KafkaAccessError``
+    after the first failed attempt."""
+    from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, NoBrokersAvailable
+
+    deadline = time.monotonic() + timeout_s
+    delay = 0.5
+    while True:
+        attempt = max(1.0, min(ATTEMPT_S, deadline - time.monotonic()))
+        try:
+            return make(int(attempt * 1000))
+        except (KafkaTimeoutError, NoBrokersAvailable, KafkaConnectionError) as exc:
+            found = diagnose(bootstrap, security)
+            if found.final or time.monotonic() + delay >= deadline:
+                raise KafkaAccessError(
+                    f"cannot {what}: Kafka at {bootstrap} via {(security or PLAINTEXT).describe()}"
+                    f": {found.cause}" + ("" if found.final else f" (gave up after {timeout_s:g}s)")
+                ) from exc
+            log.warning("Kafka at %s: %s; retrying in %.1fs", bootstrap, found.cause, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 8.0)
+        except KafkaError as exc:
+            raise KafkaAccessError(f"cannot {what}: {explain(exc, bootstrap, security)}") from exc
+
+
+def _first_server(bootstrap: str) -> tuple[str, int]:
+    first = bootstrap.split(",")[0].strip()
+    host, _, port = first.rpartition(":")
+    try:
+        return host.strip("[]") or "localhost", int(port)
+    except ValueError:
+        raise KafkaConfigError(f"bootstrap must be HOST:PORT, not {first!r}") from None
+
+
+def _ssl_context(sec: KafkaSecurity) -> ssl.SSLContext:
+    """The context kafka-python builds from the same settings (kafka.net.transport)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.check_hostname = sec.client_kwargs().get("ssl_check_hostname", True)
+    if sec.ssl_ca is not None:
+        ctx.load_verify_locations(str(sec.ssl_ca))
+    else:
+        ctx.load_default_certs()
+    if sec.ssl_cert is not None:
+        ctx.load_cert_chain(
+            str(sec.ssl_cert),
+            str(sec.ssl_key) if sec.ssl_key else None,
+            sec.ssl_key_password,
+        )
+    return ctx
+
+
+def _speaks_tls(host: str, port: int, timeout_s: float) -> bool:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    try:
+        with (
+            socket.create_connection((host, port), timeout=timeout_s) as sock,
+            ctx.wrap_socket(sock, server_hostname=host),
+        ):
+            return True
+    except (OSError, ssl.SSLError):
+        return False
+
+
+_NO_ANSWER: list[str] = []
+
+
+def _sasl_mechanisms(channel: socket.socket, mechanism: str) -> list[str] | None:
+    """The mechanisms the listener offers (a SaslHandshake v1 request for ``mechanism``), None
+    if it takes no SASL, ``_NO_ANSWER`` if it gave no Kafka answer."""
+    client_id = b"gpuledger-probe"
+    body = (
+        struct.pack(">hhih", 17, 1, 1, len(client_id))
+        + client_id
+        + struct.pack(">h", len(mechanism))
+        + mechanism.encode()
+    )
+    try:
+        channel.sendall(struct.pack(">i", len(body)) + body)
+        size = struct.unpack(">i", _read(channel, 4))[0]
+        if not 6 <= size <= 1 << 16:
+            return _NO_ANSWER
+        data = _read(channel, size)
+    except (OSError, ssl.SSLError, struct.error, EOFError):
+        return _NO_ANSWER
+    correlation, code = struct.unpack(">ih", data[:6])
+    if correlation != 1:
+        return _NO_ANSWER
+    if code == 34:  # ILLEGAL_SASL_STATE: a listener without SASL
+        return None
+    offered = []
+    try:
+        (count,) = struct.unpack(">i", data[6:10])
+        at = 10
+        for _ in range(max(0, count)):
+            (n,) = struct.unpack(">h", data[at : at + 2])
+            offered.append(data[at + 2 : at + 2 + n].decode("utf-8", "replace"))
+            at += 2 + n
+    except struct.error:
+        return _NO_ANSWER
+    return offered
+
+
+def _read(channel: socket.socket, n: int) -> bytes:
+    out = b""
+    while len(out) < n:
+        chunk = channel.recv(n - len(out))
+        if not chunk:
+            raise EOFError
+        out += chunk
+    return out
+
+
+def explain(exc: BaseException, bootstrap: str, security: KafkaSecurity | None) -> str:
+    """One message for a client error: where, how, and what was seen (never a secret)."""
+    sec = security or PLAINTEXT
+    name = type(exc).__name__
+    detail = _scrub(f"{name}: {exc}" if str(exc) else name, sec)
+    return f"Kafka at {bootstrap} via {sec.describe()}: {detail}"
+
+
+def _scrub(text: str, security: KafkaSecurity) -> str:
+    for secret in (security.password, security.ssl_key_password):
+        if secret:
+            text = text.replace(secret, MASK)
+    return text
