@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from kafka import KafkaProducer
-from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
+from kafka.errors import KafkaError, KafkaTimeoutError
 
+from pipeline.kafka_config import KafkaAccessError, KafkaSecurity, client_kwargs, connect
 from pipeline.records import Kind, Record
 from pipeline.topics import topic_for
 from pipeline.wire import encode
@@ -46,38 +47,41 @@ class PublishSettings:
     delivery_timeout_ms: int = 60_000
     request_timeout_ms: int = 30_000
     connect_timeout_s: float = 60.0
+    security: KafkaSecurity | None = None
+    """TLS / SASL settings (``--kafka-config``); None: PLAINTEXT."""
 
 
 def connect_producer(settings: PublishSettings, **extra: Any) -> KafkaProducer:
-    """A producer, retrying the bootstrap with backoff until ``connect_timeout_s``."""
-    deadline = time.monotonic() + settings.connect_timeout_s
-    delay = 0.5
-    while True:
-        try:
-            return KafkaProducer(
-                bootstrap_servers=settings.bootstrap,
-                compression_type=settings.compression,
-                linger_ms=settings.linger_ms,
-                max_block_ms=settings.max_block_ms,
-                delivery_timeout_ms=settings.delivery_timeout_ms,
-                request_timeout_ms=settings.request_timeout_ms,
-                max_request_size=8 * 1024 * 1024,
-                acks="all",
-                bootstrap_timeout_ms=5_000,
-                **extra,
+    """A producer, retrying the bootstrap with backoff until ``connect_timeout_s`` (at once
+    a ``PublishError`` when TLS, SASL or the protocol are wrong: retrying cannot help)."""
+
+    def make(bootstrap_timeout_ms: int) -> KafkaProducer:
+        return KafkaProducer(
+            bootstrap_servers=settings.bootstrap,
+            compression_type=settings.compression,
+            linger_ms=settings.linger_ms,
+            max_block_ms=settings.max_block_ms,
+            delivery_timeout_ms=settings.delivery_timeout_ms,
+            request_timeout_ms=settings.request_timeout_ms,
+            max_request_size=8 * 1024 * 1024,
+            acks="all",
+            bootstrap_timeout_ms=bootstrap_timeout_ms,
+            **{**client_kwargs(settings.security), **extra},
+        )
+
+    try:
+        return connect(
+            make, settings.bootstrap, settings.security, settings.connect_timeout_s, "publish"
+        )
+    except KafkaAccessError as exc:
+        raise PublishError(
+            str(exc)
+            + (
+                ""
+                if exc.final
+                else "; is the broker running? Start the local one with `gpuledger kafka start`."
             )
-        except (KafkaConnectionError, KafkaTimeoutError) as exc:
-            if time.monotonic() + delay > deadline:
-                raise PublishError(
-                    f"cannot reach Kafka at {settings.bootstrap} after "
-                    f"{settings.connect_timeout_s:.0f}s ({exc.__class__.__name__}); is the broker "
-                    "running? Start the local one with `gpuledger kafka start`."
-                ) from exc
-            log.warning(
-                "Kafka at %s not reachable yet; retrying in %.1fs", settings.bootstrap, delay
-            )
-            time.sleep(delay)
-            delay = min(delay * 2, 8.0)
+        ) from exc
 
 
 class KafkaSink:

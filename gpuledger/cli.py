@@ -69,21 +69,36 @@ def _overdue(grace_s: float) -> None:
 def cmd_kafka(a: argparse.Namespace) -> int:
     from gpuledger import broker
 
-    settings = broker.BrokerSettings(port=a.port, data_dir=a.data_dir)
+    settings = broker.BrokerSettings(
+        port=a.port, data_dir=a.data_dir, secure=a.secure, secure_port=a.secure_port
+    )
     if a.action == "start":
-        print(broker.start(settings))
+        print(broker.start(settings), flush=True)
+        if a.secure:
+            print(
+                f"SASL_SSL (SCRAM-SHA-512) listener {settings.secure_bootstrap}; client settings "
+                f"in {settings.client_properties}: use --kafka {settings.secure_bootstrap} "
+                f"--kafka-config {settings.client_properties}",
+                file=sys.stderr,
+            )
         return 0
     if a.action == "stop":
         stopped = broker.stop(settings)
         print("stopped" if stopped else "not running")
         return 0
     st = broker.status(settings)
-    print(
-        json.dumps(
-            {"running": st.running, "pid": st.pid, "bootstrap": st.bootstrap, "answers": st.answers}
-        )
-    )
-    return 0 if st.answers else 1
+    shown: dict[str, Any] = {
+        "running": st.running,
+        "pid": st.pid,
+        "bootstrap": st.bootstrap,
+        "answers": st.answers,
+    }
+    if st.secure_bootstrap is not None:
+        shown["secure_bootstrap"] = st.secure_bootstrap
+        shown["secure_answers"] = st.secure_answers
+        shown["client_properties"] = str(st.client_properties)
+    print(json.dumps(shown))
+    return 0 if st.answers and st.secure_answers is not False else 1
 
 
 # ------------------------------------------------------------------------- collect / backfill
@@ -93,9 +108,15 @@ def cmd_collect(a: argparse.Namespace) -> int:
     from pipeline.topics import ensure_topics
 
     built = a.build(a)
-    ensure_topics(a.kafka, a.namespace)
+    security = ops_cli.kafka_security(a)
+    ensure_topics(a.kafka, a.namespace, security=security)
     sink = KafkaSink(
-        PublishSettings(bootstrap=a.kafka, namespace=a.namespace, batch_records=a.batch_records)
+        PublishSettings(
+            bootstrap=a.kafka,
+            namespace=a.namespace,
+            batch_records=a.batch_records,
+            security=security,
+        )
     )
     try:
         stats = run_collector(
@@ -155,8 +176,10 @@ def cmd_ingest(a: argparse.Namespace) -> int:
     from pipeline.ingest import Ingestor, IngestSettings
     from pipeline.topics import ensure_topics
 
-    ensure_topics(a.kafka, a.namespace)
+    security = ops_cli.kafka_security(a)
+    ensure_topics(a.kafka, a.namespace, security=security)
     settings = IngestSettings(
+        security=security,
         bootstrap=a.kafka,
         namespace=a.namespace,
         lake=a.lake,
@@ -202,10 +225,11 @@ def cmd_dlq(a: argparse.Namespace) -> int:
     from pipeline.topics import topic_for
 
     kinds = [KINDS[a.kind]] if a.kind else list(KINDS.values())
+    security = ops_cli.kafka_security(a)
     total = 0
     for k in kinds:
         topic = f"{topic_for(k, a.namespace)}.dlq"
-        for letter in read_dead_letters(a.kafka, topic, idle_timeout_s=a.wait):
+        for letter in read_dead_letters(a.kafka, topic, idle_timeout_s=a.wait, security=security):
             total += 1
             print(json.dumps({"dlq": topic, **letter.to_json()}, ensure_ascii=False))
     print(f"{total} dead letters", file=sys.stderr)
@@ -278,10 +302,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=Path(".gpuledger/kafka"),
         help="broker state folder (default .gpuledger/kafka)",
     )
+    p.add_argument(
+        "--secure",
+        action="store_true",
+        help="start: also a SASL_SSL listener (SCRAM-SHA-512, a local CA); its client settings "
+        "go to <data-dir>/client.properties (for --kafka-config)",
+    )
+    p.add_argument(
+        "--secure-port", type=int, metavar="P", help="SASL_SSL listener port (default port+2)"
+    )
     p.set_defaults(func=cmd_kafka)
 
     p = sub.add_parser("collect", help="run a collector, publishing to Kafka")
     p.add_argument("--kafka", required=True, metavar="HOST:PORT", help="bootstrap server")
+    ops_cli.add_kafka_config(p)
     p.add_argument("--namespace", default="", help="topic prefix, e.g. a site id (default none)")
     p.add_argument(
         "--batch-records", type=int, default=64, help="records per Kafka message (default 64)"
@@ -296,6 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ingest", help="consume the topics and land records in the Delta lake")
     p.add_argument("--kafka", required=True, metavar="HOST:PORT")
+    ops_cli.add_kafka_config(p)
     p.add_argument("--lake", type=Path, required=True)
     p.add_argument("--namespace", default="", help="topic prefix used by the collectors")
     p.add_argument(
@@ -333,6 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("dlq", help="print dead letters (rejected records) as JSON lines")
     p.add_argument("--kafka", required=True, metavar="HOST:PORT")
+    ops_cli.add_kafka_config(p)
     p.add_argument("--namespace", default="")
     p.add_argument("--kind", choices=sorted(KINDS), help="one record kind (default: all)")
     p.add_argument("--wait", type=float, default=3.0, help="seconds to wait for more (default 3)")

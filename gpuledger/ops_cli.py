@@ -51,6 +51,47 @@ def write_page(text: str, output: Path | None) -> None:
     print(f"wrote {write_html(text, output)}", file=sys.stderr)
 
 
+def add_kafka_config(p: argparse.ArgumentParser) -> None:
+    """``--kafka-config FILE``: the Kafka client security settings (``pipeline.kafka_config``)."""
+    p.add_argument(
+        "--kafka-config",
+        type=Path,
+        metavar="FILE",
+        help="Kafka client properties: security.protocol, sasl.mechanism, sasl.username, "
+        "sasl.password, ssl.ca.location, ... (values may be ${ENV_NAME}); default PLAINTEXT",
+    )
+
+
+def kafka_security(a: argparse.Namespace) -> Any:
+    """The ``KafkaSecurity`` of ``--kafka-config`` (None: PLAINTEXT)."""
+    from pipeline.kafka_config import load_optional
+
+    if a.kafka_config is not None and not getattr(a, "kafka", None):
+        raise ValueError("--kafka-config needs --kafka HOST:PORT")
+    return load_optional(a.kafka_config)
+
+
+def _serve_exporter(settings: Any, security: Any, stop: threading.Event) -> None:
+    """``warehouse.exporter.serve`` with the Kafka health clients on ``security``."""
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from warehouse.exporter import WarehouseCollector, parse_listen
+    from warehouse.pipeline_health import KafkaHealth
+
+    registry = CollectorRegistry()
+    kafka = KafkaHealth(settings.kafka, settings.namespace, settings.group, security=security)
+    registry.register(WarehouseCollector(settings, kafka=kafka))
+    host, port = parse_listen(settings.listen)
+    server, thread = start_http_server(port, addr=host, registry=registry)
+    try:
+        stop.wait()
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+        kafka.close()
+
+
 def cmd_exporter(a: argparse.Namespace) -> int:
     from warehouse.exporter import ExporterSettings, parse_listen, serve
 
@@ -63,9 +104,13 @@ def cmd_exporter(a: argparse.Namespace) -> int:
         horizon_s=a.horizon,
         as_of=a.as_of,
     )
+    security = kafka_security(a)
     host, port = parse_listen(a.listen)
     print(f"serving http://{host}:{port}/metrics for {a.lake}", file=sys.stderr, flush=True)
-    serve(settings, _stop_on_signals())
+    if security is None:
+        serve(settings, _stop_on_signals())
+    else:
+        _serve_exporter(settings, security, _stop_on_signals())
     return 0
 
 
@@ -74,6 +119,7 @@ def cmd_alerts(a: argparse.Namespace) -> int:
     from warehouse.alert_sinks import AlertSink, KafkaAlertSink, StdoutSink, WebhookSink
     from warehouse.alerts import DEFAULT_RULES, Evaluator, load_rules
 
+    security = kafka_security(a)
     rules = load_rules(a.rules) if a.rules else DEFAULT_RULES
     evaluator = Evaluator(rules, horizon_s=a.horizon)
     sinks: list[AlertSink] = []
@@ -83,7 +129,7 @@ def cmd_alerts(a: argparse.Namespace) -> int:
         sinks.append(WebhookSink(a.webhook))
     kafka_sink = None
     if a.kafka:
-        kafka_sink = KafkaAlertSink(a.kafka, a.namespace)
+        kafka_sink = KafkaAlertSink(a.kafka, a.namespace, security)
         sinks.append(kafka_sink)
 
     def undelivered() -> int:
@@ -134,6 +180,7 @@ def add_commands(sub: Any) -> None:
     )
     p.add_argument("--lake", type=Path, required=True, help="lake folder")
     p.add_argument("--kafka", metavar="HOST:PORT", help="broker: adds consumer lag and DLQ counts")
+    add_kafka_config(p)
     p.add_argument("--namespace", default="", help="topic prefix used by the pipeline")
     p.add_argument("--group", default="gpuledger-ingest", help="ingest consumer group")
     p.add_argument(
@@ -168,6 +215,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--rules", type=Path, help="rules TOML (default: deploy/alerts/rules.toml's)")
     p.add_argument("--webhook", metavar="URL", help="POST Alertmanager webhook payloads here")
     p.add_argument("--kafka", metavar="HOST:PORT", help="also publish to the alerts.v1 topic")
+    add_kafka_config(p)
     p.add_argument("--namespace", default="", help="topic prefix for alerts.v1")
     p.add_argument("--stdout", action="store_true", help="JSON lines on stdout as well")
     p.add_argument("--interval", type=_duration, default=60.0, help="evaluation interval (60s)")

@@ -20,6 +20,7 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from pipeline import lake as lakes
+from pipeline.kafka_config import KafkaSecurity, client_kwargs, connect
 from pipeline.topics import kind_for_topic
 from pipeline.write import table_of
 
@@ -32,6 +33,9 @@ class ClientSettings:
     group: str
     session_timeout_ms: int = 10_000
     """How soon a dead worker's partitions move on to the others."""
+    security: KafkaSecurity | None = None
+    """TLS / SASL settings (``--kafka-config``); None: PLAINTEXT."""
+    connect_timeout_s: float = 30.0
 
 
 class Rebalance(ConsumerRebalanceListener):
@@ -95,24 +99,40 @@ def commit_for_lag(consumer: KafkaConsumer, offsets: dict[TopicPartition, int]) 
 
 
 def new_consumer(settings: ClientSettings) -> KafkaConsumer:
-    return KafkaConsumer(
-        bootstrap_servers=settings.bootstrap,
-        group_id=settings.group,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_poll_records=5000,
-        max_poll_interval_ms=600_000,
-        session_timeout_ms=settings.session_timeout_ms,
-        heartbeat_interval_ms=max(100, settings.session_timeout_ms // 4),
-        bootstrap_timeout_ms=30_000,
+    def make(bootstrap_timeout_ms: int) -> KafkaConsumer:
+        return KafkaConsumer(
+            bootstrap_servers=settings.bootstrap,
+            group_id=settings.group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=5000,
+            max_poll_interval_ms=600_000,
+            session_timeout_ms=settings.session_timeout_ms,
+            heartbeat_interval_ms=max(100, settings.session_timeout_ms // 4),
+            bootstrap_timeout_ms=bootstrap_timeout_ms,
+            **client_kwargs(settings.security),
+        )
+
+    return connect(
+        make, settings.bootstrap, settings.security, settings.connect_timeout_s, "consume"
     )
 
 
 def new_producer(settings: ClientSettings) -> KafkaProducer:
-    return KafkaProducer(
-        bootstrap_servers=settings.bootstrap,
-        acks="all",
-        compression_type="gzip",
-        bootstrap_timeout_ms=30_000,
-        max_request_size=16 * 1024 * 1024,
+    def make(bootstrap_timeout_ms: int) -> KafkaProducer:
+        return KafkaProducer(
+            bootstrap_servers=settings.bootstrap,
+            acks="all",
+            compression_type="gzip",
+            bootstrap_timeout_ms=bootstrap_timeout_ms,
+            max_request_size=16 * 1024 * 1024,
+            **client_kwargs(settings.security),
+        )
+
+    return connect(
+        make,
+        settings.bootstrap,
+        settings.security,
+        settings.connect_timeout_s,
+        "produce dead letters",
     )

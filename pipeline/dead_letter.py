@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from pipeline.kafka_config import KafkaSecurity, client_kwargs, connect
 from pipeline.write import fsync_dir, safe_part
 
 QUARANTINE_DIR = "_quarantine"
@@ -144,18 +145,26 @@ def write_quarantine(lake: Path, load_id: str, letters: list[DeadLetter]) -> Pat
 
 
 def read_dead_letters(
-    bootstrap: str, dlq_topic: str, idle_timeout_s: float = 5.0
+    bootstrap: str,
+    dlq_topic: str,
+    idle_timeout_s: float = 5.0,
+    security: KafkaSecurity | None = None,
 ) -> list[DeadLetter]:
     """Every dead letter in ``dlq_topic`` from the beginning (no consumer group, no commit)."""
     from kafka import KafkaConsumer
 
-    consumer = KafkaConsumer(
-        dlq_topic,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        consumer_timeout_ms=int(idle_timeout_s * 1000),
-    )
+    def make(bootstrap_timeout_ms: int) -> KafkaConsumer:
+        return KafkaConsumer(
+            dlq_topic,
+            bootstrap_servers=bootstrap,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            consumer_timeout_ms=int(idle_timeout_s * 1000),
+            bootstrap_timeout_ms=bootstrap_timeout_ms,
+            **client_kwargs(security),
+        )
+
+    consumer = connect(make, bootstrap, security, 30.0, "read dead letters")
     try:
         return [DeadLetter.from_headers(m.value or b"", list(m.headers or [])) for m in consumer]
     finally:

@@ -45,6 +45,7 @@ from pipeline.consume import (
 )
 from pipeline.dead_letter import DLQ_MAX_RAW_BYTES, DeadLetter
 from pipeline.ingest_metrics import IngestMetrics
+from pipeline.kafka_config import KafkaSecurity
 from pipeline.records import Kind, RecordError
 from pipeline.topics import contract_topics, kind_for_topic
 from pipeline.wire import decode, encode_record
@@ -68,6 +69,8 @@ class IngestSettings:
     """A killed worker's partitions move on to the group's others within this time."""
     compact_every_s: float = 3600.0
     """Compact closed partitions in the background this often (0 = never; ``lake compact``)."""
+    security: KafkaSecurity | None = None
+    """TLS / SASL settings of the Kafka clients (``--kafka-config``); None: PLAINTEXT."""
 
 
 @dataclass
@@ -108,7 +111,10 @@ class Ingestor:
         self.stats = IngestStats()
         self.buffers: dict[TopicPartition, _Buffer] = {}
         clients = ClientSettings(
-            settings.bootstrap, settings.group, int(settings.session_timeout_s * 1000)
+            settings.bootstrap,
+            settings.group,
+            int(settings.session_timeout_s * 1000),
+            security=settings.security,
         )
         self.consumer = new_consumer(clients)
         self.dlq = new_producer(clients)

@@ -71,6 +71,11 @@ class KafkaConfigError(ValueError):
 class KafkaAccessError(RuntimeError):
     """A Kafka client could not connect or authenticate (bootstrap and mechanism named)."""
 
+    def __init__(self, message: str, final: bool = True) -> None:
+        super().__init__(message)
+        self.final = final
+        """The cause is in the settings (TLS, SASL, protocol), not a broker that is away."""
+
 
 @dataclass(frozen=True)
 class KafkaSecurity:
@@ -168,6 +173,11 @@ def client_kwargs(security: KafkaSecurity | None) -> dict[str, Any]:
     return {} if security is None else security.client_kwargs()
 
 
+def load_optional(path: Path | str | None) -> KafkaSecurity | None:
+    """``load_kafka_config(path)``, or None (PLAINTEXT) without a path: ``--kafka-config``."""
+    return None if path is None else load_kafka_config(path)
+
+
 def load_kafka_config(path: Path | str) -> KafkaSecurity:
     """Read a client properties file (``key=value`` or ``key: value``, ``#``/``!`` comments).
 
@@ -240,7 +250,7 @@ def _existing_file(value: str, path: Path, lines: dict[str, int], name: str) -> 
 # --------------------------------------------------------------------------------------------
 # Connecting, and saying why not
 
-ATTEMPT_S = 10.0
+ATTEMPT_S = 8.0
 """One bootstrap attempt: long enough for a TLS + SCRAM login on a loaded machine; after a
 failed one, ``diagnose`` decides whether another can help."""
 PROBE_TIMEOUT_S = 5.0
@@ -344,7 +354,7 @@ def connect(
     the broker may just be down or starting, for at most about ``timeout_s``; a cause that
     retrying cannot fix (``diagnose``: TLS, SASL, wrong protocol) raises ``KafkaAccessError``
     after the first failed attempt."""
-    from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, NoBrokersAvailable
+    from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 
     deadline = time.monotonic() + timeout_s
     delay = 0.5
@@ -352,12 +362,14 @@ def connect(
         attempt = max(1.0, min(ATTEMPT_S, deadline - time.monotonic()))
         try:
             return make(int(attempt * 1000))
-        except (KafkaTimeoutError, NoBrokersAvailable, KafkaConnectionError) as exc:
+        except (KafkaTimeoutError, KafkaConnectionError) as exc:
             found = diagnose(bootstrap, security)
             if found.final or time.monotonic() + delay >= deadline:
                 raise KafkaAccessError(
                     f"cannot {what}: Kafka at {bootstrap} via {(security or PLAINTEXT).describe()}"
-                    f": {found.cause}" + ("" if found.final else f" (gave up after {timeout_s:g}s)")
+                    f": {found.cause}"
+                    + ("" if found.final else f" (gave up after {timeout_s:g}s)"),
+                    final=found.final,
                 ) from exc
             log.warning("Kafka at %s: %s; retrying in %.1fs", bootstrap, found.cause, delay)
             time.sleep(delay)

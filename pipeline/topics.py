@@ -8,6 +8,7 @@ import time
 from kafka.admin import KafkaAdminClient
 from kafka.errors import for_code
 
+from pipeline.kafka_config import KafkaAccessError, KafkaSecurity, client_kwargs, connect
 from pipeline.records import BY_TOPIC, KINDS, Kind
 
 log = logging.getLogger(__name__)
@@ -39,9 +40,10 @@ def ensure_topics(
     namespace: str = "",
     partitions: int = DEFAULT_PARTITIONS,
     timeout_s: float = 30.0,
+    security: KafkaSecurity | None = None,
 ) -> None:
     """Create every contract topic and its DLQ (in ``namespace``) if they do not exist."""
-    create_topics(bootstrap, {t: partitions for t in all_topics(namespace)}, timeout_s)
+    create_topics(bootstrap, {t: partitions for t in all_topics(namespace)}, timeout_s, security)
 
 
 class TopicError(RuntimeError):
@@ -67,7 +69,12 @@ def _error_name(code: int) -> str:
         return "unknown error"
 
 
-def create_topics(bootstrap: str, topics: dict[str, int], timeout_s: float = 30) -> None:
+def create_topics(
+    bootstrap: str,
+    topics: dict[str, int],
+    timeout_s: float = 30,
+    security: KafkaSecurity | None = None,
+) -> None:
     """Create ``{name: partitions}`` topics with replication factor 1 and wait for them.
 
     Topics that already exist are left as they are (a differing partition count is logged).
@@ -77,12 +84,19 @@ def create_topics(bootstrap: str, topics: dict[str, int], timeout_s: float = 30)
         return
     deadline = time.monotonic() + timeout_s
     timeout_ms = max(1000, int(timeout_s * 1000))
-    try:
-        admin = KafkaAdminClient(
+
+    def make(bootstrap_timeout_ms: int) -> KafkaAdminClient:
+        return KafkaAdminClient(
             bootstrap_servers=bootstrap,
-            bootstrap_timeout_ms=timeout_ms,
+            bootstrap_timeout_ms=bootstrap_timeout_ms,
             request_timeout_ms=timeout_ms,
+            **client_kwargs(security),
         )
+
+    try:
+        admin = connect(make, bootstrap, security, timeout_s, "create topics")
+    except KafkaAccessError as exc:
+        raise TopicError(str(exc)) from exc
     except Exception as exc:
         raise TopicError(f"cannot reach Kafka at {bootstrap} to create topics: {exc!r}") from exc
     try:

@@ -14,6 +14,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TextIO
 
+from pipeline.kafka_config import KafkaSecurity, client_kwargs, connect
 from pipeline.topics import create_topics
 from warehouse.alerts import Alert
 
@@ -95,12 +96,27 @@ class KafkaAlertSink:
     """Publishes each notification to ``[<namespace>.]alerts.v1`` (one partition: in order),
     keyed by the alert's fingerprint, value = the alert's JSON."""
 
-    def __init__(self, bootstrap: str, namespace: str = "") -> None:
+    def __init__(
+        self, bootstrap: str, namespace: str = "", security: KafkaSecurity | None = None
+    ) -> None:
         from kafka import KafkaProducer
 
         self.topic = f"{namespace}.{ALERTS_TOPIC}" if namespace else ALERTS_TOPIC
-        create_topics(bootstrap, {self.topic: 1})  # one partition: alerts stay in order
-        self.producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", retries=5)
+        # one partition: alerts stay in order
+        create_topics(bootstrap, {self.topic: 1}, security=security)
+        self.producer = connect(
+            lambda ms: KafkaProducer(
+                bootstrap_servers=bootstrap,
+                acks="all",
+                retries=5,
+                bootstrap_timeout_ms=ms,
+                **client_kwargs(security),
+            ),
+            bootstrap,
+            security,
+            30.0,
+            "publish alerts",
+        )
 
     def deliver(self, alerts: Sequence[Alert]) -> None:
         for a in alerts:

@@ -17,9 +17,11 @@ from kafka import KafkaAdminClient, KafkaConsumer
 from kafka.structs import TopicPartition
 
 from pipeline.dead_letter import DeadLetter
+from pipeline.kafka_config import KafkaSecurity, client_kwargs, connect
 from pipeline.topics import contract_topics
 
 log = logging.getLogger(__name__)
+CONNECT_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -36,25 +38,47 @@ class PartitionLag:
 
 class KafkaHealth:
     def __init__(
-        self, bootstrap: str, namespace: str = "", group: str = "gpuledger-ingest"
+        self,
+        bootstrap: str,
+        namespace: str = "",
+        group: str = "gpuledger-ingest",
+        security: KafkaSecurity | None = None,
     ) -> None:
         self.bootstrap = bootstrap
         self.namespace = namespace
         self.group = group
+        self.security = security
         self._consumer: KafkaConsumer | None = None
         self._admin: KafkaAdminClient | None = None
         self._dlq_counts: Counter[tuple[str, str]] = Counter()
         self._next: dict[TopicPartition, int] = {}
 
     def _clients(self) -> tuple[KafkaConsumer, KafkaAdminClient]:
+        security = client_kwargs(self.security)
         if self._consumer is None:
-            self._consumer = KafkaConsumer(
-                bootstrap_servers=self.bootstrap,
-                enable_auto_commit=False,
-                request_timeout_ms=10000,
+            self._consumer = connect(
+                lambda ms: KafkaConsumer(
+                    bootstrap_servers=self.bootstrap,
+                    enable_auto_commit=False,
+                    request_timeout_ms=10000,
+                    bootstrap_timeout_ms=ms,
+                    **security,
+                ),
+                self.bootstrap,
+                self.security,
+                CONNECT_TIMEOUT_S,
+                "read consumer lag",
             )
         if self._admin is None:
-            self._admin = KafkaAdminClient(bootstrap_servers=self.bootstrap)
+            self._admin = connect(
+                lambda ms: KafkaAdminClient(
+                    bootstrap_servers=self.bootstrap, bootstrap_timeout_ms=ms, **security
+                ),
+                self.bootstrap,
+                self.security,
+                CONNECT_TIMEOUT_S,
+                "read consumer lag",
+            )
         return self._consumer, self._admin
 
     def _partitions(self, topics: list[str]) -> list[TopicPartition]:
