@@ -189,6 +189,7 @@ def commit(
     offsets: Iterable[Offsets] = (),
     metadata: Mapping[str, Any] | None = None,
     replace_load: bool = False,
+    replace_where: str | None = None,
 ) -> int:
     """Write ``data`` (contract columns, plus ``date`` when partitioned; a table, or a Parquet
     file streamed in bounded memory) as one commit; return its version.
@@ -198,7 +199,9 @@ def commit(
     tried again, after re-checking the fences. ``offsets`` become the commit's app
     transactions; ``Fenced`` is raised (nothing written) when one is not past the table's.
     ``replace_load`` removes the rows of earlier writes with the same ``load_id`` in the same
-    commit. A commit with no rows still records its offsets and metadata.
+    commit; ``replace_where`` (a Delta predicate the rows all satisfy, e.g. over partition
+    columns) removes every earlier row it matches instead. A commit with no rows still records
+    its offsets and metadata.
     """
     offsets = list(offsets)
     columns = data.schema if isinstance(data, pa.Table) else pq.read_schema(data)
@@ -221,12 +224,12 @@ def commit(
         )
         try:
             rows = _stamped(data, version, load_id)
-            if replace_load:
+            if replace_load or replace_where is not None:
                 write_deltalake(
                     dt,
                     rows,
                     mode="overwrite",
-                    predicate=_replace_predicate(load_id),
+                    predicate=replace_where or _replace_predicate(load_id),
                     partition_by=partition_by,
                     writer_properties=WRITER,
                     commit_properties=props,

@@ -37,6 +37,7 @@ from deltalake import DeltaTable
 
 from pipeline import lake as lakes
 from pipeline.records import KINDS, Kind
+from warehouse.rollup_views import RollupState
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,14 @@ def delta_source(dt: DeltaTable | None, partition_columns: Sequence[str] = ()) -
     """A FROM clause over the snapshot's active files, with ``filename`` / ``file_row_number``
     and the partition columns taken from the log; None when the snapshot has no file."""
     # sorted: the same snapshot always lists (and so sums) its files in the same order
-    files = [] if dt is None else sorted(lakes.active_files(dt))
+    return files_source([] if dt is None else sorted(lakes.active_files(dt)), partition_columns)
+
+
+def files_source(
+    files: Sequence[tuple[str, Mapping[str, str | None]]], partition_columns: Sequence[str] = ()
+) -> str | None:
+    """A FROM clause over ``files`` ((path, partition values) from a Delta log), as
+    ``delta_source``; None when there is no file."""
     if not files:
         return None
     paths = ", ".join(sql_literal(p) for p, _ in files)
@@ -190,14 +198,25 @@ def table_paths(lake: Path) -> dict[str, Path]:
     tables = {k.table: lake / k.table for k in KINDS.values()}
     tables.update({k.table: lake / VOUCHERS_DIR / k.table for k in ENTITIES.values()})
     tables[LEDGER_SNAPSHOT] = lake / VOUCHERS_DIR / LEDGER
+    from warehouse.rollup_views import rollup_paths
+
+    tables.update(rollup_paths(lake))
     return tables
 
 
 def refresh(
-    con: duckdb.DuckDBPyConnection, lake: Path, as_of: lakes.AsOf = None
+    con: duckdb.DuckDBPyConnection, lake: Path, as_of: lakes.AsOf = None, rollups: bool = True
 ) -> dict[str, int | None]:
     """(Re)create every view over ``lake`` (at ``as_of``) on ``con``; return the version of
-    every table read (None: no such table at that point)."""
+    every table read (None: no such table at that point). ``rollups=False`` computes every
+    GPU-sample figure from raw rows (``warehouse.rollup_views``)."""
+    return refresh_with_state(con, lake, as_of, rollups)[0]
+
+
+def refresh_with_state(
+    con: duckdb.DuckDBPyConnection, lake: Path, as_of: lakes.AsOf = None, rollups: bool = True
+) -> tuple[dict[str, int | None], RollupState]:
+    """``refresh``, also returning which partitions the rollup serves (``RollupState``)."""
     lake = Path(lake).resolve()
     if _GLOB_CHARS & set(str(lake)):
         raise ValueError(
@@ -214,18 +233,31 @@ def refresh(
     statements.append(
         commits_view([(name, path / "_delta_log", versions[name]) for name, path in tables.items()])
     )
-    statements += [load_sql(name) for name in SQL_VIEWS]
     for statement in statements:
         con.execute(statement)
+    from warehouse import rollup_views as rv
+
+    state = rv.extent_views(
+        con, snapshots[rv.SAMPLES.table], snapshots[rv.BINS], snapshots[rv.PARTS], rollups
+    )
+    for name in SQL_VIEWS:
+        con.execute(load_sql(name))
+    rv.bins_views(con, state, snapshots[rv.BINS])
     from warehouse.vouchers import voucher_views
 
     voucher_views(con, snapshots)
-    log.debug("warehouse views over %s refreshed (%d statements)", lake, len(statements))
-    return versions
+    log.debug(
+        "warehouse views over %s refreshed (%d statements, rollups fresh for %d of %d partitions)",
+        lake,
+        len(statements),
+        len(state.fresh),
+        len(state.stats),
+    )
+    return versions, state
 
 
 def connect(
-    lake: Path, db_path: Path | str | None = None, as_of: lakes.AsOf = None
+    lake: Path, db_path: Path | str | None = None, as_of: lakes.AsOf = None, rollups: bool = True
 ) -> duckdb.DuckDBPyConnection:
     """Open the warehouse database (default ``<lake>/_warehouse.duckdb``; ``":memory:"`` works)
     and re-create the views over ``lake``'s snapshot (latest, or ``as_of``)."""
@@ -235,7 +267,7 @@ def connect(
         db_path = lake / DEFAULT_DB_NAME
     con = duckdb.connect(str(db_path))
     try:
-        refresh(con, lake, as_of)
+        refresh(con, lake, as_of, rollups)
     except BaseException:
         con.close()
         raise

@@ -50,6 +50,7 @@ import duckdb
 
 from warehouse.catalog import load_sql
 from warehouse.render import Lineage, render
+from warehouse.rollup_views import GRAIN_MS
 
 __all__ = [
     "UTILISATION_COLUMNS",
@@ -61,6 +62,7 @@ __all__ = [
 ]
 
 Period = Literal["day", "month"]
+Source = Literal["bins", "samples"]
 By = Literal["datacentre", "cluster", "scope"]
 
 UTILISATION_COLUMNS = (
@@ -108,6 +110,27 @@ def single_threaded(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
             con.execute(f"SET threads = {before}")
 
 
+def _gpu_parts(con: duckdb.DuckDBPyConnection, source: Source) -> str:
+    """The report's per-(period, GPU) sample part: from bins when every bound of
+    ``report_periods`` is on a bin edge, else from samples."""
+    if source not in ("bins", "samples"):
+        raise ValueError(f"source must be bins or samples, not {source!r}")
+    if source == "bins":
+        row = con.execute(
+            "SELECT coalesce(bool_and(p0 % $g = 0 AND p1 % $g = 0), true) FROM report_periods",
+            {"g": GRAIN_MS},
+        ).fetchone()
+        if row is None or not row[0]:
+            source = "samples"
+    return _fragment(f"utilisation_gpu_{source}")
+
+
+def _fragment(name: str) -> str:
+    """A SELECT from ``warehouse/sql/<name>.sql`` to nest in a report's CTE: the header
+    comment lines kept as SQL comments, no trailing semicolon."""
+    return load_sql(name).strip().removesuffix(";")
+
+
 def check_tz(tz: str) -> None:
     """Raise ValueError with advice unless ``tz`` is an IANA time zone."""
     try:
@@ -126,8 +149,12 @@ def utilisation_report(
     date_from: date | None = None,
     date_to: date | None = None,
     tz: str = "Asia/Shanghai",
+    source: Source = "bins",
 ) -> list[dict[str, Any]]:
     """Capacity, allocated and busy GPU-hours per period and grouping (see the module docstring).
+
+    ``source="bins"`` sums GPU samples from the 15-minute bins (rollups where fresh), unless
+    a period bound is off a bin edge; ``"samples"`` clips every sample (the raw path).
 
     Returns rows with exactly ``UTILISATION_COLUMNS`` as keys, sorted by period, datacentre,
     cluster, scope.
@@ -145,10 +172,11 @@ def utilisation_report(
         "label": _LABEL[period],
         "date_from": date_from,
         "date_to": date_to,
-        "by": by,
     }
     with single_threaded(con):
-        cursor = con.execute(load_sql("utilisation"), params)
+        con.execute(load_sql("report_periods"), params)
+        sql = load_sql("utilisation").replace("/*gpu_parts*/", _gpu_parts(con, source), 1)
+        cursor = con.execute(sql, {"by": by})
         names = [d[0] for d in cursor.description]
         assert tuple(names) == UTILISATION_COLUMNS, names
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]

@@ -1,4 +1,4 @@
--- cluster_horizon: one row per (datacentre, cluster), horizon_ms = the newest instant it has evidence for (end of the newest snapshot's / sample's coverage, newest allocation event, start or end), never after now(); running allocations are counted up to it; inputs: raw_occupancy, raw_gpu_samples, raw_allocations
+-- cluster_horizon: one row per (datacentre, cluster), horizon_ms = the newest instant it has evidence for (end of the newest snapshot's / sample's coverage, newest allocation event, start or end), never after now(); running allocations are counted up to it; inputs: raw_occupancy, gpu_extent, raw_allocations
 CREATE OR REPLACE VIEW cluster_horizon AS
 WITH last_record AS (
     -- the newest record of each scope / GPU covers [ts, ts + interval_s): nothing follows it.
@@ -10,12 +10,7 @@ WITH last_record AS (
     FROM raw_occupancy
     GROUP BY datacentre, cluster, scope
     UNION ALL
-    SELECT
-        datacentre,
-        cluster,
-        arg_max(epoch_ms(ts) + CAST(round(interval_s * 1000) AS BIGINT), (ts, _version, _file, _row))
-    FROM raw_gpu_samples
-    GROUP BY datacentre, cluster, gpu_uuid
+    SELECT datacentre, cluster, last_e_ms FROM gpu_extent
     UNION ALL
     SELECT
         datacentre,

@@ -1,11 +1,11 @@
--- cluster_sources: one row per (datacentre, cluster) in the lake, which record kinds it has and the source each report figure comes from (DESIGN §4 precedence); inputs: raw_occupancy, raw_inventory, raw_gpu_samples, raw_allocations
+-- cluster_sources: one row per (datacentre, cluster) in the lake, which record kinds it has and the source each report figure comes from (DESIGN §4 precedence); inputs: raw_occupancy, raw_inventory, gpu_extent, raw_allocations
 CREATE OR REPLACE VIEW cluster_sources AS
 WITH present AS (
     SELECT DISTINCT datacentre, cluster, 'occupancy' AS kind FROM raw_occupancy
     UNION ALL
     SELECT DISTINCT datacentre, cluster, 'inventory' FROM raw_inventory
     UNION ALL
-    SELECT DISTINCT datacentre, cluster, 'gpu_samples' FROM raw_gpu_samples
+    SELECT DISTINCT datacentre, cluster, 'gpu_samples' FROM gpu_extent
     UNION ALL
     SELECT DISTINCT datacentre, cluster, 'allocation' FROM raw_allocations
 ),

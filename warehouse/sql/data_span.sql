@@ -1,9 +1,9 @@
--- data_span: one row, the first and last instant (TIMESTAMPTZ) of telemetry and allocation events in the lake (inventory validity only when there is nothing else), never after now(); the default report window; inputs: raw_occupancy, raw_gpu_samples, raw_allocations, raw_inventory
+-- data_span: one row, the first and last instant (TIMESTAMPTZ) of telemetry and allocation events in the lake (inventory validity only when there is nothing else), never after now(); the default report window; inputs: raw_occupancy, gpu_extent, raw_allocations, raw_inventory
 CREATE OR REPLACE VIEW data_span AS
 WITH seen AS (
     SELECT min(ts) AS lo, max(ts) AS hi FROM raw_occupancy
     UNION ALL
-    SELECT min(ts), max(ts) FROM raw_gpu_samples
+    SELECT make_timestamptz(min(first_ms) * 1000), make_timestamptz(max(last_ms) * 1000) FROM gpu_extent
     UNION ALL
     SELECT least(min(event_ts), min("start")), greatest(max(event_ts), max("start"), max("end"))
     FROM raw_allocations

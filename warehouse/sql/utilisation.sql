@@ -1,38 +1,6 @@
--- utilisation report: one row per (period, datacentre[, cluster[, scope]]) with capacity / allocated / busy GPU-hours (DESIGN §4); inputs: occupancy_coverage, inventory_coverage, gpu_sample_coverage, allocation_spans, allocation_hold_spans, cluster_sources, data_span; params: $tz, $unit ('day'|'month'), $label (strftime format), $date_from, $date_to (inclusive local dates or NULL), $by ('datacentre'|'cluster'|'scope')
+-- utilisation report: one row per (period, datacentre[, cluster[, scope]]) with capacity / allocated / busy GPU-hours (DESIGN §4); inputs: report_periods, occupancy_coverage, inventory_coverage, gpu_bins or gpu_sample_coverage, allocation_spans, allocation_hold_spans, cluster_sources; params: $by ('datacentre'|'cluster'|'scope')
 WITH
--- the report window in local dates: the requested dates, else the whole periods the data touches
-win AS (
-    SELECT
-        coalesce(
-            CAST($date_from AS DATE),
-            CAST(date_trunc($unit, timezone($tz, lo)) AS DATE)
-        ) AS d0,
-        coalesce(
-            CAST($date_to AS DATE),
-            CAST(date_trunc($unit, timezone($tz, hi)) + CAST('1 ' || $unit AS INTERVAL) AS DATE) - 1
-        ) AS d1
-    FROM data_span
-),
-starts AS (
-    SELECT
-        d0,
-        d1,
-        unnest(generate_series(
-            date_trunc($unit, CAST(d0 AS TIMESTAMP)),
-            CAST(d1 AS TIMESTAMP),
-            CAST('1 ' || $unit AS INTERVAL)
-        )) AS b
-    FROM win
-    WHERE d0 <= d1
-),
--- local-time periods as UTC epoch-ms instants [p0, p1), clipped to the requested dates
-periods AS MATERIALIZED (
-    SELECT
-        strftime(b, $label) AS period,
-        epoch_ms(timezone($tz, greatest(b, CAST(d0 AS TIMESTAMP)))) AS p0,
-        epoch_ms(timezone($tz, least(b + CAST('1 ' || $unit AS INTERVAL), CAST(d1 + 1 AS TIMESTAMP)))) AS p1
-    FROM starts
-),
+periods AS MATERIALIZED (SELECT * FROM report_periods),
 -- occupancy: per (period, scope), every snapshot's coverage clipped to the period
 occ_p AS MATERIALIZED (
     SELECT
@@ -60,48 +28,11 @@ inv_p AS MATERIALIZED (
     JOIN periods AS p ON i.s_ms < p.p1 AND i.e_ms > p.p0
     GROUP BY ALL
 ),
--- GPU samples clipped to periods; held = an allocation of the same cluster holds the GPU,
--- its job or its pod at the sample instant (hold spans are disjoint per key: one match at most)
-smp_clip AS (
-    SELECT
-        p.period,
-        s.datacentre,
-        s.cluster,
-        s.gpu_uuid,
-        s.util,
-        s.s_ms,
-        s.job_id,
-        s.pod,
-        (least(s.e_ms, p.p1) - greatest(s.s_ms, p.p0)) / 3600000.0 AS h
-    FROM gpu_sample_coverage AS s
-    JOIN periods AS p ON s.s_ms < p.p1 AND s.e_ms > p.p0
-),
-smp_held AS (
-    SELECT
-        c.*,
-        g.ref IS NOT NULL OR j.ref IS NOT NULL OR d.ref IS NOT NULL AS held
-    FROM smp_clip AS c
-    LEFT JOIN allocation_hold_spans AS g
-        ON g.via = 'gpu' AND g.datacentre = c.datacentre AND g.cluster = c.cluster
-        AND g.ref = c.gpu_uuid AND c.s_ms >= g.s_ms AND c.s_ms < g.e_ms
-    LEFT JOIN allocation_hold_spans AS j
-        ON j.via = 'job' AND j.datacentre = c.datacentre AND j.cluster = c.cluster
-        AND j.ref = c.job_id AND c.s_ms >= j.s_ms AND c.s_ms < j.e_ms
-    LEFT JOIN allocation_hold_spans AS d
-        ON d.via = 'pod' AND d.datacentre = c.datacentre AND d.cluster = c.cluster
-        AND d.ref = c.pod AND c.s_ms >= d.s_ms AND c.s_ms < d.e_ms
-),
+-- GPU samples per (period, GPU): covered, busy and busy-held hours, from the 15-minute bins
+-- (utilisation_gpu_bins.sql) or, where a period bound is not on a bin edge, from every sample
+-- clipped to the period (utilisation_gpu_samples.sql); reports.py inserts one of them here
 smp_p AS MATERIALIZED (
-    SELECT
-        period,
-        datacentre,
-        cluster,
-        gpu_uuid,
-        sum(h) AS cov_h,
-        sum(util * h) AS busy_h,
-        sum(util * h) FILTER (WHERE held) AS busy_alloc_h
-    FROM smp_held
-    GROUP BY ALL
+    /*gpu_parts*/
 ),
 alloc_p AS MATERIALIZED (
     SELECT

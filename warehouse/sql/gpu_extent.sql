@@ -1,0 +1,25 @@
+-- gpu_extent: one row per GPU (datacentre, cluster, gpu_uuid) with its first and last sample instant (epoch ms) and the end of its last sample's coverage (ts + interval: nothing follows it; among copies at that instant the dedup winner, greatest _version, then _file, _row, decides), from the rollup bins of fresh partitions and the raw rows of the others; inputs: gpu_bins_stored, raw_gpu_samples_rest
+CREATE OR REPLACE VIEW gpu_extent AS
+SELECT
+    datacentre,
+    cluster,
+    gpu_uuid,
+    min(first_ms) AS first_ms,
+    max(last_ms) AS last_ms,
+    arg_max(last_e_ms, last_ms) AS last_e_ms
+FROM (
+    SELECT datacentre, cluster, gpu_uuid, first_ms, last_ms, last_e_ms
+    FROM gpu_bins_stored
+    WHERE first_ms IS NOT NULL
+    UNION ALL
+    SELECT
+        datacentre,
+        cluster,
+        gpu_uuid,
+        min(s_ms),
+        max(s_ms),
+        arg_max(s_ms + CAST(round(interval_s * 1000) AS BIGINT), (s_ms, _version, _file, _row))
+    FROM (SELECT *, epoch_ms(ts) AS s_ms FROM raw_gpu_samples_rest)
+    GROUP BY datacentre, cluster, gpu_uuid
+)
+GROUP BY datacentre, cluster, gpu_uuid;
