@@ -1,4 +1,5 @@
-"""``gpuledger lake ...``: maintenance of the Delta lake (compact, vacuum, history, migrate).
+"""``gpuledger lake ...``: maintenance of the Delta lake (compact, vacuum, history, migrate,
+rollup).
 
 The commands parse arguments and format output; the work is in ``pipeline.maintain`` and
 ``pipeline.migrate``. An error (no such lake, unknown table, a failed check) is one line on
@@ -152,6 +153,22 @@ def cmd_migrate(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rollup(a: argparse.Namespace) -> int:
+    from warehouse.rollup import build_rollups
+
+    quiet = a.format == "json"
+    result = build_rollups(
+        a.lake,
+        today=a.before,
+        progress=None if quiet else lambda line: print(line, file=sys.stderr, flush=True),
+    )
+    if quiet:
+        print(json.dumps(result.__dict__, sort_keys=True))
+    else:
+        print(result.line())
+    return 0
+
+
 def _day(text: str) -> date:
     try:
         return date.fromisoformat(text)
@@ -166,7 +183,7 @@ def _lake_arg(p: argparse.ArgumentParser) -> None:
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("lake", help="lake maintenance: compact, vacuum, history, migrate")
+    p = sub.add_parser("lake", help="lake maintenance: compact, vacuum, history, migrate, rollup")
     lake_sub = p.add_subparsers(dest="lake_command", required=True, metavar="COMMAND")
     tables = [k.table for k in KINDS.values()]
 
@@ -222,6 +239,27 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--format", choices=["table", "json", "csv"], default="table", help="output (default table)"
     )
     h.set_defaults(func=_guarded(cmd_history))
+
+    r = lake_sub.add_parser(
+        "rollup",
+        help="build or refresh the GPU-sample rollups (15-minute bins) of closed partitions",
+        description="Compute the 15-minute GPU-sample bins of every closed (datacentre, date) "
+        "partition that has none or whose raw rows, next day or allocation holds changed "
+        "since, and commit them with a manifest of what they were built from. Reports read "
+        "fresh bins and compute everything else from raw rows, with the same figures. "
+        "Running it again with nothing changed does nothing.",
+    )
+    _lake_arg(r)
+    r.add_argument(
+        "--before",
+        type=_day,
+        metavar="YYYY-MM-DD",
+        help="roll up dates before this one (default today, UTC: today's partitions are read raw)",
+    )
+    r.add_argument(
+        "--format", choices=["table", "json"], default="table", help="output (default table)"
+    )
+    r.set_defaults(func=_guarded(cmd_rollup))
 
     m = lake_sub.add_parser(
         "migrate",

@@ -43,6 +43,9 @@ VERSION_COL = "_version"
 LOAD_COL = "_load"
 DATE_COL = "date"
 PARTITION_BY = ["datacentre", DATE_COL]
+ROLLUP_DIR = "_rollup"
+ROLLUP_TABLES = ("gpu_bins", "gpu_bins_parts")
+"""The rollup tables under ``<lake>/_rollup`` (built by ``warehouse.rollup``)."""
 LAKE_FIELDS = [
     pa.field(VERSION_COL, pa.int64(), nullable=False),
     pa.field(LOAD_COL, pa.string(), nullable=False),

@@ -277,6 +277,8 @@ def lake_tables(lake: Path) -> dict[str, Path]:
     paths = {k.table: lake / k.table for k in KINDS.values()}
     paths |= {f"{VOUCHERS_DIR}/{k.table}": lake / VOUCHERS_DIR / k.table for k in ENTITIES.values()}
     paths[f"{VOUCHERS_DIR}/{LEDGER}"] = lake / VOUCHERS_DIR / LEDGER
+    for name in lakes.ROLLUP_TABLES:
+        paths[f"{lakes.ROLLUP_DIR}/{name}"] = lake / lakes.ROLLUP_DIR / name
     return {name: p for name, p in paths.items() if DeltaTable.is_deltatable(str(p))}
 
 

@@ -11,9 +11,10 @@ tables on the connection:
 - ``claim_attribution`` (``sql/attribution.sql``): one row per claim with metered GPU-hours
   (gpu_count x clipped span), telemetry-covered and busy GPU-hours (GPU samples on the held
   GPUs, or of the allocation's job / pod when it lists no GPUs, clipped to the clipped span),
-  subsidy per metered and per busy GPU-hour, coverage = subsidy / invoice, the claim's
-  programme, voucher and tenant, and ``month``: the local month (``tz``) of ``period_start``,
-  which is the audit month the claim belongs to.
+  subsidy per metered and per busy GPU-hour (samples summed from the allocations' 15-minute
+  bins, ``warehouse.rollup_views``, when claim periods fall on bin edges), coverage = subsidy /
+  invoice, the claim's programme, voucher and tenant, and ``month``: the local month (``tz``)
+  of ``period_start``, which is the audit month the claim belongs to.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import duckdb
 
 from pipeline.lake import AsOf
 from warehouse.catalog import connect, load_sql
+from warehouse.rollup_views import GRAIN_MS
 
 
 def open_audit(lake: Path, as_of: AsOf = None) -> duckdb.DuckDBPyConnection:
@@ -32,10 +34,27 @@ def open_audit(lake: Path, as_of: AsOf = None) -> duckdb.DuckDBPyConnection:
     return connect(lake, db_path=":memory:", as_of=as_of)
 
 
-def attribute(con: duckdb.DuckDBPyConnection, tz: str = "Asia/Shanghai") -> None:
-    """(Re)build ``claim_allocations`` and ``claim_attribution`` on ``con``."""
+def attribute(
+    con: duckdb.DuckDBPyConnection, tz: str = "Asia/Shanghai", source: str = "bins"
+) -> None:
+    """(Re)build ``claim_allocations`` and ``claim_attribution`` on ``con``.
+
+    Covered and busy GPU-hours come from the allocations' 15-minute bins (rollups where
+    fresh) when every claim period starts and ends on a bin edge, else (or with
+    ``source="samples"``) from every sample clipped to the claimed span."""
+    if source not in ("bins", "samples"):
+        raise ValueError(f"source must be bins or samples, not {source!r}")
     con.execute(load_sql("attribution_allocations"))
-    con.execute(load_sql("attribution"), {"tz": tz})
+    if source == "bins":
+        row = con.execute(
+            "SELECT coalesce(bool_and(epoch_ms(period_start) % $g = 0 "
+            "AND epoch_ms(period_end) % $g = 0), true) FROM claims",
+            {"g": GRAIN_MS},
+        ).fetchone()
+        if row is None or not row[0]:
+            source = "samples"
+    part = load_sql(f"attribution_{source}").strip().removesuffix(";")
+    con.execute(load_sql("attribution").replace("/*claim_samples*/", part, 1), {"tz": tz})
 
 
 def attribution_rows(

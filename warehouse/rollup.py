@@ -39,6 +39,7 @@ MANIFEST_SCHEMA = pa.schema(
         pa.field("files_fp", pa.string(), nullable=False),
         pa.field("holds_fp", pa.string(), nullable=False),
         pa.field("version", pa.int64(), nullable=False),
+        pa.field("reach_ms", pa.int64(), nullable=False),
         pa.field("source_version", pa.int64(), nullable=False),
         pa.field("raw_rows", pa.int64(), nullable=False),
         pa.field("bins", pa.int64(), nullable=False),
@@ -124,7 +125,14 @@ def build_rollups(
             ).arrow()
             if isinstance(rows, pa.RecordBatchReader):
                 rows = rows.read_all()
-            holds = rv.holds_fps(con, chunk)
+            reach = {p: rv.day_ms(p[1])[1] for p in chunk}
+            con.register("_built", rows)
+            for dc, d, e in con.execute(
+                "SELECT datacentre, date, max(last_e_ms) FROM _built "
+                "WHERE last_e_ms IS NOT NULL GROUP BY ALL"
+            ).fetchall():
+                reach[(dc, d)] = max(reach[(dc, d)], int(e))
+            holds = rv.holds_fps(con, reach)
             version = lakes.commit(
                 bins_path,
                 rows,
@@ -144,6 +152,7 @@ def build_rollups(
                     "date": [d for _, d in chunk],
                     "files_fp": [rv.files_fp(state.stats, p) for p in chunk],
                     "holds_fp": [holds[p] for p in chunk],
+                    "reach_ms": [reach[p] for p in chunk],
                     "version": [version] * len(chunk),
                     "source_version": [source_version] * len(chunk),
                     "raw_rows": [state.stats[p].rows for p in chunk],

@@ -34,6 +34,7 @@ import duckdb
 import pyarrow as pa
 from deltalake import DeltaTable
 
+from pipeline import lake as lakes
 from pipeline.records import KINDS, Kind
 
 GRAIN_MS = 900_000
@@ -41,7 +42,6 @@ GRAIN_MS = 900_000
 of 15 minutes (all in use today, Australia/Adelaide's +9:30 and Asia/Kathmandu's +5:45
 included) falls on a bin edge."""
 
-ROLLUP_DIR = "_rollup"
 BINS = "rollup_gpu_bins"
 PARTS = "rollup_gpu_bins_parts"
 """Snapshot names (what reports list in their lineage) of the bins table and its manifest."""
@@ -50,7 +50,8 @@ SAMPLES: Kind = KINDS["gpu_sample"]
 
 
 def rollup_paths(lake: Path) -> dict[str, Path]:
-    return {BINS: lake / ROLLUP_DIR / "gpu_bins", PARTS: lake / ROLLUP_DIR / "gpu_bins_parts"}
+    bins, parts = (lake / lakes.ROLLUP_DIR / name for name in lakes.ROLLUP_TABLES)
+    return {BINS: bins, PARTS: parts}
 
 
 Part = tuple[str | None, str]
@@ -119,15 +120,16 @@ def _lit(value: str | None) -> str:
     return "NULL" if value is None else sql_literal(value)
 
 
-def parts_values(parts: Iterable[Part], extra: Sequence[str] = ()) -> str:
+def parts_values(parts: Iterable[Part], reach: Mapping[Part, int] | None = None) -> str:
     """A ``VALUES`` list of (datacentre, date[, d0_ms, d1_ms]) for ``parts`` (trusted values
-    from the lake's own log, as SQL literals)."""
+    from the lake's own log, as SQL literals); with ``reach``, d1_ms is the end of the UTC day
+    or the partition's reach, whichever is later."""
     rows = []
-    for dc, date in sorted(parts, key=lambda p: (p[0] or "", p[1])):
-        cells = [_lit(dc), f"DATE {_lit(date)}"]
-        if "bounds" in extra:
-            d0, d1 = day_ms(date)
-            cells += [str(d0), str(d1)]
+    for p in sorted(parts, key=lambda p: (p[0] or "", p[1])):
+        cells = [_lit(p[0]), f"DATE {_lit(p[1])}"]
+        if reach is not None:
+            d0, d1 = day_ms(p[1])
+            cells += [str(d0), str(max(d1, reach.get(p, d1)))]
         rows.append("(" + ", ".join(cells) + ")")
     return ", ".join(rows)
 
@@ -138,7 +140,8 @@ class RollupState:
     raw inputs are unchanged (``unchanged``) and those also with unchanged holds (``fresh``)."""
 
     stats: dict[Part, PartStats]
-    manifest: dict[Part, tuple[str, str, int]]
+    manifest: dict[Part, tuple[str, str, int, int]]
+    """(files_fp, holds_fp, bins version, reach_ms) of the newest manifest row per partition."""
     unchanged: dict[Part, int] = field(default_factory=dict)
     fresh: dict[Part, int] = field(default_factory=dict)
 
@@ -156,6 +159,7 @@ BIN_COLUMNS: dict[str, str] = {
     "date": "DATE",
     "cluster": "VARCHAR",
     "gpu_uuid": "VARCHAR",
+    "allocation_id": "VARCHAR",
     "bin_ms": "BIGINT",
     "samples": "BIGINT",
     "cov_ms": "BIGINT",
@@ -178,8 +182,6 @@ def _stored_view(name: str, bins: DeltaTable | None, keep: Mapping[Part, int]) -
 
     files = []
     if bins is not None and keep:
-        from pipeline import lake as lakes
-
         files = [
             (p, v) for p, v in lakes.active_files(bins) if (v.get("datacentre"), v["date"]) in keep
         ]
@@ -200,9 +202,8 @@ def _stored_view(name: str, bins: DeltaTable | None, keep: Mapping[Part, int]) -
 
 def read_manifest(
     con: duckdb.DuckDBPyConnection, parts: DeltaTable | None
-) -> dict[Part, tuple[str, str, int]]:
-    """The newest manifest row of every partition: (files_fp, holds_fp, bins version)."""
-    from pipeline import lake as lakes
+) -> dict[Part, tuple[str, str, int, int]]:
+    """The newest manifest row of every partition: (files_fp, holds_fp, bins version, reach)."""
     from warehouse.catalog import files_source
 
     if parts is None:
@@ -211,11 +212,11 @@ def read_manifest(
     if source is None:
         return {}
     rows = con.execute(
-        "SELECT datacentre, date, files_fp, holds_fp, version "
+        "SELECT datacentre, date, files_fp, holds_fp, version, reach_ms "
         f"FROM {source} AS r QUALIFY row_number() OVER (PARTITION BY datacentre, date "
         "ORDER BY _version DESC, filename DESC, file_row_number DESC) = 1"
     ).fetchall()
-    return {(dc, str(d)): (str(f), str(h), int(v)) for dc, d, f, h, v in rows}
+    return {(dc, str(d)): (str(f), str(h), int(v), int(r)) for dc, d, f, h, v, r in rows}
 
 
 def extent_views(
@@ -234,7 +235,7 @@ def extent_views(
     manifest = read_manifest(con, parts) if enabled else {}
     state = RollupState(dict(stats), manifest)
     state.unchanged = {
-        p: v for p, (ffp, _, v) in manifest.items() if p in stats and ffp == files_fp(stats, p)
+        p: v for p, (ffp, _, v, _) in manifest.items() if p in stats and ffp == files_fp(stats, p)
     }
     con.execute(_stored_view("gpu_bins_stored", bins, state.unchanged))
     rest = [f for p, s in stats.items() if p not in state.unchanged for f in s.files]
@@ -248,16 +249,16 @@ def _empty_bins() -> str:
     return f"SELECT {cols} WHERE false"
 
 
-def holds_fps(con: duckdb.DuckDBPyConnection, parts: Iterable[Part]) -> dict[Part, str]:
-    """``rollup_holds.sql`` for ``parts`` (needs ``allocation_hold_spans``)."""
+def holds_fps(con: duckdb.DuckDBPyConnection, reach: Mapping[Part, int]) -> dict[Part, str]:
+    """``rollup_holds.sql`` for the partitions of ``reach`` (the end of their samples'
+    coverage; needs ``allocation_hold_spans`` and ``allocation_spans``)."""
     from warehouse.catalog import load_sql
 
-    parts = list(parts)
-    if not parts:
+    if not reach:
         return {}
     con.execute(
         "CREATE OR REPLACE TEMP VIEW _rollup_candidates AS SELECT * FROM "
-        f"(VALUES {parts_values(parts, ['bounds'])}) AS p(datacentre, date, d0_ms, d1_ms)"
+        f"(VALUES {parts_values(reach, reach)}) AS p(datacentre, date, d0_ms, d1_ms)"
     )
     rows = con.execute(load_sql("rollup_holds")).fetchall()
     return {(dc, str(d)): str(h) for dc, d, h in rows}
@@ -293,7 +294,7 @@ def bins_views(con: duckdb.DuckDBPyConnection, state: RollupState, bins: DeltaTa
     holds (``state.fresh``), then ``gpu_bins_fresh``, the live views and ``gpu_bins``."""
     from warehouse.catalog import load_sql
 
-    now = holds_fps(con, state.unchanged)
+    now = holds_fps(con, {p: state.manifest[p][3] for p in state.unchanged})
     state.fresh = {p: v for p, v in state.unchanged.items() if now.get(p) == state.manifest[p][1]}
     con.execute(_stored_view("gpu_bins_fresh", bins, state.fresh))
     open_views(con, state, set(state.stats) - set(state.fresh))

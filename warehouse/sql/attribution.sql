@@ -1,39 +1,12 @@
--- attribution: one row per claim (current version) with its programme, voucher and tenant, metered GPU-hours (allocations), telemetry-covered and busy GPU-hours (GPU samples under those allocations, clipped to allocation and claim period) and the local month of period_start; inputs: claims, vouchers, programmes, tenants, claim_allocations, gpu_sample_coverage; params: $tz
+-- attribution: one row per claim (current version) with its programme, voucher and tenant, metered GPU-hours (allocations), telemetry-covered and busy GPU-hours (GPU samples under those allocations, clipped to allocation and claim period) and the local month of period_start; inputs: claims, vouchers, programmes, tenants, claim_allocations, gpu_bins or gpu_sample_coverage; params: $tz
 CREATE OR REPLACE TEMP TABLE claim_attribution AS
 WITH
--- GPU samples under each claimed allocation: by GPU uuid when the allocation lists its GPUs,
--- else by job id / pod name; each sample's coverage clipped to the claimed allocation span
-held AS (
-    SELECT claim_id, datacentre, cluster, unnest(gpu_uuids) AS ref, s_ms, e_ms
-    FROM claim_allocations
-    WHERE gpu_uuids IS NOT NULL
-),
-by_gpu AS (
-    SELECT
-        h.claim_id,
-        (least(s.e_ms, h.e_ms) - greatest(s.s_ms, h.s_ms)) / 3600000.0 AS cov_h,
-        s.util
-    FROM held AS h
-    JOIN gpu_sample_coverage AS s
-        ON s.datacentre = h.datacentre AND s.cluster = h.cluster AND s.gpu_uuid = h.ref
-        AND s.s_ms < h.e_ms AND s.e_ms > h.s_ms
-),
-by_job AS (
-    SELECT
-        ca.claim_id,
-        (least(s.e_ms, ca.e_ms) - greatest(s.s_ms, ca.s_ms)) / 3600000.0 AS cov_h,
-        s.util
-    FROM claim_allocations AS ca
-    JOIN gpu_sample_coverage AS s
-        ON s.datacentre = ca.datacentre AND s.cluster = ca.cluster
-        AND s.s_ms < ca.e_ms AND s.e_ms > ca.s_ms
-        AND (s.job_id = ca.job_id OR s.pod = ca.allocation_id OR s.pod = ca.job_id)
-    WHERE ca.gpu_uuids IS NULL
-),
+-- GPU samples under each claimed allocation, clipped to the allocation span and the claim
+-- period: covered and busy GPU-hours per claim, from the allocations' 15-minute bins
+-- (attribution_bins.sql) or, where a claim period bound is not on a bin edge, from every
+-- sample (attribution_samples.sql); attribution.py inserts one of them here
 smp AS (
-    SELECT claim_id, sum(cov_h) AS covered_gpu_h, coalesce(sum(util * cov_h), 0) AS busy_gpu_h
-    FROM (SELECT * FROM by_gpu UNION ALL SELECT * FROM by_job)
-    GROUP BY claim_id
+    /*claim_samples*/
 ),
 alloc AS (
     SELECT
