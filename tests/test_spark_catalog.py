@@ -126,7 +126,7 @@ def test_every_view_reads_the_same_rows_as_duckdb(
 ) -> None:
     con = connect(lakes[name], ":memory:")
     versions = dict(con.execute("SELECT table_name, version FROM _snapshot").fetchall())
-    registered = register_lake(spark, lakes[name], versions)
+    registered = register_lake(spark, lakes[name], versions, cache=True)
     assert registered.versions == versions
     for kind in ("gpu_samples", "occupancy", "allocations", "inventory"):
         for view in (f"raw_{kind}", kind, f"{kind}_conflicts"):
@@ -162,7 +162,7 @@ def test_as_of_reads_the_same_earlier_snapshot(spark: Any, lakes: dict[str, Path
     for as_of in ({"gpu_samples": 1, "occupancy": 1}, 1):
         con = connect(lake, ":memory:", as_of=as_of)
         versions = dict(con.execute("SELECT table_name, version FROM _snapshot").fetchall())
-        registered = register_lake(spark, lake, as_of=as_of)
+        registered = register_lake(spark, lake, as_of=as_of, cache=True)
         assert registered.versions == versions
         for view in ("raw_gpu_samples", "gpu_samples", "gpu_samples_conflicts", "occupancy"):
             compare(spark, con, view)

@@ -293,12 +293,14 @@ def register_lake(
     lake: Path,
     versions: Mapping[str, int | None] | None = None,
     as_of: lakes.AsOf = None,
+    cache: bool = False,
 ) -> Registered:
     """Register the catalogue's views over ``lake`` on ``spark``.
 
     ``versions``: the version of every table (as DuckDB's ``_snapshot`` lists them; None = no
     table), else the snapshot at ``as_of`` (latest when None), resolved as DuckDB resolves it.
-    A ``warehouse/sql`` view whose inputs are not all registered is skipped, with the reason."""
+    A ``warehouse/sql`` view whose inputs are not all registered is skipped, with the reason.
+    ``cache`` keeps the scanned tables in Spark's cache (a pinned snapshot never changes)."""
     from warehouse.vouchers import ENTITIES, voucher_views
 
     lake = Path(lake).resolve()
@@ -315,7 +317,7 @@ def register_lake(
         return spark.table(_bq(view)).columns
 
     def frame(name: str, df: DataFrame) -> None:
-        df.createOrReplaceTempView(name)
+        (df.cache() if cache else df).createOrReplaceTempView(name)
         done.views.append(name)
 
     def run(statement: str) -> None:
