@@ -6,15 +6,19 @@ allocations per cluster) as a Parquet records file written in chunks, then, each
 own process (wall time and peak RSS from ``os.wait4``):
 
 1. ``gpuledger backfill --lake L records --kind gpu_sample --file F`` (and the allocations);
-2. ``gpuledger report utilisation --lake L --period month --by cluster --format json``;
-3. a naive pandas version of the same figures from the same file: coverage of a sample at ts
+2. the monthly report on the raw path (every sample clipped to every period, no rollup);
+3. ``gpuledger lake rollup --lake L`` (the 15-minute GPU bins of every closed partition);
+4. ``gpuledger report utilisation --lake L --period month --by cluster --format json``, which
+   reads the rollup (with ``--compact``, again after ``gpuledger lake compact``);
+5. a naive pandas version of the same figures from the same file: coverage of a sample at ts
    is [ts, ts + min(interval, next ts - ts)) per GPU; capacity = covered GPU-hours, busy =
    sum util x covered hours, allocated = gpu_count x held hours, busy allocated = busy of the
    samples an allocation holds; all clipped to local (Asia/Shanghai) months.
 
-The two must agree to 1e-9 relative. Not a test.
+All must agree to 1e-9 relative. Not a test.
 
     .venv/bin/python benchmarks/fleet.py --gpus 100 --days 7 --step 15 [--lake DIR] [--keep]
+        [--compact]
 """
 
 from __future__ import annotations
@@ -179,6 +183,34 @@ def naive(samples: Path, allocs: Path) -> dict[tuple[str, str, str], dict[str, f
     return out
 
 
+def raw_path(lake: Path) -> list[dict]:
+    """The monthly report with every figure from raw rows: no rollup, every sample clipped."""
+    from warehouse.catalog import connect
+    from warehouse.reports import utilisation_report
+
+    con = connect(lake, ":memory:", rollups=False)
+    return utilisation_report(con, period="month", by="cluster", tz=TZ, source="samples")
+
+
+def keyed(rows: list[dict]) -> dict[tuple[str, str, str], dict]:
+    return {(r["period"], r["datacentre"], r["cluster"]): r for r in rows}
+
+
+def compare(name: str, ours: dict, theirs: dict) -> float:
+    """The worst relative difference of the figures; exits when above 1e-9."""
+    worst = 0.0
+    if set(ours) != set(theirs):
+        sys.exit(f"{name}: different rows: {sorted(ours)} vs {sorted(theirs)}")
+    for key in sorted(ours):
+        for f in FIGURES:
+            x, y = ours[key][f], theirs[key][f]
+            rel = abs(x - y) / max(abs(x), abs(y), 1e-300)
+            worst = max(worst, rel)
+            if rel > 1e-9:
+                sys.exit(f"{name} {key} {f}: {x!r} vs {y!r} (relative {rel:.2e})")
+    return worst
+
+
 def run(argv: list[str], log: Path) -> tuple[float, int, str]:
     """Run a child; return (wall seconds, peak RSS bytes, stdout); stderr goes to ``log``."""
     started = time.perf_counter()
@@ -213,11 +245,14 @@ def main() -> int:
     p.add_argument("--step", type=float, default=15.0, help="seconds between samples")
     p.add_argument("--lake", type=Path, help="lake folder (default: in a temporary folder)")
     p.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    p.add_argument("--compact", action="store_true", help="also compact the lake and report again")
     p.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.worker:  # a step in its own process
         if a.worker[0] == "generate":
             print(generate(Path(a.worker[1]), a.gpus, a.days, a.step))
+        elif a.worker[0] == "raw":
+            print(json.dumps(raw_path(Path(a.worker[1])), default=str))
         else:
             got = naive(Path(a.worker[1]), Path(a.worker[2]))
             print(json.dumps([[*k, v] for k, v in got.items()]))
@@ -248,34 +283,48 @@ def main() -> int:
     print(f"backfill: {wall:.1f} s, {rows / wall:,.0f} samples/s, peak RSS {mib(rss)}")
     run(cli(*args, "allocation", "--file", str(allocs)), log)
 
+    raw_s, raw_rss, out = run(me(*fleet, "--worker", "raw", str(lake)), log)
+    raw = keyed(json.loads(out))
+    print(f"report, raw path: {raw_s:.2f} s, peak RSS {mib(raw_rss)}")
+    wall, rss, out = run(cli("lake", "rollup", "--lake", str(lake), "--format", "json"), log)
+    built = json.loads(out)
+    print(
+        f"rollup: {wall:.1f} s, {rows / wall:,.0f} samples/s, peak RSS {mib(rss)}, "
+        f"{built['partitions']} partitions -> {built['bins']:,} bins"
+    )
     report = ["report", "utilisation", "--lake", str(lake), "--period", "month"]
     ours_s, ours_rss, out = run(cli(*report, "--by", "cluster", "--format", "json"), log)
-    ours = {(r["period"], r["datacentre"], r["cluster"]): r for r in json.loads(out)}
-    print(f"report: {ours_s:.2f} s, peak RSS {mib(ours_rss)}, {len(ours)} rows")
+    ours = keyed(json.loads(out))
+    print(f"report from rollups: {ours_s:.2f} s, peak RSS {mib(ours_rss)}, {len(ours)} rows")
     pandas_s, pandas_rss, out = run(
         me(*fleet, "--worker", "pandas", str(samples), str(allocs)), log
     )
     theirs = {tuple(k): v for *k, v in json.loads(out)}
     print(f"pandas: {pandas_s:.2f} s, peak RSS {mib(pandas_rss)}")
-    print(f"ratio pandas/ours: {pandas_s / ours_s:.2f}x (wall time of each process)")
-
-    worst = 0.0
-    if set(ours) != set(theirs):
-        sys.exit(f"different rows: ours {sorted(ours)}, pandas {sorted(theirs)}")
+    print(
+        f"ratio pandas/rollups: {pandas_s / ours_s:.2f}x, raw path/rollups: "
+        f"{raw_s / ours_s:.2f}x (wall time of each process)"
+    )
+    worst = max(compare("rollups vs pandas", ours, theirs), compare("rollups vs raw", ours, raw))
+    if a.compact:
+        wall, _, _ = run(cli("lake", "compact", "--lake", str(lake), "--format", "json"), log)
+        run(cli("lake", "rollup", "--lake", str(lake), "--format", "json"), log)
+        again_s, again_rss, out = run(cli(*report, "--by", "cluster", "--format", "json"), log)
+        again = keyed(json.loads(out))
+        same = all(again[k][f] == ours[k][f] for k in ours for f in FIGURES)
+        print(
+            f"compacted in {wall:.1f} s; report {again_s:.2f} s, peak RSS {mib(again_rss)}, "
+            f"figures {'identical' if same else 'DIFFERENT'} to before"
+        )
+        worst = max(worst, compare("compacted vs not", again, ours))
     for key in sorted(ours):
-        for f in FIGURES:
-            x, y = ours[key][f], theirs[key][f]
-            rel = abs(x - y) / max(abs(x), abs(y), 1e-300)
-            worst = max(worst, rel)
-            if rel > 1e-9:
-                sys.exit(f"{key} {f}: report {x!r}, pandas {y!r} (relative {rel:.2e})")
         r = ours[key]
         print(
             f"  {' '.join(key)}: capacity {r['capacity_gpu_h']:,.3f} GPU-h, "
             f"busy {r['busy_gpu_h']:,.3f}, allocated {r['allocated_gpu_h']:,.3f}, "
             f"busy allocated {r['busy_allocated_gpu_h']:,.3f}"
         )
-    print(f"agree: {len(ours)} rows x {len(FIGURES)} figures, worst relative {worst:.1e}")
+    print(f"agree: {len(ours)} rows x {len(FIGURES)} figures x 3 paths, worst relative {worst:.1e}")
     if a.keep:
         print(f"kept {work}")
     else:

@@ -172,6 +172,12 @@ def cmd_backfill(a: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------- ingest
+def _build_rollups(lake: Path) -> None:
+    from warehouse.rollup import build_rollups
+
+    build_rollups(lake)
+
+
 def cmd_ingest(a: argparse.Namespace) -> int:
     from pipeline.ingest import Ingestor, IngestSettings
     from pipeline.topics import ensure_topics
@@ -189,6 +195,7 @@ def cmd_ingest(a: argparse.Namespace) -> int:
         max_batch_seconds=a.max_batch_seconds,
         session_timeout_s=a.session_timeout,
         compact_every_s=a.compact_every,
+        maintain=_build_rollups,
     )
     registry = None
     if a.metrics_listen:
@@ -357,7 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=3600.0,
         metavar="SECONDS",
-        help="compact closed partitions in the background this often (default 3600; 0 = off)",
+        help="compact closed partitions and bring the rollups up to date in the background this "
+        "often (default 3600; 0 = off)",
     )
     p.add_argument(
         "--metrics-listen",

@@ -110,6 +110,10 @@ def _compact(lake: Path) -> None:
             f"  compacted {len(done)} partitions; GPU samples {before:.1f} -> {after:.1f} bytes "
             f"per sample in {sum(r.files_after for r in samples)} files"
         )
+    from warehouse.rollup import build_rollups
+
+    built = build_rollups(lake)
+    _say(f"  {built.line()}")
 
 
 def run_demo(lake: Path, port: int, data_dir: Path) -> int:

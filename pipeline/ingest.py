@@ -69,6 +69,9 @@ class IngestSettings:
     """A killed worker's partitions move on to the group's others within this time."""
     compact_every_s: float = 3600.0
     """Compact closed partitions in the background this often (0 = never; ``lake compact``)."""
+    maintain: Callable[[Path], object] | None = None
+    """Run on the lake after each background compaction (the CLI passes the rollup builder,
+    ``warehouse.rollup.build_rollups``, which this layer cannot import)."""
     security: KafkaSecurity | None = None
     """TLS / SASL settings of the Kafka clients (``--kafka-config``); None: PLAINTEXT."""
 
@@ -162,7 +165,12 @@ class Ingestor:
         if self.settings.compact_every_s > 0:
             compactor = threading.Thread(
                 target=_compact_closed,
-                args=(self.settings.lake, self.settings.compact_every_s, halt),
+                args=(
+                    self.settings.lake,
+                    self.settings.compact_every_s,
+                    halt,
+                    self.settings.maintain,
+                ),
                 name="compact",
                 daemon=True,
             )
@@ -403,16 +411,22 @@ class Ingestor:
             self.dlq.close(timeout=10)
 
 
-def _compact_closed(lake: Path, every_s: float, stop: threading.Event) -> None:
-    """Compact the lake's closed partitions every ``every_s`` until ``stop`` (a failure is
-    logged and tried again next time: compaction never holds up ingest)."""
+def _compact_closed(
+    lake: Path,
+    every_s: float,
+    stop: threading.Event,
+    maintain: Callable[[Path], object] | None = None,
+) -> None:
+    """Compact the lake's closed partitions every ``every_s`` until ``stop``, then run
+    ``maintain`` (a failure is logged and tried again next time: it never holds up ingest)."""
     from pipeline.maintain import compact
 
     while not stop.wait(every_s):
         try:
             done = compact(lake)
+            if done:
+                log.info("compacted %d closed partition(s)", len(done))
+            if maintain is not None:
+                maintain(lake)
         except Exception:
-            log.exception("background compaction failed; retrying in %.0fs", every_s)
-            continue
-        if done:
-            log.info("compacted %d closed partition(s)", len(done))
+            log.exception("background maintenance failed; retrying in %.0fs", every_s)
