@@ -48,6 +48,8 @@ MAX_PROBLEMS = 1000
 BUFFER_RECORDS = 10_000
 """A file with at most this many records is read once (its records held until it passed)."""
 PARQUET_BATCH_ROWS = 16_384
+PARQUET_TABLE_ROWS = 131_072
+"""Rows per batch on the column-wise path (``collect_tables``)."""
 
 
 class InputFileError(ValueError):
@@ -163,6 +165,104 @@ class RecordsFileCollector:
                     yield record
         except UnicodeDecodeError as exc:
             problems.add(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})")
+
+    # -- Parquet: whole Arrow batches, validated column-wise -------------------------------
+    def collect_tables(self) -> Iterator[tuple[Kind, pa.Table]] | None:
+        """``collect()`` for a Parquet file as validated Arrow tables (the contract's schema,
+        in row order), with the same refusal rules and problems; None for other formats.
+        Each batch is checked column-wise (``pipeline.columnar.validate_arrays``): only rows
+        those checks cannot vouch for become records and go through ``coerce``."""
+        if self.path.suffix.lower() != ".parquet":
+            return None
+        return self._tables()
+
+    def _tables(self) -> Iterator[tuple[Kind, pa.Table]]:
+        k = self.kind
+        problems = _Problems(self.path, self.max_problems)
+        if self.single_pass:
+            for table in _parquet_tables(k, self.path, problems):
+                yield k, table
+            if problems:
+                raise problems.error()
+            return
+        before = _stamp(self.path)
+        held: list[pa.Table] | None = []
+        rows = 0
+        for table in _parquet_tables(k, self.path, problems):
+            rows += table.num_rows
+            if held is not None:
+                held.append(table)
+                if rows > self.buffer_records:
+                    held = None
+        if problems:
+            raise problems.error()
+        if held is not None:
+            for table in held:
+                yield k, table
+            return
+        changed = f"{self.path}: changed while being read"
+        if _stamp(self.path) != before:
+            raise InputFileError(self.path, [f"{changed}; nothing imported"])
+        again = _Problems(self.path, self.max_problems)
+        for table in _parquet_tables(k, self.path, again):
+            yield k, table
+        if again:
+            raise again.error(f"{changed}; records before the first problem were emitted")
+
+
+def _parquet_tables(k: Kind, path: Path, problems: _Problems) -> Iterator[pa.Table]:
+    """The validated rows of each batch of ``path``; every bad row noted in ``problems``, and
+    nothing yielded once there is one (the file is read to its end either way)."""
+    from pipeline.columnar import validate_arrays
+
+    window = window_bounds()
+    try:
+        pf = pq.ParquetFile(path)
+    except Exception as exc:  # pyarrow raises several types for a broken or foreign file
+        problems.add(f"{path}: not a readable Parquet file: {exc}")
+        return
+    timestamps = {f.name for f in k.fields if f.type is FieldType.TIMESTAMP}
+    with pf:
+        names = pf.schema_arrow.names
+        unknown = [c for c in names if c not in k.name_set]
+        if unknown:
+            problems.add(f"{path}: unknown column(s) for {k.name}: {', '.join(unknown)}")
+        columns = [c for c in names if c in k.name_set]
+        batches = pf.iter_batches(batch_size=PARQUET_TABLE_ROWS, columns=columns)
+        n = 0
+        while True:
+            try:
+                batch = next(batches, None)
+            except Exception as exc:  # a corrupt page or row group further on
+                problems.add(f"{path}: not a readable Parquet file after row {n}: {exc}")
+                return
+            if batch is None:
+                return
+            arrays: dict[str, pa.Array] = {}
+            for name, column in zip(batch.schema.names, batch.columns, strict=True):
+                ms = _epoch_ms(column) if name in timestamps else None
+                arrays[name] = column if ms is None else ms
+
+            def raws_of(rows: list[int], cols: dict[str, pa.Array] = arrays) -> list[Any]:
+                """Those rows as ``_parquet`` reads them (the per-record path's input)."""
+                if not cols:
+                    return [{} for _ in rows]
+                return [dict(r) for r in pa.table(cols).take(rows).to_pylist()]
+
+            checked = validate_arrays(k, arrays, batch.num_rows, raws_of, window)
+            if checked is None:  # a column the contract does not read as is: row by row
+                from pipeline.validate import validate_batch
+
+                good, bad = validate_batch(k, raws_of(list(range(batch.num_rows))), window)
+                table = pa.Table.from_pylist(good, schema=k.arrow_schema())
+                rejects = bad
+            else:
+                table, rejects = checked
+            for r in rejects:
+                problems.add(f"{path}:{n + r.index + 1}: {r.error.reason}")
+            n += batch.num_rows
+            if not problems:
+                yield table
 
 
 def _stamp(path: Path) -> tuple[int, int, int]:

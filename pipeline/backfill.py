@@ -15,21 +15,26 @@ import json
 import logging
 import shutil
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline import lake as lakes
-from pipeline.columnar import land, validate
+from pipeline.columnar import Part, land, validate
 from pipeline.dead_letter import DeadLetter, QuarantineWriter
 from pipeline.records import Kind, Record
+from pipeline.validate import Reject
 from pipeline.wire import encode_record
 from pipeline.write import load_metadata, row_schema, safe_part, table_of
 
 log = logging.getLogger(__name__)
 STAGING_DIR = "_staging"
+TABLE_CHUNK_ROWS = 1_000_000
+"""Validated Arrow rows (``add_table``) deduplicated and staged together."""
 IGNORED_OPTIONS = frozenset({"build", "func", "lake", "verbose", "speed", "command"})
 """CLI options that do not change the records a backfill loads."""
 
@@ -85,6 +90,7 @@ class LakeSink:
         self.chunk_records = chunk_records
         self.stats = SinkStats()
         self._buffers: dict[str, list[Record]] = defaultdict(list)
+        self._tables: dict[str, list[pa.Table]] = defaultdict(list)
         self._kinds: dict[str, Kind] = {}
         self._chunks: dict[str, int] = defaultdict(int)
         self._stages: dict[str, _Stage] = {}
@@ -99,10 +105,25 @@ class LakeSink:
         if len(buf) >= self.chunk_records:
             self._stage_chunk(k)
 
+    def add_table(self, k: Kind, table: pa.Table) -> None:
+        """Add validated rows (the contract's Arrow schema, from ``collect_tables``)."""
+        self._kinds[k.name] = k
+        tables = self._tables[k.name]
+        tables.append(table)
+        if sum(t.num_rows for t in tables) >= TABLE_CHUNK_ROWS:
+            self._stage_tables(k)
+
+    def _stage_tables(self, k: Kind) -> None:
+        tables = self._tables.pop(k.name, [])
+        if tables:
+            self._stage_parts(k, tables, [])
+
     def flush(self) -> None:
         """Land what was added: one commit per kind (the first replaces an earlier run)."""
         for name in list(self._buffers):
             self._stage_chunk(self._kinds[name])
+        for name in list(self._tables):
+            self._stage_tables(self._kinds[name])
         for name in list(self._stages):
             self._commit(self._kinds[name], self._stages.pop(name))
         shutil.rmtree(self._staging, ignore_errors=True)
@@ -111,9 +132,12 @@ class LakeSink:
         raws = self._buffers.pop(k.name, [])
         if not raws:
             return
+        parts, bad = validate(k, raws)  # column-wise when it can be (``pipeline.columnar``)
+        self._stage_parts(k, parts, bad)
+
+    def _stage_parts(self, k: Kind, parts: Sequence[Part], bad: Sequence[Reject]) -> None:
         chunk = self._chunks[k.name]
         self._chunks[k.name] += 1
-        parts, bad = validate(k, raws)  # column-wise when it can be (``pipeline.columnar``)
         rows, duplicates, conflicts, refused = land(k, parts)
         letters = [
             DeadLetter(

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import chain, pairwise, repeat
 from operator import itemgetter
 from types import NoneType
@@ -119,7 +119,6 @@ def validate_table(
     if KINDS.get(k.name) is not k:
         return None
     window = window_bounds() if window_ms is None else window_ms
-    n = len(raws)
     slow: set[int] = set()
     arrays: dict[str, pa.Array] = {}
     for f, col in zip(k.fields, _columns(k, raws, slow), strict=True):
@@ -128,12 +127,80 @@ def validate_table(
     for f in k.fields:
         if f.type is FieldType.TIMESTAMP:
             arrays[f.name] = arrays[f.name].cast(_TS)
+    return _settle(k, arrays, slow, lambda rows: [raws[i] for i in rows], window)
+
+
+def validate_arrays(
+    k: Kind,
+    columns: dict[str, pa.Array],
+    n: int,
+    raws_of: Callable[[list[int]], list[Any]],
+    window_ms: tuple[int, int] | None = None,
+) -> tuple[pa.Table, list[Reject]] | None:
+    """``validate_table`` for records that arrive as Arrow columns (a Parquet records file):
+    ``columns`` by field name (absent = all null; timestamps as int64 epoch ms), ``n`` rows;
+    ``raws_of(rows)`` gives those rows as the raw mappings the per-record path judges. None
+    when a column's type is not one the contract reads as is (the caller then takes the
+    per-record path for the batch)."""
+    if KINDS.get(k.name) is not k or set(columns) - k.name_set:
+        return None
+    window = window_bounds() if window_ms is None else window_ms
+    slow: set[int] = set()
+    arrays: dict[str, pa.Array] = {}
+    for f in k.fields:
+        arr = _arrow_column(f, columns.get(f.name), n)
+        if arr is None:
+            return None
+        arrays[f.name] = _check(f, arr, slow, window)
+    _relations(k, arrays, slow)
+    for f in k.fields:
+        if f.type is FieldType.TIMESTAMP:
+            arrays[f.name] = arrays[f.name].cast(_TS)
+    return _settle(k, arrays, slow, raws_of, window)
+
+
+def _arrow_column(f: Field, arr: pa.Array | None, n: int) -> pa.Array | None:
+    """``arr`` as field ``f``'s build type when that cast is exactly what ``coerce`` would
+    make of each value; None when it is not (another type)."""
+    target = _BUILD[f.type]
+    if arr is None:
+        return pa.nulls(n, target)
+    t = arr.type
+    if pa.types.is_dictionary(t):
+        arr, t = arr.dictionary_decode(), t.value_type
+    ok = {
+        FieldType.TIMESTAMP: pa.types.is_integer(t),
+        FieldType.INT: pa.types.is_integer(t),
+        FieldType.FLOAT: pa.types.is_floating(t) or pa.types.is_integer(t),
+        FieldType.STRING: pa.types.is_string(t) or pa.types.is_large_string(t),
+        FieldType.STRING_LIST: (pa.types.is_list(t) or pa.types.is_large_list(t))
+        and (pa.types.is_string(t.value_type) or pa.types.is_large_string(t.value_type)),
+    }[f.type]
+    if not ok:
+        return None
+    try:
+        return arr.cast(target, safe=f.type is not FieldType.FLOAT)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # e.g. a uint64 beyond int64
+        return None
+
+
+def _settle(
+    k: Kind,
+    arrays: dict[str, pa.Array],
+    slow: set[int],
+    raws_of: Callable[[list[int]], list[Any]],
+    window: tuple[int, int],
+) -> tuple[pa.Table, list[Reject]] | None:
+    """The checked columns as the contract's table, with the slow rows judged by the
+    per-record path: refused ones dropped (and returned as rejects), accepted ones put back
+    in place with their canonical values."""
     schema = k.arrow_schema()
     table = pa.Table.from_arrays(list(arrays.values()), schema=schema)
+    n = table.num_rows
     if not slow:
         return table, []
     rows = sorted(slow)
-    good, bad = validate_batch(k, [raws[i] for i in rows], window)
+    good, bad = validate_batch(k, raws_of(rows), window)
     rejects = [Reject(r.raw, r.error, rows[r.index]) for r in bad]
     refused = {r.index for r in bad}
     keep = np.ones(n, dtype=bool)
@@ -194,7 +261,12 @@ def _column(f: Field, col: Sequence[Any], slow: set[int], window: tuple[int, int
         col = list(col)
         for i in odd:
             col[i] = None
-    arr = _convert(col, _BUILD[f.type], slow)
+    return _check(f, _convert(col, _BUILD[f.type], slow), slow, window)
+
+
+def _check(f: Field, arr: pa.Array, slow: set[int], window: tuple[int, int]) -> pa.Array:
+    """Field ``f``'s rules on its built column: rows that break one are added to ``slow``;
+    the column made canonical (empty text and NaN in nullable fields are null)."""
     if not f.nullable and arr.null_count:
         _flag(slow, arr.is_null())
     if f.type is FieldType.STRING:
