@@ -109,7 +109,7 @@ def cmd_collect(a: argparse.Namespace) -> int:
 
     built = a.build(a)
     security = ops_cli.kafka_security(a)
-    ensure_topics(a.kafka, a.namespace, security=security)
+    ensure_topics(a.kafka, a.namespace, partitions=a.partitions, security=security)
     sink = KafkaSink(
         PublishSettings(
             bootstrap=a.kafka,
@@ -183,7 +183,7 @@ def cmd_ingest(a: argparse.Namespace) -> int:
     from pipeline.topics import ensure_topics
 
     security = ops_cli.kafka_security(a)
-    ensure_topics(a.kafka, a.namespace, security=security)
+    ensure_topics(a.kafka, a.namespace, partitions=a.partitions, security=security)
     settings = IngestSettings(
         security=security,
         bootstrap=a.kafka,
@@ -327,6 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--batch-records", type=int, default=64, help="records per Kafka message (default 64)"
     )
+    _add_partitions(p)
     p.set_defaults(func=cmd_collect)
     add_sources(p.add_subparsers(dest="source_name", required=True, metavar="SOURCE"))
 
@@ -343,6 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--group", default="gpuledger-ingest", help="consumer group (default gpuledger-ingest)"
     )
+    _add_partitions(p)
     p.add_argument(
         "--until-idle",
         type=float,
@@ -448,6 +450,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kafka-dir", type=Path, default=Path(".gpuledger/kafka"))
     p.set_defaults(func=cmd_demo)
     return parser
+
+
+def _add_partitions(p: argparse.ArgumentParser) -> None:
+    from pipeline.topics import DEFAULT_DLQ_PARTITIONS, DEFAULT_PARTITIONS
+
+    p.add_argument(
+        "--partitions",
+        type=int,
+        default=DEFAULT_PARTITIONS,
+        metavar="N",
+        help=f"partitions of each topic this creates (default {DEFAULT_PARTITIONS}: up to N "
+        f"ingest workers share a group; dead-letter topics get at most "
+        f"{DEFAULT_DLQ_PARTITIONS}); existing topics are left as they are",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

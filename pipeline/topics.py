@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import logging
 import time
-
-from kafka.admin import KafkaAdminClient
-from kafka.errors import for_code
+from typing import TYPE_CHECKING
 
 from pipeline.kafka_config import KafkaAccessError, KafkaSecurity, client_kwargs, connect
 from pipeline.records import BY_TOPIC, KINDS, Kind
 
+if TYPE_CHECKING:
+    from kafka.admin import KafkaAdminClient
+
 log = logging.getLogger(__name__)
 
-DEFAULT_PARTITIONS = 4
+DEFAULT_PARTITIONS = 12
+"""Partitions of each contract topic: the most ``ingest`` workers one consumer group can keep
+busy (a partition is read by one worker of the group at a time)."""
+DEFAULT_DLQ_PARTITIONS = 3
+"""At most this many partitions per dead-letter topic: dead letters are few, and a flood from
+a broken collector still spreads over more than one partition."""
 
 
 def topic_for(k: Kind, namespace: str = "") -> str:
@@ -41,9 +47,19 @@ def ensure_topics(
     partitions: int = DEFAULT_PARTITIONS,
     timeout_s: float = 30.0,
     security: KafkaSecurity | None = None,
+    dlq_partitions: int | None = None,
 ) -> None:
-    """Create every contract topic and its DLQ (in ``namespace``) if they do not exist."""
-    create_topics(bootstrap, {t: partitions for t in all_topics(namespace)}, timeout_s, security)
+    """Create every contract topic (``partitions`` each) and its DLQ (``dlq_partitions``,
+    default ``min(partitions, DEFAULT_DLQ_PARTITIONS)``) in ``namespace`` if they do not exist.
+
+    Existing topics are left as they are: Kafka cannot remove partitions, and adding them is
+    the operator's decision (a warning says how when a topic has fewer than asked)."""
+    if partitions < 1:
+        raise ValueError(f"partitions must be at least 1, not {partitions}")
+    dlq = min(partitions, DEFAULT_DLQ_PARTITIONS) if dlq_partitions is None else dlq_partitions
+    topics = contract_topics(namespace)
+    wanted = {t: partitions for t in topics} | {f"{t}.dlq": dlq for t in topics}
+    create_topics(bootstrap, wanted, timeout_s, security)
 
 
 class TopicError(RuntimeError):
@@ -63,6 +79,8 @@ def _remaining_ms(deadline: float) -> int:
 
 
 def _error_name(code: int) -> str:
+    from kafka.errors import for_code
+
     try:
         return str(for_code(code).__name__)
     except Exception:
@@ -77,11 +95,14 @@ def create_topics(
 ) -> None:
     """Create ``{name: partitions}`` topics with replication factor 1 and wait for them.
 
-    Topics that already exist are left as they are (a differing partition count is logged).
+    Topics that already exist are left as they are; one with fewer partitions than asked is
+    logged as a warning with the ``kafka-topics`` command that adds them.
     Returns once every topic has a leader for each partition in the broker's metadata.
     """
     if not topics:
         return
+    from kafka.admin import KafkaAdminClient  # here: the CLI imports this module to start up
+
     deadline = time.monotonic() + timeout_s
     timeout_ms = max(1000, int(timeout_s * 1000))
 
@@ -128,9 +149,20 @@ def create_topics(
         for described in admin.describe_topics(list(topics)):
             name = described["name"]
             have = len(described.get("partitions") or [])
-            if have != topics[name]:
+            if have < topics[name]:
                 log.warning(
-                    "topic %s exists with %d partitions (wanted %d)", name, have, topics[name]
+                    "topic %s exists with %d partitions, fewer than the %d asked for; it is left "
+                    "as it is (at most %d workers of a group share it). To add partitions: "
+                    "kafka-topics.sh --bootstrap-server %s --alter --topic %s --partitions %d "
+                    "(records already published stay where they are; new records of a key may "
+                    "go to another partition)",
+                    name,
+                    have,
+                    topics[name],
+                    have,
+                    bootstrap,
+                    name,
+                    topics[name],
                 )
     except TopicError:
         raise
