@@ -178,9 +178,14 @@ def test_sigkill_at_random_moments_then_restart_loses_and_duplicates_nothing(
     publish(kafka, namespace, n, gpus=50)
     rng = random.Random(8)
     seen_mid_stream = 0
-    for _kill in range(20):
+    for kill in range(20):
+        before = _version(lake)
         proc = _ingest_process(kafka, namespace, lake, idle=None, batch=1500)
-        time.sleep(rng.uniform(0.8, 4.0))
+        if kill % 2:  # anywhere: during start-up and group join too
+            time.sleep(rng.uniform(0.8, 4.0))
+        else:  # at a random moment after this worker's first commit, however slow its start
+            _wait_for_commits(lake, before + 1)
+            time.sleep(rng.uniform(0.0, 1.5))
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
         landed = len(lake_rows(lake, "gpu_samples"))
