@@ -5,6 +5,7 @@ every partition's stored offset at the end of the partition."""
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import signal
@@ -248,6 +249,7 @@ def test_workers_in_one_group_share_the_stream_through_a_kill_and_a_join(
     try:
         tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
         assert consumer.partitions_for_topic(topic) == set(range(PARTITIONS))
+        assert consumer.partitions_for_topic(f"{topic}.dlq") == {0, 1, 2}  # at most 3
         ends = consumer.end_offsets(tps)
         others = [TopicPartition(t, 0) for t in contract_topics(ns) if t != topic]
         assert set(consumer.end_offsets(others).values()) == {0}
@@ -256,3 +258,21 @@ def test_workers_in_one_group_share_the_stream_through_a_kill_and_a_join(
     assert sum(ends.values()) == MESSAGES
     assert all(ends[tp] > 0 for tp in tps), ends
     assert stored(lake, group, topic) == {tp.partition: ends[tp] - 1 for tp in tps}
+
+
+def test_existing_topics_keep_their_partitions_and_a_warning_says_how_to_add_more(
+    kafka: str, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    topic = topic_for(GPU_SAMPLE, namespace)  # created with 2 partitions by the fixture
+    with caplog.at_level(logging.WARNING, logger="pipeline.topics"):
+        ensure_topics(kafka, namespace, partitions=PARTITIONS)
+    consumer = KafkaConsumer(bootstrap_servers=kafka)
+    try:
+        assert consumer.partitions_for_topic(topic) == {0, 1}
+    finally:
+        consumer.close()
+    said = [r.getMessage() for r in caplog.records if f"topic {topic} " in r.getMessage()]
+    assert len(said) == 1, caplog.text
+    assert "2 partitions, fewer than the 12 asked for" in said[0]
+    how = f"kafka-topics.sh --bootstrap-server {kafka} --alter --topic {topic} --partitions 12"
+    assert how in said[0]
