@@ -29,7 +29,7 @@ from warehouse.catalog import refresh_with_state
 
 log = logging.getLogger(__name__)
 
-CHUNK_ROWS = 8_000_000
+CHUNK_ROWS = 16_000_000
 """Raw rows per chunk (with the next days'): bounds the builder's memory."""
 
 MANIFEST_SCHEMA = pa.schema(
@@ -111,6 +111,11 @@ def build_rollups(
     con = duckdb.connect(":memory:")
     try:
         versions, state = refresh_with_state(con, lake)
+        # every chunk's bins need the allocation spans and holds, which need the horizon of
+        # every cluster (a scan of all raw rows not yet rolled up): compute them once
+        for name in ("cluster_horizon", "allocation_spans", "allocation_hold_spans"):
+            con.execute(f"CREATE OR REPLACE TEMP TABLE _built_{name} AS SELECT * FROM {name}")
+            con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM _built_{name}")
         result = RollupResult(fresh=len(state.fresh))
         closed = [p for p in state.stats if p[1] < today.isoformat()]
         result.open = len(state.stats) - len(closed)
