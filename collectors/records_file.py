@@ -25,12 +25,13 @@ flush when the collector raises), never for one that publishes as it goes (``Kaf
 from __future__ import annotations
 
 import csv
+import functools
 import itertools
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -39,6 +40,13 @@ import pyarrow.parquet as pq
 from collectors.base import Emitted
 from pipeline.bounds import window_bounds
 from pipeline.records import Field, FieldType, Kind, Record, RecordError, coerce
+
+_T = TypeVar("_T")
+
+
+def _one(_item: object) -> int:
+    return 1
+
 
 Numbered = Iterator[tuple[int | None, Mapping[str, Any] | RecordError]]
 """(line or row number, None for the whole file; the raw mapping or why it could not be read)."""
@@ -114,32 +122,40 @@ class RecordsFileCollector:
                 [f"{self.path}: unsupported file type; use {', '.join(sorted(READERS))}"],
             )
         k = self.kind
+        for record in self._refusable(lambda found: self._records(reader, found), _one):
+            yield k, record
+
+    def _refusable(
+        self, read: Callable[[_Problems], Iterator[_T]], size: Callable[[_T], int]
+    ) -> Iterator[_T]:
+        """What ``read`` yields, under the whole-file rule: nothing before the file passed
+        (held when it has at most ``buffer_records`` rows, else read again), unless
+        ``single_pass``; ``InputFileError`` with every problem otherwise."""
         problems = _Problems(self.path, self.max_problems)
         if self.single_pass:
-            for record in self._records(reader, problems):
-                yield k, record
+            yield from read(problems)
             if problems:
                 raise problems.error()
             return
         before = _stamp(self.path)
-        held: list[Record] | None = []
-        for record in self._records(reader, problems):  # first pass: validate everything
+        held: list[_T] | None = []
+        rows = 0
+        for item in read(problems):  # first pass: validate everything
+            rows += size(item)
             if held is not None:
-                held.append(record)
-                if len(held) > self.buffer_records:
+                held.append(item)
+                if rows > self.buffer_records:
                     held = None  # too many to hold: read the file again below
         if problems:
             raise problems.error()
         if held is not None:
-            for record in held:
-                yield k, record
+            yield from held
             return
         changed = f"{self.path}: changed while being read"
         if _stamp(self.path) != before:
             raise InputFileError(self.path, [f"{changed}; nothing imported"])
         again = _Problems(self.path, self.max_problems)
-        for record in self._records(reader, again):  # second pass: the same, now yielded
-            yield k, record
+        yield from read(again)  # second pass: the same, now yielded
         if again:
             raise again.error(f"{changed}; records before the first problem were emitted")
 
@@ -178,36 +194,9 @@ class RecordsFileCollector:
 
     def _tables(self) -> Iterator[tuple[Kind, pa.Table]]:
         k = self.kind
-        problems = _Problems(self.path, self.max_problems)
-        if self.single_pass:
-            for table in _parquet_tables(k, self.path, problems):
-                yield k, table
-            if problems:
-                raise problems.error()
-            return
-        before = _stamp(self.path)
-        held: list[pa.Table] | None = []
-        rows = 0
-        for table in _parquet_tables(k, self.path, problems):
-            rows += table.num_rows
-            if held is not None:
-                held.append(table)
-                if rows > self.buffer_records:
-                    held = None
-        if problems:
-            raise problems.error()
-        if held is not None:
-            for table in held:
-                yield k, table
-            return
-        changed = f"{self.path}: changed while being read"
-        if _stamp(self.path) != before:
-            raise InputFileError(self.path, [f"{changed}; nothing imported"])
-        again = _Problems(self.path, self.max_problems)
-        for table in _parquet_tables(k, self.path, again):
+        read = functools.partial(_parquet_tables, k, self.path)
+        for table in self._refusable(read, lambda t: t.num_rows):
             yield k, table
-        if again:
-            raise again.error(f"{changed}; records before the first problem were emitted")
 
 
 def _parquet_tables(k: Kind, path: Path, problems: _Problems) -> Iterator[pa.Table]:
