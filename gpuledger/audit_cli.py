@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pipeline.lake import AsOf
-    from warehouse.render import Lineage
+    from warehouse.render import Engine, Lineage
 
 DEFAULT_LAKE = Path("lake")
 AS_OF_HELP = (
@@ -60,6 +60,36 @@ def as_of_arg(text: str) -> AsOf:
 
 def add_as_of(p: argparse.ArgumentParser) -> None:
     p.add_argument("--as-of", type=as_of_arg, metavar="VERSIONS|ISO-TIME", help=AS_OF_HELP)
+
+
+def add_engine(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--engine",
+        choices=["duckdb", "spark"],
+        default="duckdb",
+        help="SQL engine: duckdb (default, in process) or spark (a local Spark session over "
+        "the same Delta snapshot, same rows; needs the spark extra and Java 17)",
+    )
+
+
+def open_engine(lake: Path, as_of: AsOf, engine: str = "duckdb") -> tuple[Any, Engine]:
+    """A connection to the lake's snapshot on ``engine`` (session time zone UTC) and the
+    ``Engine`` to name in the report."""
+    if engine == "spark":
+        try:
+            from warehouse.spark_reports import open_spark
+        except ImportError as exc:
+            raise SystemExit(
+                f"--engine spark needs the spark extra (pip install -e '.[spark]'): {exc}"
+            ) from None
+        spark_con = open_spark(lake, as_of)
+        return spark_con, spark_con.engine
+    from warehouse.catalog import connect
+    from warehouse.render import duckdb_engine
+
+    con = connect(lake, ":memory:", as_of=as_of)
+    con.execute("SET TimeZone = 'UTC'")
+    return con, duckdb_engine()
 
 
 def cmd_vouchers_import(a: argparse.Namespace) -> int:
@@ -132,17 +162,18 @@ def format_audit(report: dict[str, Any], fmt: str) -> str:
 
 def _lineage(report: dict[str, Any]) -> Lineage | None:
     """The ``Lineage`` of a report dict (its ``lineage`` key), or None."""
-    from warehouse.render import Lineage
+    from warehouse.render import Engine, Lineage
 
     found = report.get("lineage")
-    return None if found is None else Lineage(found["tables"])
+    engine = report.get("engine")
+    return None if found is None else Lineage(found["tables"], engine and Engine(**engine))
 
 
 def cmd_audit(a: argparse.Namespace) -> int:
-    from warehouse.attribution import open_audit
     from warehouse.audit import audit, load_thresholds
+    from warehouse.render import name_engine
 
-    con = open_audit(a.lake, a.as_of)
+    con, engine = open_engine(a.lake, a.as_of, a.engine)
     try:
         report = audit(
             con,
@@ -153,6 +184,7 @@ def cmd_audit(a: argparse.Namespace) -> int:
         )
     finally:
         con.close()
+    name_engine(report, engine)
     if a.format == "html":
         from gpuledger.ops_cli import write_page
         from warehouse.html import audit_html
@@ -190,15 +222,15 @@ def cmd_scenario(a: argparse.Namespace) -> int:
 
 
 def cmd_report_effectiveness(a: argparse.Namespace) -> int:
-    from warehouse.attribution import open_audit
     from warehouse.effectiveness import effectiveness
-    from warehouse.render import render
+    from warehouse.render import name_engine, render
 
-    con = open_audit(a.lake, a.as_of)
+    con, engine = open_engine(a.lake, a.as_of, a.engine)
     try:
         report = effectiveness(con, a.programme, months=a.months, tz=a.tz)
     finally:
         con.close()
+    name_engine(report, engine)
     read = _lineage(report)
     if a.format == "json":
         print(json.dumps(report, indent=2, default=str, ensure_ascii=False))
@@ -258,6 +290,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--thresholds", type=Path, help="thresholds TOML (default deploy/audit/thresholds.toml)"
     )
     add_as_of(p)
+    add_engine(p)
     p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser("scenario", help="generate a synthetic voucher landscape over a lake")
@@ -288,4 +321,5 @@ def add_effectiveness_report(report_sub: argparse._SubParsersAction) -> None:
     r.add_argument("--tz", default="Asia/Shanghai")
     r.add_argument("--format", choices=["table", "csv", "json"], default="table")
     add_as_of(r)
+    add_engine(r)
     r.set_defaults(func=cmd_report_effectiveness)

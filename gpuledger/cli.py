@@ -245,16 +245,17 @@ def cmd_dlq(a: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------- reports
 def cmd_report_utilisation(a: argparse.Namespace) -> int:
-    from warehouse.catalog import connect
+    from dataclasses import replace
+
     from warehouse.reports import lineage, render, utilisation_report
 
     # a private in-memory catalogue: any number of reports run side by side while ingest writes
-    con = connect(a.lake, ":memory:", as_of=a.as_of)
+    con, engine = audit_cli.open_engine(a.lake, a.as_of, a.engine)
     try:
         rows = utilisation_report(
             con, period=a.period, by=a.by, date_from=a.date_from, date_to=a.date_to, tz=a.tz
         )
-        read = lineage(con)
+        read = replace(lineage(con), engine=engine)
     finally:
         con.close()
     if a.format == "html":
@@ -420,6 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --format html: write the page here (default stdout)",
     )
     audit_cli.add_as_of(r)
+    audit_cli.add_engine(r)
     r.set_defaults(func=cmd_report_utilisation)
 
     p = sub.add_parser(

@@ -20,6 +20,26 @@ ENGINE = "duckdb"
 
 
 @dataclass(frozen=True)
+class Engine:
+    """The SQL engine a report ran on."""
+
+    name: str
+    version: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"name": self.name, "version": self.version}
+
+    def label(self) -> str:
+        return f"{self.name} {self.version}"
+
+
+def duckdb_engine() -> Engine:
+    import duckdb
+
+    return Engine(ENGINE, duckdb.__version__)
+
+
+@dataclass(frozen=True)
 class Lineage:
     """The lake table versions a report read (``tables``: the ``_snapshot`` view of its
     connection, None where the table had no commit).
@@ -32,6 +52,9 @@ class Lineage:
     """
 
     tables: Mapping[str, int | None]
+    engine: Engine | None = None
+    """The engine the report ran on: named in JSON next to the versions; in CSV and table
+    outputs only when it is not DuckDB (their DuckDB form predates the engine choice)."""
 
     @property
     def versions(self) -> dict[str, int]:
@@ -42,19 +65,36 @@ class Lineage:
         return format_as_of(self.versions)
 
     def to_json(self) -> dict[str, Any]:
-        """``{"tables": {table: version}, "as_of": ..., "engine": "duckdb"}``."""
-        return {"tables": self.versions, "as_of": self.as_of, "engine": ENGINE}
+        """``{"tables": {table: version}, "as_of": ..., "engine": "duckdb"}`` (the engine's
+        name)."""
+        name = ENGINE if self.engine is None else self.engine.name
+        return {"tables": self.versions, "as_of": self.as_of, "engine": name}
 
     def note(self) -> str:
         return f"lake versions: {self.as_of}; reproduce with --as-of {self.as_of}"
 
+    def _engine_note(self) -> str:
+        if self.engine is None or self.engine.name == ENGINE:
+            return ""
+        return f"; engine: {self.engine.label()}"
+
     def csv_comment(self) -> str:
         """The first line of CSV outputs."""
-        return f"# {self.note()}\n"
+        return f"# {self.note()}{self._engine_note()}\n"
 
     def footer(self) -> str:
         """The last line of table outputs."""
-        return f"lake versions: {self.as_of}\n"
+        return f"lake versions: {self.as_of}{self._engine_note()}\n"
+
+
+def name_engine(report: dict[str, Any], engine: Engine) -> dict[str, Any]:
+    """``report`` (a dict with ``lineage``, as the audit and the effectiveness report return
+    it) naming the engine it ran on: ``lineage.engine`` its name, ``engine`` next to
+    ``lineage`` (``{"name": ..., "version": ...}``)."""
+    if report.get("lineage") is not None:
+        report["lineage"] = {**report["lineage"], "engine": engine.name}
+    report["engine"] = engine.to_json()
+    return report
 
 
 def json_default(value: Any) -> Any:
@@ -124,10 +164,12 @@ def render(
 
     With ``lineage``: CSV starts with a ``# lake versions: ...`` comment line, the table ends
     with a ``lake versions: ...`` line, and every JSON object gets ``lake_versions`` (the
-    ``--as-of`` value that reproduces the rows)."""
+    ``--as-of`` value that reproduces the rows) and, when the lineage names it, ``engine``."""
     cols = list(columns if columns is not None else (rows[0].keys() if rows else []))
     if fmt == "json":
-        extra = {} if lineage is None else {"lake_versions": lineage.as_of}
+        extra: dict[str, Any] = {} if lineage is None else {"lake_versions": lineage.as_of}
+        if lineage is not None and lineage.engine is not None:
+            extra["engine"] = lineage.engine.to_json()
         objects = [{**{c: r[c] for c in cols}, **extra} for r in rows]
         return json.dumps(objects, indent=2, default=json_default) + "\n"
     if fmt == "csv":

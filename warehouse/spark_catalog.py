@@ -54,6 +54,13 @@ LOCAL_CONFS = {
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
 }
+SESSION_CONFS = {
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.constraintPropagation.enabled": "false",
+}
+"""Set by ``register_lake`` on its session: the views read instants in UTC, and Spark 4.0.1's
+constraint propagation fails (``NoSuchElementException: key not found``) on a union of
+checkpointed views; without it the optimizer only infers fewer filters."""
 SPARK_TYPES = {
     "TIMESTAMPTZ": "TIMESTAMP",
     "VARCHAR": "STRING",
@@ -62,18 +69,6 @@ SPARK_TYPES = {
     "VARCHAR[]": "ARRAY<STRING>",
 }
 """Spark SQL type of each DuckDB type the contract uses (``Kind.duckdb_columns``)."""
-
-CACHED_VIEWS = (
-    "gpu_extent",
-    "gpu_sample_coverage",
-    "occupancy_coverage",
-    "inventory_coverage",
-    "allocation_spans",
-    "allocation_hold_spans",
-    "cluster_sources",
-    "gpu_bins",
-)
-"""Derived views ``register_lake(cache=True)`` caches: those every report reads again."""
 
 _session: SparkSession | None = None
 
@@ -192,6 +187,17 @@ class _Code:
         if m is None or m[1] != _LIT:
             raise ValueError(f"expected a string literal, not {text!r}")
         return self.literals[int(m[2])]
+
+    def duck(self, code: str) -> str:
+        """``code`` with the literals and names back in DuckDB's syntax."""
+
+        def put(m: re.Match[str]) -> str:
+            i = int(m[2])
+            if m[1] == _LIT:
+                return "'" + self.literals[i].replace("'", "''") + "'"
+            return '"' + self.names[i].replace('"', '""') + '"'
+
+        return _PLACEHOLDER.sub(put, code)
 
     def restore(self, code: str) -> str:
         """``code`` with the literals re-escaped for Spark and the names in backquotes."""
@@ -418,6 +424,36 @@ def _union_by_name(code: _Code, text: str, describe: Callable[[str], Sequence[st
         names = ", ".join(_bq(c) for c in lcols)
         text = f"{text[: m.start()]}UNION ALL SELECT {names} FROM ({right.strip()}) {text[end:]}"
     return text
+
+
+def materialized_ctes(sql: str) -> tuple[list[tuple[str, str]], str] | None:
+    """A ``WITH`` statement with CTEs DuckDB materialises (``name AS MATERIALIZED (...)``)
+    split into one DuckDB query per such CTE, in order (each may read the ones before it by
+    name, and is given the plain CTEs before it), and the statement without them; None when
+    it has none. Spark has no such CTE: ``spark_reports`` computes each once."""
+    code = _Code(sql)
+    text = code.code
+    head = re.match(r"WITH\s+", text)
+    if head is None or not re.search(r"\bAS MATERIALIZED \(", text):
+        return None
+    plain: list[str] = []
+    out: list[tuple[str, str]] = []
+    j = head.end()
+    while cte := re.match(r"\s*(\w+)\s+AS\s+(MATERIALIZED\s+)?\(", text[j:]):
+        start = j + cte.end() - 1
+        end = _close(text, start)
+        if cte[2]:
+            prefix = f"WITH {', '.join(plain)} " if plain else ""
+            out.append((cte[1], code.duck(f"{prefix}SELECT * FROM ({text[start + 1 : end - 1]})")))
+        else:
+            plain.append(text[j:end].strip())
+        j = end
+        comma = re.match(r"\s*,", text[j:])
+        if comma is None:
+            break
+        j += comma.end()
+    rest = (f"WITH {', '.join(plain)} " if plain else "") + text[j:].strip()
+    return out, code.duck(rest)
 
 
 def render_sql(
@@ -743,10 +779,10 @@ class Registered:
     rollups: rv.RollupState | None = None
     """Which partitions the GPU-sample views serve from stored bins (the DuckDB decisions)."""
     cached: list[DataFrame] = field(default_factory=list)
-    """What ``register_lake(cache=True)`` cached."""
+    """The checkpointed views of ``register_lake(cache=True)``."""
 
     def release(self) -> None:
-        """Drop what was cached for these views."""
+        """Let the checkpointed rows go (Spark drops them once nothing refers to them)."""
         for df in self.cached:
             df.unpersist()
         self.cached.clear()
@@ -775,13 +811,16 @@ def register_lake(
     catalogue decided them (``catalog.refresh_with_state``'s ``RollupState``); True: ask an
     in-memory DuckDB catalogue at ``versions`` (``rollup_state``); False: none (every figure
     from raw rows, as ``connect(..., rollups=False)``).
-    ``cache`` keeps the scanned tables and the derived views in ``CACHED_VIEWS`` in Spark's
-    cache (a pinned snapshot never changes; values cut at now() are then those of the first
-    read); ``Registered.release()`` drops them."""
+    ``cache`` keeps every view's rows once computed (``localCheckpoint``, lazily: on first
+    use): a pinned snapshot never changes, and a view over checkpointed views plans as one
+    over tables (values cut at now() are those of the view's planning, at registration);
+    ``Registered.release()`` lets them go."""
     from warehouse.vouchers import ENTITIES, voucher_views
 
     lake = Path(lake).resolve()
     paths = catalog.table_paths(lake)
+    for key, value in SESSION_CONFS.items():
+        spark.conf.set(key, value)
     if versions is None:
         versions = pinned_versions(lake, as_of)
     missing = sorted(set(paths) - set(versions))
@@ -802,7 +841,8 @@ def register_lake(
 
     def frame(name: str, df: DataFrame) -> None:
         if cache:
-            df = df.cache()
+            # computed on first use, then kept; later views see a leaf, not its whole plan
+            df = df.localCheckpoint(eager=False)
             done.cached.append(df)
         df.createOrReplaceTempView(name)
         done.views.append(name)
@@ -811,10 +851,10 @@ def register_lake(
         rendered = spark_sql(statement, columns, describe)
         spark.sql(rendered)
         name = rendered.split()[5].strip("`")
-        done.views.append(name)
-        if cache and name in CACHED_VIEWS:
-            view = spark.table(_bq(name)).cache()
-            done.cached.append(view)
+        if cache:
+            frame(name, spark.table(_bq(name)))
+        else:
+            done.views.append(name)
 
     for k in KINDS.values():
         raw, *views = catalog.kind_views(k, None)
