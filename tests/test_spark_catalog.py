@@ -180,7 +180,7 @@ def test_rendering_is_exact(spark: Any) -> None:
     assert rendered == (
         "CREATE OR REPLACE TEMP VIEW `v` AS SELECT `end`, unix_millis(ts) AS ms, "
         "'it\\'s \\\\d' AS s,\nmax_by(x, (ts, x)) OVER () AS m FROM (SELECT *, row_number() "
-        "OVER (ORDER BY x DESC) AS _qualify FROM t) WHERE _qualify = 1"
+        "OVER (ORDER BY x DESC NULLS LAST) AS _qualify FROM t) WHERE _qualify = 1"
     )
     spark.sql(
         "CREATE OR REPLACE TEMP VIEW t AS SELECT * FROM VALUES "
