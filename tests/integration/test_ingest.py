@@ -181,11 +181,12 @@ def test_sigkill_at_random_moments_then_restart_loses_and_duplicates_nothing(
     for kill in range(20):
         before = _version(lake)
         proc = _ingest_process(kafka, namespace, lake, idle=None, batch=1500)
-        if kill % 2:  # anywhere: during start-up and group join too
-            time.sleep(rng.uniform(0.8, 4.0))
-        else:  # at a random moment after this worker's first commit, however slow its start
-            _wait_for_commits(lake, before + 1)
-            time.sleep(rng.uniform(0.0, 1.5))
+        if kill % 4 == 3:  # during start-up or the group join
+            time.sleep(rng.uniform(0.2, 1.0))
+        else:  # mid-stream: after 1 or 2 of this worker's commits (of at most 1,500 records),
+            # however fast or slow the machine makes its start and its pace
+            _wait_for_commits(lake, before + rng.randint(1, 2))
+            time.sleep(rng.uniform(0.0, 0.05))
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
         landed = len(lake_rows(lake, "gpu_samples"))
