@@ -16,6 +16,14 @@ dependency order as ``warehouse.catalog.refresh``:
   statements rendered for Spark SQL by ``spark_sql`` (a few exact substitutions, listed there),
   so the view SQL has one source. The voucher ``<entity>_history`` views are read here from the
   entity tables and the import ledger at their pinned versions.
+- the GPU-sample rollup views (``warehouse.rollup_views``: ``gpu_bins_stored``,
+  ``raw_gpu_samples_rest``, ``gpu_extent``, ``gpu_bins_fresh``, ``raw_gpu_samples_open``,
+  ``gpu_sample_coverage_open``, ``gpu_bins_live``, ``gpu_bins``) with the DuckDB catalogue's
+  decisions (``RollupState``: which partitions are fresh, at which bins commit): stored bins of
+  those partitions, raw rows of the others selected on the partition columns.
+
+``render_sql`` renders any DuckDB statement of the project (the reports' too, with their
+``$name`` parameters); ``spark_sql`` a view statement.
 
 Versions are always resolved in Python (``pipeline.lake.open_table``, as DuckDB does) and handed
 to Spark as ``versionAsOf``: an instant is never passed to Spark, whose ``timestampAsOf`` may
