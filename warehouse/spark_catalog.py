@@ -82,11 +82,13 @@ _session: SparkSession | None = None
 
 
 def spark_session() -> SparkSession:
-    """The one shared local[2] SparkSession with Delta configured (first start: Ivy fetches
-    ``DELTA_PACKAGE`` from Maven Central into ``~/.ivy2*``)."""
+    """The active SparkSession (a cluster driver's), else one shared local[2] session with
+    Delta configured (first start: Ivy fetches ``DELTA_PACKAGE`` from Maven Central into
+    ``~/.ivy2*``)."""
     global _session
     active = SparkSession.getActiveSession()
-    if _session is not None and active is _session:
+    if active is not None and (_session is None or active is _session):
+        _session = active  # a spark-submit driver's session (its confs), or ours
         return _session
     from delta import configure_spark_with_delta_pip
 
