@@ -205,53 +205,33 @@ def _parquet_tables(k: Kind, path: Path, problems: _Problems) -> Iterator[pa.Tab
     from pipeline.columnar import validate_arrays
 
     window = window_bounds()
-    try:
-        pf = pq.ParquetFile(path)
-    except Exception as exc:  # pyarrow raises several types for a broken or foreign file
-        problems.add(f"{path}: not a readable Parquet file: {exc}")
-        return
-    timestamps = {f.name for f in k.fields if f.type is FieldType.TIMESTAMP}
-    with pf:
-        names = pf.schema_arrow.names
-        unknown = [c for c in names if c not in k.name_set]
-        if unknown:
-            problems.add(f"{path}: unknown column(s) for {k.name}: {', '.join(unknown)}")
-        columns = [c for c in names if c in k.name_set]
-        batches = pf.iter_batches(batch_size=PARQUET_TABLE_ROWS, columns=columns)
-        n = 0
-        while True:
-            try:
-                batch = next(batches, None)
-            except Exception as exc:  # a corrupt page or row group further on
-                problems.add(f"{path}: not a readable Parquet file after row {n}: {exc}")
-                return
-            if batch is None:
-                return
-            arrays: dict[str, pa.Array] = {}
-            for name, column in zip(batch.schema.names, batch.columns, strict=True):
-                ms = _epoch_ms(column) if name in timestamps else None
-                arrays[name] = column if ms is None else ms
+    n = 0
+    for batch in _parquet_batches(k, path, PARQUET_TABLE_ROWS):
+        if isinstance(batch, RecordError):
+            problems.add(f"{path}: {batch.reason}")
+            continue
+        arrays, rows_in_batch = batch
 
-            def raws_of(rows: list[int], cols: dict[str, pa.Array] = arrays) -> list[Any]:
-                """Those rows as ``_parquet`` reads them (the per-record path's input)."""
-                if not cols:
-                    return [{} for _ in rows]
-                return [dict(r) for r in pa.table(cols).take(rows).to_pylist()]
+        def raws_of(rows: list[int], cols: dict[str, pa.Array] = arrays) -> list[Any]:
+            """Those rows as ``_parquet`` reads them (the per-record path's input)."""
+            if not cols:
+                return [{} for _ in rows]
+            return [dict(r) for r in pa.table(cols).take(rows).to_pylist()]
 
-            checked = validate_arrays(k, arrays, batch.num_rows, raws_of, window)
-            if checked is None:  # a column the contract does not read as is: row by row
-                from pipeline.validate import validate_batch
+        checked = validate_arrays(k, arrays, rows_in_batch, raws_of, window)
+        if checked is None:  # a column the contract does not read as is: row by row
+            from pipeline.validate import validate_batch
 
-                good, bad = validate_batch(k, raws_of(list(range(batch.num_rows))), window)
-                table = pa.Table.from_pylist(good, schema=k.arrow_schema())
-                rejects = bad
-            else:
-                table, rejects = checked
-            for r in rejects:
-                problems.add(f"{path}:{n + r.index + 1}: {r.error.reason}")
-            n += batch.num_rows
-            if not problems:
-                yield table
+            good, bad = validate_batch(k, raws_of(list(range(rows_in_batch))), window)
+            table = pa.Table.from_pylist(good, schema=k.arrow_schema())
+            rejects = bad
+        else:
+            table, rejects = checked
+        for r in rejects:
+            problems.add(f"{path}:{n + r.index + 1}: {r.error.reason}")
+        n += rows_in_batch
+        if not problems:
+            yield table
 
 
 def _stamp(path: Path) -> tuple[int, int, int]:
@@ -339,43 +319,58 @@ def _epoch_ms(column: pa.Array) -> pa.Array | None:
         return None
 
 
-def _parquet(k: Kind, path: Path) -> Numbered:
+def _parquet_batches(
+    k: Kind, path: Path, batch_rows: int
+) -> Iterator[tuple[dict[str, pa.Array], int] | RecordError]:
+    """The contract's columns of each batch of ``path`` (by name; aware timestamps as epoch
+    ms where exact) and its row count; a ``RecordError`` for an unreadable file (then
+    nothing more), for unknown columns (the known ones still follow) and for a corrupt part
+    further on (then nothing more)."""
     try:
         pf = pq.ParquetFile(path)
     except Exception as exc:  # pyarrow raises several types for a broken or foreign file
-        yield None, RecordError(f"not a readable Parquet file: {exc}", "bad_file")
+        yield RecordError(f"not a readable Parquet file: {exc}", "bad_file")
         return
     with pf:
         names = pf.schema_arrow.names
         unknown = [c for c in names if c not in k.name_set]
         if unknown:
-            yield None, RecordError(f"unknown column(s) for {k.name}: {', '.join(unknown)}")
+            yield RecordError(f"unknown column(s) for {k.name}: {', '.join(unknown)}")
         columns = [c for c in names if c in k.name_set]
         timestamps = {f.name for f in k.fields if f.type is FieldType.TIMESTAMP}
-        batches = pf.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=columns)
+        batches = pf.iter_batches(batch_size=batch_rows, columns=columns)
         n = 0
         while True:
             try:
                 batch = next(batches, None)
             except Exception as exc:  # a corrupt page or row group further on
-                yield (
-                    None,
-                    RecordError(f"not a readable Parquet file after row {n}: {exc}", "bad_file"),
-                )
+                yield RecordError(f"not a readable Parquet file after row {n}: {exc}", "bad_file")
                 return
             if batch is None:
                 return
-            values: list[list[Any]] = []
+            arrays: dict[str, pa.Array] = {}
             for name, column in zip(batch.schema.names, batch.columns, strict=True):
                 ms = _epoch_ms(column) if name in timestamps else None
-                values.append((column if ms is None else ms).to_pylist())
-            rows: Iterable[tuple[Any, ...]] = (
-                zip(*values, strict=True) if values else itertools.repeat((), batch.num_rows)
-            )
-            names_now = batch.schema.names
-            for row in rows:
-                n += 1
-                yield n, dict(zip(names_now, row, strict=True))
+                arrays[name] = column if ms is None else ms
+            n += batch.num_rows
+            yield arrays, batch.num_rows
+
+
+def _parquet(k: Kind, path: Path) -> Numbered:
+    n = 0
+    for batch in _parquet_batches(k, path, PARQUET_BATCH_ROWS):
+        if isinstance(batch, RecordError):
+            yield None, batch
+            continue
+        arrays, count = batch
+        values = [column.to_pylist() for column in arrays.values()]
+        rows: Iterable[tuple[Any, ...]] = (
+            zip(*values, strict=True) if values else itertools.repeat((), count)
+        )
+        names = list(arrays)
+        for row in rows:
+            n += 1
+            yield n, dict(zip(names, row, strict=True))
 
 
 READERS: dict[str, Callable[[Kind, Path], Numbered]] = {
