@@ -491,5 +491,42 @@ def main(argv: list[str] | None = None) -> int:
         raise
 
 
+def run() -> None:
+    """The console entry point: ``main()``, then leave the way Python would, minus the last step.
+
+    Non-daemon threads are joined and ``atexit`` functions run as at a normal exit; then the
+    process ends with ``os._exit``, skipping interpreter finalisation. Tearing down modules that
+    hold native thread pools (DuckDB's, Arrow's) in that last step can abort a process whose work
+    is complete ("terminate called without an active exception", exit 134), now and then."""
+    import atexit
+    import os
+    import threading
+    import traceback
+
+    try:
+        rc: int = main()
+    except SystemExit as exc:  # argparse errors and --help
+        code = exc.code
+        if code is None or isinstance(code, int):
+            rc = code or 0
+        else:
+            print(code, file=sys.stderr)
+            rc = 1
+    except BaseException:
+        traceback.print_exc()
+        rc = 1
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            rc = rc or 1
+    logging.shutdown()
+    os._exit(rc)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
