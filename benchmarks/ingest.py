@@ -242,7 +242,7 @@ def scale_out(a: argparse.Namespace) -> None:
     import kafka
     import pyarrow
 
-    pom = (ROOT / "deploy/kafka/pom.xml").read_text()
+    pom = (ROOT / "gpuledger/deploy/kafka/pom.xml").read_text()
     recipe = re.search(r"<kafka.version>([^<]+)<", pom)
     cores = len(os.sched_getaffinity(0))
     ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")

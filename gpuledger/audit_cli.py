@@ -287,7 +287,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="with --format html: write the page here (default stdout)",
     )
     p.add_argument(
-        "--thresholds", type=Path, help="thresholds TOML (default deploy/audit/thresholds.toml)"
+        "--thresholds", type=Path, help="thresholds TOML (default: the packaged thresholds.toml)"
     )
     add_as_of(p)
     add_engine(p)

@@ -1,13 +1,14 @@
 """Local single-node Apache Kafka broker, assembled from Maven Central jars.
 
-No Docker and no Apache download site: ``deploy/kafka/pom.xml`` lists the broker artifacts,
+No Docker and no Apache download site: the recipe's ``pom.xml`` (package data in
+``gpuledger/deploy/kafka/``) lists the broker artifacts,
 Maven copies their runtime closure into a cache folder once (:func:`ensure_jars`), and the
 broker runs as a detached ``java ... kafka.Kafka server.properties`` process (KRaft, combined
 broker + controller, bound to 127.0.0.1) that outlives the Python process that started it.
 
 Layout of ``BrokerSettings.data_dir``::
 
-    server.properties, log4j2.properties   written on every start from deploy/kafka/
+    server.properties, log4j2.properties   written on every start from the recipe
     kraft-combined-logs/                    log.dirs (formatted once; holds topics and data)
     logs/server.log                         broker log at INFO (rolled)
     broker.log                              JVM stdout/stderr: WARN+ lines, crashes

@@ -1,4 +1,5 @@
-"""The local broker's jars: Apache Kafka assembled from Maven Central (``deploy/kafka/pom.xml``).
+"""The local broker's jars: Apache Kafka assembled from Maven Central (``pom.xml`` of the
+broker recipe, package data in ``gpuledger/deploy/kafka/``).
 
 Maven copies the pom's runtime closure into ``<cache>/kafka-<version>/libs`` once; a marker
 holding the pom's sha256 is written only after a complete copy, so a partial download or a
@@ -17,6 +18,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from importlib import resources
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -30,18 +32,26 @@ class JarError(RuntimeError):
 
 
 def deploy_dir() -> Path:
-    """The folder with pom.xml, server.properties and log4j2.properties.
+    """The folder with pom.xml, server.properties, log4j2.properties and secure.properties.
 
-    ``$GPULEDGER_KAFKA_DEPLOY`` overrides the default ``<repo>/deploy/kafka``.
+    The default is the package data folder ``gpuledger/deploy/kafka`` (found with
+    importlib.resources, so an installed wheel finds it too); ``$GPULEDGER_KAFKA_DEPLOY``
+    overrides it.
     """
     override = os.environ.get("GPULEDGER_KAFKA_DEPLOY")
     if override:
         return Path(override).expanduser().resolve()
-    return Path(__file__).resolve().parent.parent / "deploy" / "kafka"
+    recipe = resources.files("gpuledger") / "deploy" / "kafka"
+    if not isinstance(recipe, Path):
+        raise JarError(
+            f"the broker recipe {recipe} is not a folder on disk (gpuledger installed as a zip?); "
+            "set GPULEDGER_KAFKA_DEPLOY to a folder holding pom.xml and the .properties files"
+        )
+    return recipe
 
 
 def kafka_version() -> str:
-    """The Kafka version pinned in deploy/kafka/pom.xml (``<kafka.version>``)."""
+    """The Kafka version pinned in the recipe's pom.xml (``<kafka.version>``)."""
     pom = deploy_dir() / "pom.xml"
     try:
         text = pom.read_text(encoding="utf-8")

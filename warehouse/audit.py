@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import tomllib
 from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,7 @@ FINDINGS = (
     "PRICE_ANOMALY",
 )
 SEVERITIES = ("high", "medium", "low")
-DEFAULT_THRESHOLDS = Path(__file__).resolve().parents[1] / "deploy" / "audit" / "thresholds.toml"
+DEFAULT_THRESHOLDS = Path(str(files("gpuledger") / "deploy" / "audit" / "thresholds.toml"))
 FINDING_KEYS = (
     "finding",
     "severity",
