@@ -8,8 +8,10 @@ is not a ``SourceError``: collectors skip it and count it by reason.
 
 from __future__ import annotations
 
+from pipeline.errors import TransientError
 
-class SourceError(RuntimeError):
+
+class SourceError(TransientError, RuntimeError):
     """The source could not be read (down, refused, HTTP error, not its format).
 
     The message names the source (URL or path) and what happened.

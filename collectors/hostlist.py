@@ -11,13 +11,15 @@ from __future__ import annotations
 import itertools
 import re
 
+from pipeline.errors import TerminalError
+
 MAX_HOSTS = 1_000_000
 """A guard against a malformed range such as ``[1-999999999]`` eating the memory."""
 
 _BRACKET = re.compile(r"\[([^\[\]]*)\]")
 
 
-class HostlistError(ValueError):
+class HostlistError(TerminalError, ValueError):
     """The text is not a hostlist expression."""
 
 

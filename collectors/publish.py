@@ -22,6 +22,7 @@ from typing import Any
 from kafka import KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
 
+from pipeline.errors import TransientError
 from pipeline.kafka_config import KafkaAccessError, KafkaSecurity, client_kwargs, connect
 from pipeline.records import Kind, Record
 from pipeline.topics import topic_for
@@ -30,7 +31,7 @@ from pipeline.wire import encode
 log = logging.getLogger(__name__)
 
 
-class PublishError(RuntimeError):
+class PublishError(TransientError, RuntimeError):
     """Records could not be delivered to Kafka (after retries)."""
 
 

@@ -39,6 +39,7 @@ import pyarrow.parquet as pq
 
 from collectors.base import Emitted
 from pipeline.bounds import window_bounds
+from pipeline.errors import TerminalError
 from pipeline.records import Field, FieldType, Kind, Record, RecordError, coerce
 
 _T = TypeVar("_T")
@@ -60,7 +61,7 @@ PARQUET_TABLE_ROWS = 131_072
 """Rows per batch on the column-wise path (``collect_tables``)."""
 
 
-class InputFileError(ValueError):
+class InputFileError(TerminalError, ValueError):
     """A records file was refused whole; ``problems`` holds one ``<file>:<n>: <reason>`` each
     (at most ``MAX_PROBLEMS``), ``more`` how many further problems were not listed."""
 

@@ -5,16 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import signal
 import sys
-import threading
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 from gpuledger import audit_cli, lake_cli, ops_cli
+from gpuledger.shutdown import stop_on_signals
 from gpuledger.sources import add_sources
+from pipeline.defaults import DEFAULT_TZ
+from pipeline.errors import TerminalError, TransientError
 from pipeline.records import KINDS
 
 DEFAULT_LAKE = Path("lake")
@@ -31,38 +31,6 @@ def _progress(prefix: str) -> Any:
         )
 
     return show
-
-
-SHUTDOWN_GRACE_S = 10.0
-
-
-def _stop_on_signals(grace_s: float = SHUTDOWN_GRACE_S) -> threading.Event:
-    """An event set by SIGINT/SIGTERM. The command then finishes the record in hand, flushes
-    and exits; if that takes longer than ``grace_s`` the process exits with status 3 (what was
-    buffered may not all be written), so ``docker stop`` never has to SIGKILL it blind."""
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: object) -> None:
-        if stop.is_set():
-            return
-        stop.set()
-        print(
-            f"\n{signal.Signals(signum).name}: flushing what is buffered, then exiting",
-            file=sys.stderr,
-            flush=True,
-        )
-        watchdog = threading.Timer(grace_s, _overdue, args=(grace_s,))
-        watchdog.daemon = True
-        watchdog.start()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, on_signal)
-    return stop
-
-
-def _overdue(grace_s: float) -> None:
-    print(f"shutdown took longer than {grace_s:.0f}s; exiting without finishing", file=sys.stderr)
-    os._exit(3)
 
 
 # ------------------------------------------------------------------------------- kafka
@@ -123,7 +91,7 @@ def cmd_collect(a: argparse.Namespace) -> int:
             built.collector,
             sink,
             repeat_every_s=built.repeat_every_s,
-            stop=_stop_on_signals(),
+            stop=stop_on_signals(),
             progress=_progress(f"collect {built.describe}"),
         )
     finally:
@@ -141,15 +109,13 @@ def cmd_backfill(a: argparse.Namespace) -> int:
     from pipeline.backfill import LakeSink, backfill_load_id
 
     built = a.build(a)
-    load_id = backfill_load_id(
-        a.source_name, {k: v for k, v in vars(a).items() if k not in ("build", "func", "lake")}
-    )
+    load_id = backfill_load_id(a.source_name, vars(a))
     sink = LakeSink(a.lake, load_id, origin=f"backfill {built.describe}")
     run = run_collector(
         built.collector,
         sink,
         repeat_every_s=built.repeat_every_s,
-        stop=_stop_on_signals(),
+        stop=stop_on_signals(),
         progress=_progress(f"backfill {built.describe}"),
     )
     st = sink.stats
@@ -199,11 +165,9 @@ def cmd_ingest(a: argparse.Namespace) -> int:
     )
     registry = None
     if a.metrics_listen:
-        from prometheus_client import CollectorRegistry, start_http_server
+        from pipeline.ingest_metrics import serve_metrics
 
-        registry = CollectorRegistry()
-        host, _, port = a.metrics_listen.rpartition(":")
-        start_http_server(int(port), addr=host or "127.0.0.1", registry=registry)
+        registry, _ = serve_metrics(a.metrics_listen)
     ingestor = Ingestor(settings, registry=registry)
 
     def show(s: Any) -> None:
@@ -214,7 +178,7 @@ def cmd_ingest(a: argparse.Namespace) -> int:
             flush=True,
         )
 
-    s = ingestor.run(stop=_stop_on_signals(), progress=show)
+    s = ingestor.run(stop=stop_on_signals(), progress=show)
     print(
         f"\nlanded {s.landed:,} records in {a.lake} ({s.commits:,} commits); "
         f"rejected {s.rejected:,} to the dead-letter topics"
@@ -229,13 +193,13 @@ def cmd_ingest(a: argparse.Namespace) -> int:
 def cmd_dlq(a: argparse.Namespace) -> int:
     from pipeline.dead_letter import read_dead_letters
     from pipeline.records import KINDS
-    from pipeline.topics import topic_for
+    from pipeline.topics import dlq_topic_for
 
     kinds = [KINDS[a.kind]] if a.kind else list(KINDS.values())
     security = ops_cli.kafka_security(a)
     total = 0
     for k in kinds:
-        topic = f"{topic_for(k, a.namespace)}.dlq"
+        topic = dlq_topic_for(k, a.namespace)
         for letter in read_dead_letters(a.kafka, topic, idle_timeout_s=a.wait, security=security):
             total += 1
             print(json.dumps({"dlq": topic, **letter.to_json()}, ensure_ascii=False))
@@ -410,9 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DATE",
         help="last local date (inclusive)",
     )
-    r.add_argument(
-        "--tz", default="Asia/Shanghai", help="data-centre time zone (default Asia/Shanghai)"
-    )
+    r.add_argument("--tz", default=DEFAULT_TZ, help=f"data-centre time zone (default {DEFAULT_TZ})")
     r.add_argument("--format", choices=["table", "csv", "json", "html"], default="table")
     r.add_argument(
         "--output",
@@ -468,6 +430,23 @@ def _add_partitions(p: argparse.ArgumentParser) -> None:
     )
 
 
+EXIT_CODES: tuple[tuple[type[Exception], int], ...] = (
+    (TerminalError, 2),  # bad input or settings, a refused import: the same run fails again
+    (TransientError, 2),  # broker or source away, a raced commit: running it again may work
+    # errors of libraries: the file system, bad values, kafka-python's KafkaError (a RuntimeError)
+    (OSError, 2),
+    (ValueError, 2),
+    (RuntimeError, 2),
+)
+"""Error type -> exit code; the first match decides. ``main`` prints ``gpuledger: error:
+<message>`` for these and lets anything else (a bug) raise with its traceback."""
+
+
+def exit_code(exc: Exception) -> int | None:
+    """The exit code ``main`` gives for ``exc`` (``EXIT_CODES``), None for an unexpected error."""
+    return next((code for kind, code in EXIT_CODES if isinstance(exc, kind)), None)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -482,13 +461,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # the CLI's one place to turn errors into a message
         if args.verbose:
             raise
-        from collectors.publish import PublishError
-
-        known = (PublishError, OSError, ValueError, RuntimeError)
-        if isinstance(exc, known):
-            print(f"gpuledger: error: {exc}", file=sys.stderr)
-            return 2
-        raise
+        code = exit_code(exc)
+        if code is None:
+            raise
+        print(f"gpuledger: error: {exc}", file=sys.stderr)
+        return code
 
 
 def run() -> None:

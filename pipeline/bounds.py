@@ -37,6 +37,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from pipeline.errors import TerminalError
+
 MAX_ID_CHARS = 128
 """Longest text of an id or key field (datacentre, cluster, node, gpu_uuid, job_id, ...)."""
 MAX_LIST_ITEMS = 4096
@@ -55,7 +57,7 @@ PLAUSIBLE_FROM_MS = 946_684_800_000
 """2000-01-01T00:00:00Z: the default start of the plausibility window."""
 
 
-class RecordError(ValueError):
+class RecordError(TerminalError, ValueError):
     """A terminal problem with one record: it goes to the dead-letter path, never retried."""
 
     def __init__(self, reason: str, error_class: str = "invalid_record") -> None:

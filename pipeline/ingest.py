@@ -46,7 +46,7 @@ from pipeline.consume import (
 from pipeline.dead_letter import DLQ_MAX_RAW_BYTES, DeadLetter
 from pipeline.ingest_metrics import IngestMetrics
 from pipeline.kafka_config import KafkaSecurity
-from pipeline.records import Kind, RecordError
+from pipeline.records import Kind, RecordError, dead_letter_topic
 from pipeline.topics import contract_topics, kind_for_topic
 from pipeline.wire import decode, encode_record
 from pipeline.write import commit_rows
@@ -302,7 +302,7 @@ class Ingestor:
         self.metrics.rejected.labels(letter.origin, letter.error_class).inc()
         letter = letter.fitted(DLQ_MAX_RAW_BYTES)
         future = self.dlq.send(
-            f"{letter.origin}.dlq",
+            dead_letter_topic(letter.origin),
             key=letter.message_key(),
             value=letter.raw,
             headers=letter.headers(),

@@ -1,8 +1,21 @@
-"""The counters operators watch on ``ingest`` (Prometheus), in a registry the caller owns."""
+"""The counters operators watch on ``ingest`` (Prometheus), in a registry the caller owns;
+``serve_metrics`` serves such a registry for ``ingest --metrics-listen``."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+
+
+def serve_metrics(listen: str) -> tuple[CollectorRegistry, WSGIServer]:
+    """A fresh registry served on ``listen`` (``HOST:PORT``; no host: 127.0.0.1) from a daemon
+    thread, and its server (``shutdown()`` stops it; otherwise it lives as long as the
+    process)."""
+    registry = CollectorRegistry()
+    host, _, port = listen.rpartition(":")
+    server, _thread = start_http_server(int(port), addr=host or "127.0.0.1", registry=registry)
+    return registry, server
 
 
 class IngestMetrics:

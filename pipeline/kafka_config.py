@@ -36,6 +36,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
+from pipeline.errors import TerminalError, TransientError
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -64,12 +66,15 @@ _HINTS = {
 _ENV = re.compile(r"\$\{([^}]*)\}")
 
 
-class KafkaConfigError(ValueError):
+class KafkaConfigError(TerminalError, ValueError):
     """A client properties file that cannot be used (the message names file and line)."""
 
 
-class KafkaAccessError(RuntimeError):
-    """A Kafka client could not connect or authenticate (bootstrap and mechanism named)."""
+class KafkaAccessError(TransientError, RuntimeError):
+    """A Kafka client could not connect or authenticate (bootstrap and mechanism named).
+
+    Transient by type: the broker may be away. ``final`` says when the cause is in the
+    settings instead, so that waiting longer in this run cannot help."""
 
     def __init__(self, message: str, final: bool = True) -> None:
         super().__init__(message)

@@ -37,6 +37,8 @@ import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
+from pipeline.errors import TransientError
+
 log = logging.getLogger(__name__)
 
 VERSION_COL = "_version"
@@ -61,8 +63,9 @@ WRITER = WriterProperties(compression="ZSTD", max_row_group_size=ROW_GROUP_ROWS)
 COMMIT_ATTEMPTS = 50
 
 
-class Fenced(Exception):
-    """The table already holds offsets at or past this write's first offset."""
+class Fenced(TransientError):
+    """The table already holds offsets at or past this write's first offset (a raced commit:
+    another worker owns the partition now and lands these records itself)."""
 
     def __init__(self, app_id: str, stored: int, first: int) -> None:
         super().__init__(f"{app_id}: table holds offset {stored}, write starts at {first}")

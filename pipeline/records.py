@@ -58,6 +58,20 @@ MAX_PARTITION_CHARS = 200
 Record = dict[str, Any]
 
 
+DLQ_SUFFIX = ".dlq"
+"""A dead-letter topic is its origin topic's name with this suffix: ``gpu.samples.v1.dlq``."""
+
+
+def dead_letter_topic(topic: str) -> str:
+    """The dead-letter topic of ``topic`` (namespaced or not): ``ns.gpu.samples.v1.dlq``."""
+    return topic + DLQ_SUFFIX
+
+
+def origin_topic(dlq_topic: str) -> str:
+    """The topic whose rejects ``dlq_topic`` holds (the inverse of ``dead_letter_topic``)."""
+    return dlq_topic.removesuffix(DLQ_SUFFIX)
+
+
 class FieldType(StrEnum):
     TIMESTAMP = "timestamp"
     STRING = "string"
@@ -118,7 +132,8 @@ class Kind:
 
     @property
     def dlq_topic(self) -> str:
-        return f"{self.topic}.dlq"
+        """The dead-letter topic of this kind's records (``dead_letter_topic``)."""
+        return dead_letter_topic(self.topic)
 
     @property
     def names(self) -> tuple[str, ...]:

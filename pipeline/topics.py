@@ -6,6 +6,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from pipeline.errors import TransientError
 from pipeline.kafka_config import KafkaAccessError, KafkaSecurity, client_kwargs, connect
 from pipeline.records import BY_TOPIC, KINDS, Kind
 
@@ -22,9 +23,18 @@ DEFAULT_DLQ_PARTITIONS = 3
 a broken collector still spreads over more than one partition."""
 
 
+def _prefixed(name: str, namespace: str) -> str:
+    return f"{namespace}.{name}" if namespace else name
+
+
 def topic_for(k: Kind, namespace: str = "") -> str:
     """The topic of a kind; a namespace (a site, a test) prefixes it: ``ns.gpu.samples.v1``."""
-    return f"{namespace}.{k.topic}" if namespace else k.topic
+    return _prefixed(k.topic, namespace)
+
+
+def dlq_topic_for(k: Kind, namespace: str = "") -> str:
+    """The dead-letter topic of a kind (``Kind.dlq_topic``), prefixed like ``topic_for``."""
+    return _prefixed(k.dlq_topic, namespace)
 
 
 def kind_for_topic(topic: str, namespace: str = "") -> Kind:
@@ -36,9 +46,12 @@ def contract_topics(namespace: str = "") -> list[str]:
     return [topic_for(k, namespace) for k in KINDS.values()]
 
 
+def dlq_topics(namespace: str = "") -> list[str]:
+    return [dlq_topic_for(k, namespace) for k in KINDS.values()]
+
+
 def all_topics(namespace: str = "") -> list[str]:
-    topics = contract_topics(namespace)
-    return topics + [f"{t}.dlq" for t in topics]
+    return contract_topics(namespace) + dlq_topics(namespace)
 
 
 def ensure_topics(
@@ -57,12 +70,12 @@ def ensure_topics(
     if partitions < 1:
         raise ValueError(f"partitions must be at least 1, not {partitions}")
     dlq = min(partitions, DEFAULT_DLQ_PARTITIONS) if dlq_partitions is None else dlq_partitions
-    topics = contract_topics(namespace)
-    wanted = {t: partitions for t in topics} | {f"{t}.dlq": dlq for t in topics}
+    wanted = {t: partitions for t in contract_topics(namespace)}
+    wanted |= {t: dlq for t in dlq_topics(namespace)}
     create_topics(bootstrap, wanted, timeout_s, security)
 
 
-class TopicError(RuntimeError):
+class TopicError(TransientError, RuntimeError):
     """Topics could not be created (broker unreachable, invalid name, ...)."""
 
 

@@ -18,7 +18,8 @@ from kafka.structs import TopicPartition
 
 from pipeline.dead_letter import DeadLetter
 from pipeline.kafka_config import KafkaSecurity, client_kwargs, connect
-from pipeline.topics import contract_topics
+from pipeline.records import origin_topic
+from pipeline.topics import contract_topics, dlq_topics
 
 log = logging.getLogger(__name__)
 CONNECT_TIMEOUT_S = 30.0
@@ -112,7 +113,7 @@ class KafkaHealth:
         The next offset to read is kept per partition, so a reconnect (after a broker error)
         resumes where the count stopped instead of counting a letter twice."""
         consumer, _ = self._clients()
-        tps = set(self._partitions([f"{t}.dlq" for t in contract_topics(self.namespace)]))
+        tps = set(self._partitions(dlq_topics(self.namespace)))
         if not tps:
             return dict(self._dlq_counts)
         if set(consumer.assignment()) != tps:
@@ -129,7 +130,7 @@ class KafkaHealth:
             for tp, msgs in consumer.poll(timeout_ms=500, max_records=10000).items():
                 for m in msgs:
                     letter = DeadLetter.from_headers(m.value or b"", list(m.headers or []))
-                    origin = letter.origin or m.topic.removesuffix(".dlq")
+                    origin = letter.origin or origin_topic(m.topic)
                     self._dlq_counts[(origin, letter.error_class or "unknown")] += 1
                     self._next[tp] = m.offset + 1
         return dict(self._dlq_counts)

@@ -25,17 +25,18 @@ from typing import Any
 
 import duckdb
 
+from pipeline.errors import TerminalError
 from pipeline.lake import AsOf
 from warehouse.catalog import connect, sql_literal
 from warehouse.render import Lineage
 from warehouse.reports import lineage
 
 
-class QueryRefused(ValueError):
+class QueryRefused(TerminalError, ValueError):
     """The text is not exactly one read-only query; nothing was run."""
 
 
-class QueryFailed(RuntimeError):
+class QueryFailed(TerminalError, RuntimeError):
     """DuckDB could not run the query (syntax, unknown name, a path outside the lake, ...)."""
 
 
