@@ -1,4 +1,4 @@
-"""dcgm-exporter ``/metrics`` -> ``gpu_sample`` records (DESIGN §3; notes b1, b2).
+"""dcgm-exporter ``/metrics`` -> ``gpu_sample`` records.
 
 ``parse_exposition`` turns one scrape (Prometheus text exposition) into one record per GPU, or per
 MIG instance, per sample timestamp. ``DcgmCollector`` fetches one scrape per ``collect()``.
@@ -11,8 +11,8 @@ Quirks of the real format handled here:
 - DCGM "blank" sentinels (int64 >= 2**63-1000, fp64 ``DCGM_FP64_BLANK`` = 2**47 .. +3) and NaN
   become NULL, counted in ``ParseResult.nulled``;
 - string-valued lines (``DCGM_FI_DEV_NAME{...} Tesla T4``) make prometheus_client's parser raise,
-  so every line is checked first; such lines are skipped and counted, the rest of the scrape
-  is kept.
+  so every line is checked first (:mod:`collectors.exposition`); such lines are skipped and
+  counted, the rest of the scrape is kept.
 Nothing is clamped: a utilisation outside 0..1 is passed on for the pipeline to reject (counted).
 """
 
@@ -20,18 +20,15 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from collectors.base import Emitted
 from collectors.errors import SourceError
+from collectors.exposition import SeriesCache, scan_samples
+from collectors.http import http_get
 from pipeline.records import GPU_SAMPLE, Record
 
 log = logging.getLogger(__name__)
@@ -40,7 +37,6 @@ SOURCE = "dcgm"
 INT64_BLANK_MIN = 2**63 - 1000
 FP64_BLANK = 140737488355328.0  # DCGM_FP64_BLANK; +1 NOT_FOUND, +2 NOT_SUPPORTED, +3 NOT_PERMITTED
 MIB = 2**20
-HTTP_TIMEOUT_S = 10.0
 
 GR_ENGINE_ACTIVE = "DCGM_FI_PROF_GR_ENGINE_ACTIVE"
 GPU_UTIL = "DCGM_FI_DEV_GPU_UTIL"
@@ -79,10 +75,6 @@ _UUID_LABELS = ("UUID", "uuid", "gpu_uuid")
 _NODE_LABELS = ("node", "kubernetes_node")
 _HOST_LABELS = ("Hostname", "hostname")
 _MODEL_LABELS = ("modelName", "model_name")
-_METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
-_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?|inf|nan)", re.I)
-_TIMESTAMP = re.compile(r"-?\d+")
-_PARSER_ERRORS = (ValueError, IndexError, KeyError)
 
 
 @dataclass
@@ -102,102 +94,6 @@ def canonical_name(name: str) -> str | None:
     if not low.startswith("dcgm_"):
         return None
     return LEGACY_NAMES.get(low) or name.upper()
-
-
-SeriesCache = dict[str, tuple[str, dict[str, str]]]
-"""``name{labels}`` text -> (name, labels) as prometheus_client parsed it once."""
-SERIES_CACHE_MAX = 200_000
-Sample = tuple[str, dict[str, str], float, int | None]
-"""(metric name, labels, value, exposition timestamp in ms or None)."""
-
-
-def split_sample_line(line: str) -> tuple[str, list[str]] | None:
-    """``name{labels} value [ts]`` -> (``name{labels}``, tokens after it); None if malformed."""
-    brace = line.find("{")
-    if brace != -1 and len(line[:brace].split()) == 1:
-        end = line.rfind("}")
-        if end < brace:
-            return None
-        return line[: end + 1], line[end + 1 :].split()
-    parts = line.split(None, 1)
-    return parts[0], (parts[1].split() if len(parts) > 1 else [])
-
-
-def check_sample_line(line: str) -> str | None:
-    """Why a (non-comment) line cannot be a numeric sample, or None if it can."""
-    return _check(split_sample_line(line))
-
-
-def _check(split: tuple[str, list[str]] | None) -> str | None:
-    if split is None or not split[1]:
-        return "unparseable_line"
-    series, tokens = split
-    if not _METRIC_NAME.fullmatch(series.split("{", 1)[0].strip()):
-        return "unparseable_line"
-    if not _NUMBER.fullmatch(tokens[0]):
-        return "non_numeric_value"
-    if len(tokens) > 2 or (len(tokens) == 2 and not _TIMESTAMP.fullmatch(tokens[1])):
-        return "unparseable_line"
-    return None
-
-
-def line_timestamp_ms(line: str) -> int | None:
-    """The exposition timestamp (ms) of a sample line, or None (no timestamp, comment, other)."""
-    stripped = line.strip()
-    if not stripped or stripped[0] == "#":
-        return None
-    split = split_sample_line(stripped)
-    if split is None or len(split[1]) != 2 or not _TIMESTAMP.fullmatch(split[1][1]):
-        return None
-    return int(split[1][1])
-
-
-def _value(token: str) -> float:
-    return int(token) if token.isdigit() else float(token)
-
-
-def _parse_series(line: str) -> tuple[str, dict[str, str]] | None:
-    """Name and labels of one sample line, by prometheus_client's parser (None: it refuses)."""
-    try:
-        for family in text_string_to_metric_families(line + "\n"):
-            for sample in family.samples:
-                return sample.name, sample.labels
-    except _PARSER_ERRORS:
-        return None
-    return None
-
-
-def _samples(text: str, skipped: Counter[str], cache: SeriesCache) -> list[Sample]:
-    """Every numeric sample line of ``text``; other lines are counted in ``skipped``.
-
-    Each line is checked before the parser sees it (prometheus_client raises on the first
-    string-valued line and would lose the whole scrape). Names and labels come from
-    prometheus_client, once per distinct ``name{labels}`` text (``cache``); the value and
-    timestamp are the already checked tokens, so a steady stream pays the parser once per series.
-    """
-    out: list[Sample] = []
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line[0] == "#":
-            continue
-        split = split_sample_line(line)
-        reason = _check(split)
-        if reason is not None or split is None:
-            skipped[reason or "unparseable_line"] += 1
-            continue
-        key, tokens = split
-        series = cache.get(key)
-        if series is None:
-            series = _parse_series(line)
-            if series is None:
-                skipped["unparseable_line"] += 1
-                continue
-            if len(cache) >= SERIES_CACHE_MAX:
-                cache.clear()
-            cache[key] = series
-        ts = int(tokens[1]) if len(tokens) == 2 else None
-        out.append((series[0], series[1], _value(tokens[0]), ts))
-    return out
 
 
 def _first(labels: Mapping[str, str], names: tuple[str, ...]) -> str | None:
@@ -301,7 +197,7 @@ def parse_exposition(
     """
     skipped: Counter[str] = Counter()
     nulled: Counter[str] = Counter()
-    samples = _samples(text, skipped, {} if series_cache is None else series_cache)
+    samples = scan_samples(text, skipped, {} if series_cache is None else series_cache)
     gpus: dict[tuple[str, int], _Gpu] = {}
     for name, labels, value, ts_ms in samples:
         dcgm = canonical_name(name)
@@ -372,22 +268,6 @@ def _record(
         **hints,
         "source": SOURCE,
     }
-
-
-def http_get(url: str, timeout_s: float = HTTP_TIMEOUT_S) -> bytes:
-    """GET ``url``; any failure (refused, timeout, HTTP status >= 400) raises SourceError."""
-    request = urllib.request.Request(url, headers={"Accept": "text/plain;version=0.0.4"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:
-            return response.read()
-    except urllib.error.HTTPError as exc:
-        raise SourceError(f"{url}: HTTP {exc.code} {exc.reason}") from exc
-    except urllib.error.URLError as exc:
-        raise SourceError(f"{url}: cannot connect ({exc.reason})") from exc
-    except TimeoutError as exc:
-        raise SourceError(f"{url}: no answer within {timeout_s:g} s") from exc
-    except (OSError, ValueError) as exc:
-        raise SourceError(f"{url}: {type(exc).__name__}: {exc}") from exc
 
 
 class DcgmCollector:

@@ -20,7 +20,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from collectors.dcgm import DcgmCollector
 from collectors.errors import SourceError
-from collectors.kubernetes import KubernetesCollector, interpret, parse_ksm_text
+from collectors.kube_state import interpret, parse_ksm_text
+from collectors.kubernetes import KubernetesCollector
 from collectors.run import run_collector
 from pipeline.backfill import LakeSink
 from pipeline.records import ALLOCATION, OCCUPANCY, Record, coerce

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import IO
 
 from collectors.base import Emitted
-from collectors.dcgm import SeriesCache, line_timestamp_ms, parse_exposition
+from collectors.dcgm import parse_exposition
 from collectors.errors import SourceError
+from collectors.exposition import SeriesCache, line_timestamp_ms
 from collectors.pace import paced
 from pipeline.records import GPU_SAMPLE
 
