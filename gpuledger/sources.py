@@ -88,6 +88,39 @@ def _genai(a: argparse.Namespace) -> Built:
     )
 
 
+def _dlrm(a: argparse.Namespace) -> Built:
+    from collectors.replay.dlrm import DlrmReplay
+
+    return Built(
+        DlrmReplay(a.data_dir, start=a.start, speed=a.speed), describe=f"dlrm {a.data_dir}"
+    )
+
+
+def _spot(a: argparse.Namespace) -> Built:
+    from collectors.replay.spot import spot_replay
+
+    return Built(spot_replay(a.data_dir, start=a.start), describe=f"spot {a.data_dir}")
+
+
+def _pai(a: argparse.Namespace) -> Built:
+    from collectors.replay.pai import pai_replay
+
+    return Built(pai_replay(a.data_dir, start=a.start), describe=f"pai {a.data_dir}")
+
+
+def _philly(a: argparse.Namespace) -> Built:
+    from collectors.replay.philly import philly_replay
+
+    c = philly_replay(a.data_dir, start=a.start, counts=a.gpu_counts)
+    return Built(c, describe=f"philly {a.gpu_counts} {a.data_dir}")
+
+
+def _start_arg(p: argparse.ArgumentParser, default: str, what: str) -> None:
+    p.add_argument(
+        "--start", type=_iso, default=_iso(default), help=f"instant of {what} (default {default})"
+    )
+
+
 def _dcgm_file(a: argparse.Namespace) -> Built:
     from collectors.replay.dcgm_file import DcgmFileReplay
 
@@ -164,6 +197,30 @@ def add_sources(sub: argparse._SubParsersAction) -> None:
         help="instant of the first sample (default: the anonymised epoch as is)",
     )
     _speed_arg(p)
+    p = source(rsub, "dlrm", "Alibaba DLRM serving 2025: GPU-node instances (allocations)", _dlrm)
+    p.add_argument(
+        "--data-dir", type=Path, required=True, help="folder with disaggregated_DLRM_trace.csv"
+    )
+    _start_arg(p, "2025-01-01T00:00:00+08:00", "trace second 0")
+    _speed_arg(p)
+    p = source(rsub, "spot", "Alibaba spot-GPU 2026 node table (inventory)", _spot)
+    p.add_argument("--data-dir", type=Path, required=True, help="folder with node_info_df.csv")
+    _start_arg(p, "2026-01-01T00:00:00+08:00", "the inventory's valid_from")
+    p = source(rsub, "pai", "Alibaba PAI 2020 machine spec (inventory)", _pai)
+    p.add_argument(
+        "--data-dir", type=Path, required=True, help="folder with pai_machine_spec.csv (header)"
+    )
+    _start_arg(p, "2020-07-01T00:00:00+08:00", "the inventory's valid_from")
+    p = source(rsub, "philly", "Microsoft Philly machines (inventory), listed or seen", _philly)
+    p.add_argument("--data-dir", type=Path, required=True, help="folder with cluster_machine_list")
+    _start_arg(p, "2017-10-03T00:00:00-07:00", "the inventory's valid_from")
+    p.add_argument(
+        "--gpu-counts",
+        choices=("machine-list", "telemetry"),
+        default="machine-list",
+        help="GPUs per machine as listed (cluster_machine_list, default) or as reporting in "
+        "the GPU telemetry (revised_machine_list.csv); the last one loaded is used",
+    )
     p = source(rsub, "dcgm-file", "a file of timestamped dcgm-exporter scrapes", _dcgm_file)
     p.add_argument("--file", type=Path, required=True)
     _site_args(p, "default", "default")
