@@ -1,4 +1,4 @@
-"""Slurm node GPUs -> ``occupancy`` (capacity, allocated, down) and ``inventory`` (notes b5).
+"""Slurm node GPUs -> ``occupancy`` (capacity, allocated, down) and ``inventory``.
 
 Source: ``scontrol show node --oneliner`` (live, ``TZ=UTC``), or a saved ``scontrol show node``
 output in either its one-line or its default multi-line form (``--sinfo-file``). ``sinfo``'s
@@ -34,13 +34,8 @@ from pathlib import Path
 from collectors.base import Emitted
 from collectors.command import Runner
 from collectors.errors import SourceError
-from collectors.slurm import (
-    SacctCollector,
-    SacctLineError,
-    gres_gpus,
-    run_command,
-    tres_gpu_count,
-)
+from collectors.slurm import SacctCollector, run_command
+from collectors.slurm_fields import SacctLineError, gres_gpus, tres_gpu_count
 from pipeline.records import INVENTORY, OCCUPANCY, Record
 
 log = logging.getLogger(__name__)

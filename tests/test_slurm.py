@@ -16,16 +16,8 @@ import pytest
 
 from collectors.errors import SourceError
 from collectors.run import run_collector
-from collectors.slurm import (
-    SACCT_FIELDS,
-    SacctCollector,
-    allocations,
-    array_tasks,
-    gres_gpu_count,
-    parse_duration,
-    parse_sacct,
-    tres_gpu_count,
-)
+from collectors.slurm import SACCT_FIELDS, SacctCollector, allocations, parse_sacct
+from collectors.slurm_fields import array_tasks, gres_gpu_count, parse_duration, tres_gpu_count
 from pipeline.records import ALLOCATION, Kind, Record, coerce, parse_ts
 from tests.conftest import CannedRun, shared_data
 
