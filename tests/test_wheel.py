@@ -1,0 +1,161 @@
+"""The wheel works outside the checkout.
+
+``pip wheel`` builds it from a copy of the project's sources, a fresh virtual environment in a
+temporary folder gets it (the pinned dependencies come from the environment running the tests,
+through a ``.pth`` file, so nothing is downloaded but the build backend), and ``gpuledger demo``
+runs there from a folder outside the checkout: the broker recipe, the audit thresholds, the SQL
+views and the demo's inputs (the Helios trace and the DCGM stream, both package data of
+``gpuledger/data/``) must all come from the installed package. The broker jars come from the
+usual cache (``$GPULEDGER_CACHE``, else ``~/.cache/gpuledger``; fetched with Maven once), so a
+warm cache keeps this to the demo's run time.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+HELIOS = REPO / "gpuledger" / "data" / "helios"
+PACKAGES = ("gpuledger", "collectors", "pipeline", "warehouse")
+PROBE = """
+from collectors.replay.helios import DEFAULT_HELIOS_DIR
+from gpuledger.demo import DCGM_STREAM
+from gpuledger.kafka_jars import deploy_dir
+from warehouse.audit import DEFAULT_THRESHOLDS
+from warehouse.catalog import load_sql
+import collectors, gpuledger, pipeline, warehouse
+for module in (collectors, gpuledger, pipeline, warehouse):
+    print(module.__file__)
+for path in (DEFAULT_HELIOS_DIR, DCGM_STREAM, deploy_dir() / "pom.xml", DEFAULT_THRESHOLDS):
+    assert path.exists(), path
+    print(path)
+"""
+
+
+def _ports() -> int:
+    """A port P on 127.0.0.1 with P + 1 (the controller) free as well."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port >= 65535:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no two consecutive free ports on 127.0.0.1")
+
+
+def _needs() -> str | None:
+    """Why the test cannot run here, or None."""
+    if not any(HELIOS.glob("*_cluster_sequence_vc.csv.gz")):
+        return f"the Helios trace is not in {HELIOS} (its README.md says where it comes from)"
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        return "the broker needs Java 17+"
+    cache = Path(os.environ.get("GPULEDGER_CACHE", "~/.cache/gpuledger")).expanduser()
+    if shutil.which("mvn") is None and not any(cache.glob("kafka-*/libs")):
+        return f"no Maven and no broker jars in {cache}"
+    return None
+
+
+def _source(tmp: Path) -> Path:
+    """What the build reads, copied out of the checkout: setuptools builds in the source tree
+    and its build/ would keep modules that no longer exist, and the checkout stays untouched."""
+    src = tmp / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, src / name)
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for package in PACKAGES:
+        shutil.copytree(REPO / package, src / package, ignore=skip)
+    return src
+
+
+def _install(tmp: Path) -> Path:
+    """Build the wheel, install it into a fresh venv under ``tmp``; return the venv's bin/."""
+    wheels = tmp / "wheel"
+    build = [sys.executable, "-m", "pip", "wheel", _source(tmp), "--no-deps", "-q", "-w", wheels]
+    subprocess.run(build, check=True, cwd=tmp, timeout=600)
+    (wheel,) = wheels.glob("gpuledger-*.whl")
+    venv = tmp / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    install = [sys.executable, "-m", "pip", "--python", python, "install", "-q", "--no-deps"]
+    subprocess.run([*install, "--no-index", wheel], check=True, cwd=tmp, timeout=300)
+    purelib = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    # The dependencies: this environment's site-packages, after the venv's own.
+    (Path(purelib) / "_gpuledger_test_deps.pth").write_text(sysconfig.get_path("purelib") + "\n")
+    return venv / "bin"
+
+
+def _outside(text: str) -> list[str]:
+    """The absolute paths in ``text`` that lie inside the checkout."""
+    paths = re.findall(r"/[^\s'\":;,()]+", text)
+    return [p for p in paths if p == str(REPO) or p.startswith(f"{REPO}/")]
+
+
+def test_wheel_runs_the_demo_outside_the_checkout(tmp_path: Path) -> None:
+    why = _needs()
+    if why is not None:
+        pytest.skip(why)
+    assert not tmp_path.resolve().is_relative_to(REPO)
+    bin_dir = _install(tmp_path)
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "GPULEDGER_KAFKA_DEPLOY")
+    }
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
+
+    probe = subprocess.run(
+        [bin_dir / "python", "-c", PROBE],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert probe.returncode == 0, probe.stderr
+    used = probe.stdout.split()
+    assert len(used) == 8
+    assert all(Path(p).is_relative_to(bin_dir.parent) for p in used), used
+
+    gpuledger = str(bin_dir / "gpuledger")
+    demo = [gpuledger, "demo", "--lake", "lake", "--port", str(_ports()), "--kafka-dir", "kafka"]
+    try:
+        run = subprocess.run(demo, cwd=work, env=env, capture_output=True, text=True, timeout=1200)
+        pid = (work / "kafka" / "broker.pid").read_text().strip()
+        broker_cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode().replace("\0", " ")
+    finally:
+        stop = [gpuledger, "kafka", "stop", "--data-dir", "kafka"]
+        subprocess.run(stop, cwd=work, env=env, capture_output=True, timeout=120)
+
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    for step in ("[4/6] monthly utilisation report", "per cluster:", "audit 2026-05", "done in"):
+        assert step in run.stdout
+    assert "capacity_gpu_h" in run.stdout and "OVER_CLAIM" in run.stdout
+    assert (work / "lake" / "_reports" / "utilisation_month_by_scope.csv").is_file()
+    assert _outside(run.stdout + run.stderr) == []
+    assert "kafka.Kafka" in broker_cmdline
+    assert _outside(broker_cmdline) == []
+    assert _outside((work / "kafka" / "server.properties").read_text()) == []
