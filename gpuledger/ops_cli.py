@@ -7,21 +7,14 @@ functions here only parse arguments and format output (the logic is in ``warehou
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from gpuledger.shutdown import stop_on_signals
+
 DEFAULT_LISTEN = "127.0.0.1:9108"
-
-
-def _stop_on_signals() -> threading.Event:
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    return stop
 
 
 def _instant_ms(text: str) -> int:
@@ -71,27 +64,6 @@ def kafka_security(a: argparse.Namespace) -> Any:
     return load_optional(a.kafka_config)
 
 
-def _serve_exporter(settings: Any, security: Any, stop: threading.Event) -> None:
-    """``warehouse.exporter.serve`` with the Kafka health clients on ``security``."""
-    from prometheus_client import CollectorRegistry, start_http_server
-
-    from warehouse.exporter import WarehouseCollector, parse_listen
-    from warehouse.pipeline_health import KafkaHealth
-
-    registry = CollectorRegistry()
-    kafka = KafkaHealth(settings.kafka, settings.namespace, settings.group, security=security)
-    registry.register(WarehouseCollector(settings, kafka=kafka))
-    host, port = parse_listen(settings.listen)
-    server, thread = start_http_server(port, addr=host, registry=registry)
-    try:
-        stop.wait()
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
-        kafka.close()
-
-
 def cmd_exporter(a: argparse.Namespace) -> int:
     from warehouse.exporter import ExporterSettings, parse_listen, serve
 
@@ -103,72 +75,54 @@ def cmd_exporter(a: argparse.Namespace) -> int:
         listen=a.listen,
         horizon_s=a.horizon,
         as_of=a.as_of,
+        security=kafka_security(a),
     )
-    security = kafka_security(a)
     host, port = parse_listen(a.listen)
     print(f"serving http://{host}:{port}/metrics for {a.lake}", file=sys.stderr, flush=True)
-    if security is None:
-        serve(settings, _stop_on_signals())
-    else:
-        _serve_exporter(settings, security, _stop_on_signals())
+    serve(settings, stop_on_signals(grace_s=None))
     return 0
 
 
 def cmd_alerts(a: argparse.Namespace) -> int:
-    from warehouse.alert_runner import deliver, load_state, replay, save_state, watch
-    from warehouse.alert_sinks import AlertSink, KafkaAlertSink, StdoutSink, WebhookSink
+    from warehouse.alert_runner import run_once, run_replay, watch
+    from warehouse.alert_sinks import close_sinks, select_sinks
     from warehouse.alerts import DEFAULT_RULES, Evaluator, load_rules
 
     security = kafka_security(a)
     rules = load_rules(a.rules) if a.rules else DEFAULT_RULES
     evaluator = Evaluator(rules, horizon_s=a.horizon)
-    sinks: list[AlertSink] = []
-    if a.stdout or not (a.webhook or a.kafka):
-        sinks.append(StdoutSink(sys.stdout))
-    if a.webhook:
-        sinks.append(WebhookSink(a.webhook))
-    kafka_sink = None
-    if a.kafka:
-        kafka_sink = KafkaAlertSink(a.kafka, a.namespace, security)
-        sinks.append(kafka_sink)
-
-    def undelivered() -> int:
-        left = sum(len(s.backlog) for s in sinks if isinstance(s, WebhookSink))
+    sinks = select_sinks(
+        sys.stdout,
+        stdout=a.stdout,
+        webhook=a.webhook,
+        kafka=a.kafka,
+        namespace=a.namespace,
+        security=security,
+    )
+    try:
+        if a.replay_from is not None:
+            left = run_replay(a.lake, evaluator, sinks, a.replay_from, a.replay_to, a.step)
+        elif a.once:
+            left = run_once(a.lake, evaluator, sinks, a.at, a.state, a.as_of == "data")
+        else:
+            stop = stop_on_signals(grace_s=None)
+            watch(
+                a.lake,
+                evaluator,
+                sinks,
+                a.interval,
+                stop,
+                state_path=a.state,
+                as_of_data=a.as_of == "data",
+            )
+            return 0
         if left:
             print(
                 f"gpuledger: error: {left} alert(s) not delivered to {a.webhook}", file=sys.stderr
             )
-        return left
-
-    try:
-        if a.replay_from is not None:
-            end = a.replay_to if a.replay_to is not None else a.replay_from
-            for _, alerts in replay(a.lake, evaluator, a.replay_from, end, a.step):
-                deliver(sinks, alerts)
-            return 1 if undelivered() else 0
-        if a.once:
-            from warehouse.alert_runner import evaluate_once
-
-            load_state(evaluator, a.state)
-            now_ms = a.at if a.at is not None else int(datetime.now().timestamp() * 1000)
-            deliver(sinks, evaluate_once(a.lake, evaluator, now_ms, a.as_of == "data"))
-            if undelivered():
-                return 1  # state not saved: the next run makes the same transitions again
-            save_state(evaluator, a.state)
-            return 0
-        watch(
-            a.lake,
-            evaluator,
-            sinks,
-            a.interval,
-            _stop_on_signals(),
-            state_path=a.state,
-            as_of_data=a.as_of == "data",
-        )
-        return 0
+        return 1 if left else 0
     finally:
-        if kafka_sink is not None:
-            kafka_sink.close()
+        close_sinks(sinks)
 
 
 def add_commands(sub: Any) -> None:

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from pipeline.atomic import AtomicFile
 from pipeline.kafka_config import KafkaSecurity, client_kwargs, connect
-from pipeline.write import fsync_dir, safe_part
+from pipeline.write import safe_part
 
 QUARANTINE_DIR = "_quarantine"
 DLQ_MAX_RAW_BYTES = 1_000_000
@@ -119,20 +119,14 @@ class QuarantineWriter:
         folder = lake / QUARANTINE_DIR
         folder.mkdir(parents=True, exist_ok=True)
         self.path = folder / f"{safe_part(name)}.jsonl"
-        self._tmp = self.path.with_name(f".{self.path.name}.tmp")
-        self._fh = open(self._tmp, "w", encoding="utf-8")  # noqa: SIM115 (closed in close)
+        self._file = AtomicFile(self.path)
 
     def write(self, letters: list[DeadLetter]) -> None:
         for letter in letters:
-            self._fh.write(json.dumps(letter.to_json(), ensure_ascii=False) + "\n")
+            self._file.fh.write(json.dumps(letter.to_json(), ensure_ascii=False) + "\n")
 
     def close(self) -> Path:
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-        self._fh.close()
-        os.replace(self._tmp, self.path)
-        fsync_dir(self.path.parent)
-        return self.path
+        return self._file.commit()
 
 
 def write_quarantine(lake: Path, load_id: str, letters: list[DeadLetter]) -> Path | None:

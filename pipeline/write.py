@@ -10,7 +10,6 @@ batch of records of one kind.
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -35,14 +34,6 @@ class Unwritable:
 def safe_part(value: str) -> str:
     """A value made safe for a file name (quarantine files)."""
     return _SAFE.sub("_", value) or "_"
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def row_schema(k: Kind) -> pa.Schema:

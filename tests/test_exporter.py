@@ -247,3 +247,17 @@ def test_window_figures_agree_with_the_utilisation_report(lake: Path) -> None:
             assert w.busy_s is None
         else:
             assert w.busy_s / 3600 == pytest.approx(r["busy_gpu_h"])
+
+
+def test_kafka_health_connects_with_the_settings_security(lake: Path) -> None:
+    from pipeline.kafka_config import KafkaSecurity
+
+    security = KafkaSecurity(
+        protocol="SASL_PLAINTEXT", sasl_mechanism="PLAIN", username="u", password="s3cr3t-pw"
+    )
+    settings = ExporterSettings(lake=lake, kafka="127.0.0.1:9", security=security)
+    _, collector = build_registry(settings)
+    assert collector.kafka is not None and collector.kafka.security is security
+    assert "s3cr3t-pw" not in repr(settings)  # secrets never printed
+    _, plain = build_registry(ExporterSettings(lake=lake, kafka="127.0.0.1:9"))
+    assert plain.kafka is not None and plain.kafka.security is None

@@ -1,17 +1,18 @@
-"""Running the built-in alert evaluator: live (every interval, until stopped), once (cron, with
-a state file carrying pending/firing alerts between runs), or replayed over past data."""
+"""Running the built-in alert evaluator: live (``watch``: every interval, until stopped), once
+(``run_once``: cron, with a state file carrying pending/firing alerts between runs), or
+replayed over past data (``run_replay``)."""
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from warehouse.alert_sinks import AlertSink
+from pipeline.atomic import write_atomic
+from warehouse.alert_sinks import AlertSink, undelivered
 from warehouse.alerts import Alert, Evaluator
 from warehouse.catalog import connect
 from warehouse.fleet import data_now_ms
@@ -64,11 +65,45 @@ def load_state(evaluator: Evaluator, path: Path | None) -> None:
 
 
 def save_state(evaluator: Evaluator, path: Path | None) -> None:
-    if path is None:
-        return
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(evaluator.state(), sort_keys=True), encoding="utf-8")
-    os.replace(tmp, path)
+    if path is not None:
+        write_atomic(path, json.dumps(evaluator.state(), sort_keys=True))
+
+
+def run_once(
+    lake: Path,
+    evaluator: Evaluator,
+    sinks: Sequence[AlertSink],
+    now_ms: int | None = None,
+    state_path: Path | None = None,
+    as_of_data: bool = False,
+) -> int:
+    """One evaluation (cron) at ``now_ms`` (None: the wall clock) carrying the state in
+    ``state_path``; returns how many alerts were not delivered. The state is saved only when
+    every alert was delivered: otherwise the next run makes the same transitions again."""
+    load_state(evaluator, state_path)
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    deliver(sinks, evaluate_once(lake, evaluator, now_ms, as_of_data))
+    left = undelivered(sinks)
+    if not left:
+        save_state(evaluator, state_path)
+    return left
+
+
+def run_replay(
+    lake: Path,
+    evaluator: Evaluator,
+    sinks: Sequence[AlertSink],
+    start_ms: int,
+    end_ms: int | None,
+    step_s: float,
+) -> int:
+    """Every notification of ``replay`` (``end_ms`` None: one evaluation at ``start_ms``) to
+    ``sinks``; returns how many alerts were not delivered."""
+    for _, alerts in replay(
+        lake, evaluator, start_ms, start_ms if end_ms is None else end_ms, step_s
+    ):
+        deliver(sinks, alerts)
+    return undelivered(sinks)
 
 
 def watch(

@@ -1,5 +1,6 @@
 """Where built-in alerts go: stdout (JSON lines), an Alertmanager-compatible webhook, and/or
-the ``alerts.v1`` Kafka topic. Each sink has one method, ``deliver(alerts)``.
+the ``alerts.v1`` Kafka topic. Each sink has one method, ``deliver(alerts)``; ``select_sinks``
+picks those of one ``alerts`` run.
 
 A webhook that fails keeps its undelivered alerts and sends them first on the next call, so a
 receiver that was down still gets every firing and resolved message, in order.
@@ -129,3 +130,35 @@ class KafkaAlertSink:
 
     def close(self) -> None:
         self.producer.close(10)
+
+
+def select_sinks(
+    stream: TextIO,
+    *,
+    stdout: bool = False,
+    webhook: str | None = None,
+    kafka: str | None = None,
+    namespace: str = "",
+    security: KafkaSecurity | None = None,
+) -> list[AlertSink]:
+    """The sinks of one run: JSON lines on ``stream`` when ``stdout`` is asked for or no other
+    sink is given, the ``webhook``, the alerts topic on ``kafka``. ``close_sinks`` ends them."""
+    sinks: list[AlertSink] = []
+    if stdout or not (webhook or kafka):
+        sinks.append(StdoutSink(stream))
+    if webhook:
+        sinks.append(WebhookSink(webhook))
+    if kafka:
+        sinks.append(KafkaAlertSink(kafka, namespace, security))
+    return sinks
+
+
+def undelivered(sinks: Sequence[AlertSink]) -> int:
+    """Alerts the webhook sinks still hold (their receiver failed)."""
+    return sum(len(s.backlog) for s in sinks if isinstance(s, WebhookSink))
+
+
+def close_sinks(sinks: Sequence[AlertSink]) -> None:
+    for s in sinks:
+        if isinstance(s, KafkaAlertSink):
+            s.close()

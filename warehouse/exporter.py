@@ -43,6 +43,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from pipeline.dead_letter import QUARANTINE_DIR
+from pipeline.kafka_config import KafkaSecurity
 from pipeline.records import KINDS
 from pipeline.topics import kind_for_topic
 from warehouse import fleet
@@ -66,6 +67,8 @@ class ExporterSettings:
     """A unit (scope, node, GPU) silent for longer drops out of the "now" gauges."""
     as_of: Literal["wall", "data"] = "wall"
     """"now" is the wall clock, or (replays of past traces) the newest instant in the lake."""
+    security: KafkaSecurity | None = None
+    """How the Kafka health clients connect (``--kafka-config``); None: PLAINTEXT."""
 
 
 def _g(name: str, doc: str, labels: Iterable[str]) -> GaugeMetricFamily:
@@ -289,7 +292,9 @@ def build_registry(
 ) -> tuple[CollectorRegistry, WarehouseCollector]:
     registry = CollectorRegistry()
     kafka = (
-        KafkaHealth(settings.kafka, settings.namespace, settings.group) if settings.kafka else None
+        KafkaHealth(settings.kafka, settings.namespace, settings.group, security=settings.security)
+        if settings.kafka
+        else None
     )
     collector = WarehouseCollector(settings, kafka=kafka, clock=clock)
     registry.register(collector)
