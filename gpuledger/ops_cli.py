@@ -8,20 +8,20 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from gpuledger.arguments import instant
 from gpuledger.shutdown import stop_on_signals
 
 DEFAULT_LISTEN = "127.0.0.1:9108"
 
 
+_INSTANT = instant("2020-05-01T00:00Z")
+
+
 def _instant_ms(text: str) -> int:
-    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if value.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{text!r} needs a UTC offset, e.g. 2020-05-01T00:00Z")
-    return int(value.timestamp() * 1000)
+    return int(_INSTANT(text).timestamp() * 1000)
 
 
 def _duration(text: str) -> float:
