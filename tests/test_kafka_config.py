@@ -12,10 +12,10 @@ from pipeline.kafka_config import (
     KafkaConfigError,
     KafkaSecurity,
     client_kwargs,
-    diagnose,
     load_kafka_config,
     load_optional,
 )
+from pipeline.kafka_probe import diagnose
 
 SECRET = "s3cr3t-Pa55w0rd"
 
