@@ -23,8 +23,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -33,7 +31,7 @@ from kafka.structs import TopicPartition
 from prometheus_client import CollectorRegistry
 
 from pipeline import lake as lakes
-from pipeline.columnar import Part, land, per_message, validate
+from pipeline.columnar import land, per_message, validate
 from pipeline.consume import (
     ClientSettings,
     Rebalance,
@@ -44,67 +42,19 @@ from pipeline.consume import (
     stored_offsets,
 )
 from pipeline.dead_letter import DLQ_MAX_RAW_BYTES, DeadLetter
+from pipeline.ingest_buffer import PartitionBuffer, take
+from pipeline.ingest_maintenance import start_compactor
 from pipeline.ingest_metrics import IngestMetrics
-from pipeline.kafka_config import KafkaSecurity
+from pipeline.ingest_settings import IngestSettings, IngestStats
 from pipeline.records import Kind, RecordError, dead_letter_topic
 from pipeline.topics import contract_topics, kind_for_topic
-from pipeline.wire import decode, encode_record
+from pipeline.wire import encode_record
 from pipeline.write import commit_rows
+
+__all__ = ["Ingestor", "IngestSettings", "IngestStats"]
 
 log = logging.getLogger(__name__)
 LAG_CHECK_S = 1.0
-
-
-@dataclass(frozen=True)
-class IngestSettings:
-    bootstrap: str
-    lake: Path
-    group: str = "gpuledger-ingest"
-    namespace: str = ""
-    max_batch_records: int = 250_000
-    max_batch_seconds: float = 10.0
-    until_idle_s: float | None = None
-    poll_timeout_ms: int = 500
-    session_timeout_s: float = 10.0
-    """A killed worker's partitions move on to the group's others within this time."""
-    compact_every_s: float = 3600.0
-    """Compact closed partitions in the background this often (0 = never; ``lake compact``)."""
-    maintain: Callable[[Path], object] | None = None
-    """Run on the lake after each background compaction (the CLI passes the rollup builder,
-    ``warehouse.rollup.build_rollups``, which this layer cannot import)."""
-    security: KafkaSecurity | None = None
-    """TLS / SASL settings of the Kafka clients (``--kafka-config``); None: PLAINTEXT."""
-
-
-@dataclass
-class IngestStats:
-    messages: int = 0
-    landed: int = 0
-    rejected: int = 0
-    duplicates: int = 0
-    conflicts: int = 0
-    commits: int = 0
-    fenced: int = 0
-    """Batches dropped because the table already held their offsets (zombie writes)."""
-    lag: int | None = None
-    """Records left in the subscribed topics when ``--until-idle`` stopped (0 = drained)."""
-    rejected_by_reason: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass
-class _Buffer:
-    kind: Kind
-    first: int
-    last: int = -1
-    taken: int = 0
-    """Records (good or rejected) of the messages taken, as ``_take`` counts them."""
-    pending: list[tuple[Any, list[Any] | RecordError]] = field(default_factory=list)
-    """Messages taken but not validated yet: (message, its records or why it is dead)."""
-    parts: list[Part] = field(default_factory=list)
-    """Validated records in offset order: Arrow rows, or records (the per-record path)."""
-    origins: list[tuple[int, int]] = field(default_factory=list)
-    """(offset, index in its message) of each record of the record parts (one Arrow refuses)."""
-    rejected: int = 0
 
 
 class Ingestor:
@@ -112,7 +62,7 @@ class Ingestor:
         self.settings = settings
         self.metrics = IngestMetrics(registry or CollectorRegistry())
         self.stats = IngestStats()
-        self.buffers: dict[TopicPartition, _Buffer] = {}
+        self.buffers: dict[TopicPartition, PartitionBuffer] = {}
         clients = ClientSettings(
             settings.bootstrap,
             settings.group,
@@ -161,20 +111,8 @@ class Ingestor:
     ) -> IngestStats:
         stop = stop or threading.Event()
         self.consumer.subscribe(self._topics, listener=self._rebalance)
-        compactor, halt = None, threading.Event()
-        if self.settings.compact_every_s > 0:
-            compactor = threading.Thread(
-                target=_compact_closed,
-                args=(
-                    self.settings.lake,
-                    self.settings.compact_every_s,
-                    halt,
-                    self.settings.maintain,
-                ),
-                name="compact",
-                daemon=True,
-            )
-            compactor.start()
+        halt = threading.Event()
+        compactor = start_compactor(self.settings, halt)
         last_record = time.monotonic()
         oldest: float | None = None
         drained_since: float | None = None
@@ -240,22 +178,10 @@ class Ingestor:
         k = kind_for_topic(tp.topic, self.settings.namespace)
         buf = self.buffers.get(tp)
         if buf is None:
-            buf = self.buffers[tp] = _Buffer(k, first=msg.offset)
-        buf.last = msg.offset
-        try:
-            kind, raws = decode(msg.value)
-            if kind is not k:
-                raise RecordError(f"{kind.name} records on topic {tp.topic}", "wrong_topic")
-        except Exception as exc:  # the whole message is one dead letter, whatever raised
-            err = exc if isinstance(exc, RecordError) else RecordError(repr(exc), "unexpected")
-            buf.pending.append((msg, err))
-            buf.taken += 1
-            return 1
-        buf.pending.append((msg, raws))
-        buf.taken += len(raws)
-        return len(raws)
+            buf = self.buffers[tp] = PartitionBuffer(k, first=msg.offset)
+        return take(buf, msg, tp.topic)
 
-    def _validate(self, tp: TopicPartition, buf: _Buffer) -> None:
+    def _validate(self, tp: TopicPartition, buf: PartitionBuffer) -> None:
         """Validate the records of the messages taken since the last call, all at once; dead
         letters in message order, as if each message were validated alone."""
         pending, buf.pending = buf.pending, []
@@ -316,7 +242,7 @@ class Ingestor:
             return
         for tp, buf in self.buffers.items():
             self._validate(tp, buf)
-        batches: dict[str, list[tuple[TopicPartition, _Buffer, pa.Table]]] = {}
+        batches: dict[str, list[tuple[TopicPartition, PartitionBuffer, pa.Table]]] = {}
         for tp, buf in self.buffers.items():
             batches.setdefault(buf.kind.name, []).append((tp, buf, self._rows(tp, buf)))
         self.dlq.flush(timeout=60)
@@ -332,7 +258,7 @@ class Ingestor:
         self._buffered = 0
         self.metrics.last_write.set_to_current_time()
 
-    def _rows(self, tp: TopicPartition, buf: _Buffer) -> pa.Table:
+    def _rows(self, tp: TopicPartition, buf: PartitionBuffer) -> pa.Table:
         """Dedup one partition's records into Arrow rows; dead-letter those Arrow refuses."""
         rows, duplicates, conflicts, refused = land(buf.kind, buf.parts)
         self.stats.duplicates += duplicates
@@ -351,7 +277,7 @@ class Ingestor:
         return rows
 
     def _commit(
-        self, items: list[tuple[TopicPartition, _Buffer, pa.Table]]
+        self, items: list[tuple[TopicPartition, PartitionBuffer, pa.Table]]
     ) -> dict[TopicPartition, int]:
         """One commit of one table's partitions; a fenced partition is dropped and re-read
         from the lake's offset, the others committed. Returns the next offset per partition."""
@@ -387,7 +313,7 @@ class Ingestor:
             return {tp: b.last + 1 for tp, b, _ in live.values()}
         return {}
 
-    def _fenced(self, tp: TopicPartition, buf: _Buffer, stored: int) -> None:
+    def _fenced(self, tp: TopicPartition, buf: PartitionBuffer, stored: int) -> None:
         self.stats.fenced += 1
         log.warning(
             "%s/%d: the lake already holds offset %d (another worker wrote it); dropping "
@@ -409,24 +335,3 @@ class Ingestor:
             self.consumer.close(autocommit=False)
         finally:
             self.dlq.close(timeout=10)
-
-
-def _compact_closed(
-    lake: Path,
-    every_s: float,
-    stop: threading.Event,
-    maintain: Callable[[Path], object] | None = None,
-) -> None:
-    """Compact the lake's closed partitions every ``every_s`` until ``stop``, then run
-    ``maintain`` (a failure is logged and tried again next time: it never holds up ingest)."""
-    from pipeline.maintain import compact
-
-    while not stop.wait(every_s):
-        try:
-            done = compact(lake)
-            if done:
-                log.info("compacted %d closed partition(s)", len(done))
-            if maintain is not None:
-                maintain(lake)
-        except Exception:
-            log.exception("background maintenance failed; retrying in %.0fs", every_s)

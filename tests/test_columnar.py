@@ -34,7 +34,8 @@ from pipeline.columnar import (
 )
 from pipeline.dead_letter import DLQ_MAX_RAW_BYTES, DeadLetter
 from pipeline.dedup import dedup
-from pipeline.ingest import Ingestor, IngestSettings, IngestStats, _Buffer
+from pipeline.ingest import Ingestor, IngestSettings, IngestStats
+from pipeline.ingest_buffer import PartitionBuffer as _Buffer
 from pipeline.ingest_metrics import IngestMetrics
 from pipeline.records import (
     ALLOCATION,
