@@ -89,47 +89,50 @@ def ensure_jars(cache_dir: Path) -> Path:
         partial = root / "libs.partial"
         shutil.rmtree(partial, ignore_errors=True)
         shutil.rmtree(libs, ignore_errors=True)
-        cmd = [
-            mvn,
-            "-B",
-            "-q",
-            "-f",
-            str(pom),
-            f"{MVN_DEPENDENCY_PLUGIN}:copy-dependencies",
-            "-DincludeScope=runtime",
-            f"-DoutputDirectory={partial}",
-        ]
         log.info("fetching Kafka %s jars from Maven Central into %s", version, libs)
         started = time.monotonic()
-        try:
-            proc = subprocess.run(
-                cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=1800
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise JarError(
-                f"Maven did not finish fetching the Kafka jars in {exc.timeout}s"
-            ) from exc
-        if proc.returncode != 0:
-            output = tail_text((proc.stdout or "") + (proc.stderr or ""), 40)
-            raise JarError(
-                f"fetching the Kafka {version} jars failed (mvn exit {proc.returncode}).\n"
-                f"command: {' '.join(cmd)}\n{output}\n"
-                "Check that Maven Central is reachable (proxy settings in ~/.m2/settings.xml) "
-                f"and that version {version} exists."
-            )
-        missing = [
-            name
-            for name in (f"kafka_2.13-{version}.jar", "log4j-slf4j-impl-")
-            if not any(p.name.startswith(name) for p in partial.glob("*.jar"))
-        ]
-        if missing:
-            raise JarError(f"Maven finished but {partial} lacks {missing}; see {pom}")
+        _fetch(mvn, pom, version, partial)
         (partial / JAR_MARKER).write_text(pom_hash + "\n", encoding="utf-8")
         partial.rename(libs)
         log.info(
             "fetched %d jars in %.1fs", len(list(libs.glob("*.jar"))), time.monotonic() - started
         )
         return libs
+
+
+def _fetch(mvn: str, pom: Path, version: str, partial: Path) -> None:
+    """Maven's copy of the pom's runtime closure into ``partial``; JarError if incomplete."""
+    cmd = [
+        mvn,
+        "-B",
+        "-q",
+        "-f",
+        str(pom),
+        f"{MVN_DEPENDENCY_PLUGIN}:copy-dependencies",
+        "-DincludeScope=runtime",
+        f"-DoutputDirectory={partial}",
+    ]
+    try:
+        proc = subprocess.run(
+            cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=1800
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise JarError(f"Maven did not finish fetching the Kafka jars in {exc.timeout}s") from exc
+    if proc.returncode != 0:
+        output = tail_text((proc.stdout or "") + (proc.stderr or ""), 40)
+        raise JarError(
+            f"fetching the Kafka {version} jars failed (mvn exit {proc.returncode}).\n"
+            f"command: {' '.join(cmd)}\n{output}\n"
+            "Check that Maven Central is reachable (proxy settings in ~/.m2/settings.xml) "
+            f"and that version {version} exists."
+        )
+    missing = [
+        name
+        for name in (f"kafka_2.13-{version}.jar", "log4j-slf4j-impl-")
+        if not any(p.name.startswith(name) for p in partial.glob("*.jar"))
+    ]
+    if missing:
+        raise JarError(f"Maven finished but {partial} lacks {missing}; see {pom}")
 
 
 def _jars_complete(libs: Path, pom_hash: str) -> bool:

@@ -62,6 +62,14 @@ def diagnose(
                     True,
                 )
         mechanisms = _sasl_mechanisms(channel, sec.sasl_mechanism or "PLAIN")
+    return _judge(sec, mechanisms, host, port, timeout_s)
+
+
+def _judge(
+    sec: KafkaSecurity, mechanisms: list[str] | None, host: str, port: int, timeout_s: float
+) -> Diagnosis:
+    """The cause, once the connection (and TLS) worked, from what the listener said to a
+    SaslHandshake request: ``mechanisms`` as ``_sasl_mechanisms`` gives them."""
     if not sec.tls and mechanisms is _NO_ANSWER and _speaks_tls(host, port, timeout_s):
         return Diagnosis(
             f"this port speaks TLS (an SSL or SASL_SSL listener) but the client is {sec.protocol}:"
