@@ -1,4 +1,4 @@
--- utilisation report: one row per (period, datacentre[, cluster[, scope]]) with capacity / allocated / busy GPU-hours (DESIGN §4); inputs: report_periods, occupancy_coverage, inventory_coverage, gpu_bins or gpu_sample_coverage, allocation_spans, allocation_hold_spans, cluster_sources; params: $by ('datacentre'|'cluster'|'scope')
+-- utilisation report: one row per (period, datacentre[, cluster[, scope]]) with capacity / allocated / busy GPU-hours (DESIGN §4); inputs: report_periods, occupancy_coverage, inventory_coverage, gpu_bins or gpu_sample_coverage, allocation_spans, allocation_hold_spans, cluster_sources, datacentres; params: $by ('datacentre'|'cluster'|'scope'|'region'|'ownership')
 WITH
 periods AS MATERIALIZED (SELECT * FROM report_periods),
 -- occupancy: per (period, scope), every snapshot's coverage clipped to the period
@@ -116,7 +116,8 @@ cluster_rows AS MATERIALIZED (
             WHEN 'occupancy' THEN ou.n
             WHEN 'inventory' THEN iu.n
             WHEN 'gpu_samples' THEN su.n
-        END, 1) AS n_units
+        END, 1) AS n_units,
+        s.capacity_note
     FROM periods AS p
     CROSS JOIN clusters AS k
     JOIN cluster_sources AS s USING (datacentre, cluster)
@@ -145,7 +146,8 @@ scope_rows AS (
         CAST(NULL AS DOUBLE) AS busy,
         CAST(NULL AS DOUBLE) AS busy_allocated,
         coalesce(o.cov_h, 0) AS unit_cov_h,
-        1 AS n_units
+        1 AS n_units,
+        s.capacity_note
     FROM periods AS p
     CROSS JOIN (
         SELECT DISTINCT datacentre, cluster, scope FROM occ_p SEMI JOIN scoped USING (datacentre, cluster)
@@ -153,6 +155,20 @@ scope_rows AS (
     LEFT JOIN occ_p AS o
         ON o.period = p.period AND o.datacentre = u.datacentre AND o.cluster = u.cluster
         AND o.scope IS NOT DISTINCT FROM u.scope
+    LEFT JOIN cluster_sources AS s ON s.datacentre = u.datacentre AND s.cluster = u.cluster
+),
+-- by region / ownership: each cluster row with its data centre's group in the registry
+-- (datacentres view), 'unregistered' where the registry does not list it
+grouped_rows AS (
+    SELECT
+        c.*,
+        CASE $by
+            WHEN 'region' THEN coalesce(d.region, 'unregistered')
+            WHEN 'ownership' THEN coalesce(d.ownership, 'unregistered')
+            ELSE c.datacentre
+        END AS grp
+    FROM cluster_rows AS c
+    LEFT JOIN datacentres AS d ON d.datacentre = c.datacentre
 ),
 report AS (
     SELECT * FROM cluster_rows
@@ -164,10 +180,13 @@ report AS (
     SELECT * FROM scope_rows
     WHERE $by = 'scope'
     UNION ALL
+    -- by datacentre, region or ownership: the group in the datacentre column; for a
+    -- region or ownership its data centres ('+'-joined) in the cluster column
     SELECT
         period,
-        datacentre,
-        CAST(NULL AS VARCHAR),
+        grp,
+        CASE WHEN $by <> 'datacentre'
+            THEN string_agg(DISTINCT datacentre, '+' ORDER BY datacentre) END,
         CAST(NULL AS VARCHAR),
         any_value(period_h),
         string_agg(DISTINCT capacity_source, '+' ORDER BY capacity_source),
@@ -178,10 +197,11 @@ report AS (
         sum(busy),
         sum(busy_allocated),
         sum(unit_cov_h),
-        sum(n_units)
-    FROM cluster_rows
-    WHERE $by = 'datacentre'
-    GROUP BY period, datacentre
+        sum(n_units),
+        string_agg(DISTINCT capacity_note, ' | ' ORDER BY capacity_note)
+    FROM grouped_rows
+    WHERE $by IN ('datacentre', 'region', 'ownership')
+    GROUP BY period, grp
 )
 SELECT
     period,
@@ -199,6 +219,7 @@ SELECT
     busy_allocated / nullif(allocated, 0) AS efficiency,
     greatest(0.0, 1.0 - unit_cov_h / (n_units * period_h)) AS no_telemetry_share,
     'capacity=' || capacity_source || ';allocated=' || allocated_source || ';busy=' || busy_source
-        AS sources
+        AS sources,
+    capacity_note
 FROM report
 ORDER BY period, datacentre, cluster, scope;
