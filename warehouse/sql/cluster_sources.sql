@@ -1,4 +1,4 @@
--- cluster_sources: one row per (datacentre, cluster) in the lake, which record kinds it has, the source each report figure comes from (the precedence of warehouse/reports.py) and capacity_note, set when the cluster's capacity sources disagree on its GPUs now; inputs: raw_occupancy, raw_inventory, gpu_extent, raw_allocations
+-- cluster_sources: one row per (datacentre, cluster) in the lake, which record kinds it has, the source each report figure comes from (docs/semantics.md#sources-and-precedence) and capacity_note, set when the cluster's capacity sources disagree on its GPUs now; inputs: raw_occupancy, raw_inventory, gpu_extent, raw_allocations
 CREATE OR REPLACE VIEW cluster_sources AS
 WITH present AS (
     SELECT DISTINCT datacentre, cluster, 'occupancy' AS kind FROM raw_occupancy
