@@ -1,4 +1,4 @@
-"""``nvidia-smi --query-gpu`` CSV -> ``gpu_sample`` records (notes b3).
+"""``nvidia-smi --query-gpu`` CSV -> ``gpu_sample`` records.
 
 Live: ``nvidia-smi --query-gpu=<QUERY_FIELDS> --format=csv,noheader,nounits`` once per pass.
 Saved: ``--file`` reads such output, also a ``-l N`` / ``--loop-ms`` log of many scrapes, with or
@@ -9,8 +9,8 @@ and with or without units (``99 %``, ``30994 MiB``: the unit is dropped).
   placeholder are NULL, counted by field in ``nulled``;
 - ``timestamp`` (``2020/11/12 13:48:11.412``) has no zone: it is the host's local time, given
   as ``tz`` (default UTC for files, the local zone for live runs) and normalised to UTC;
-- ``utilization.gpu`` is percent: util = value / 100 (DESIGN §3's third choice);
-  ``memory.*`` are MiB.
+- ``utilization.gpu`` is percent: util = value / 100 (the third utilisation source of
+  docs/semantics.md); ``memory.*`` are MiB.
 """
 
 from __future__ import annotations
