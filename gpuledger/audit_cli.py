@@ -17,24 +17,13 @@ if TYPE_CHECKING:
     from pipeline.lake import AsOf
     from warehouse.render import Engine, Lineage
 
+__all__ = ["add_as_of", "add_commands", "add_effectiveness_report", "format_audit", "open_engine"]
+
 DEFAULT_LAKE = Path("lake")
 AS_OF_HELP = (
     "read the lake as it was: the table versions a report printed "
     "(table=version[,table=version...]) or an ISO-8601 instant with a UTC offset; "
     "reads that snapshot only (in memory)"
-)
-_SUMMARY_COLUMNS = (
-    "programme_id",
-    "vouchers_issued",
-    "vouchers_redeemed",
-    "claims",
-    "claims_clean",
-    "subsidy_paid_cny",
-    "metered_gpu_h",
-    "busy_gpu_h",
-    "subsidy_per_busy_gpu_h",
-    "cny_at_stake",
-    "findings",
 )
 
 
@@ -84,12 +73,10 @@ def open_engine(lake: Path, as_of: AsOf, engine: str = "duckdb") -> tuple[Any, E
             ) from None
         spark_con = open_spark(lake, as_of)
         return spark_con, spark_con.engine
-    from warehouse.catalog import connect
+    from warehouse.audit_format import open_snapshot
     from warehouse.render import duckdb_engine
 
-    con = connect(lake, ":memory:", as_of=as_of)
-    con.execute("SET TimeZone = 'UTC'")
-    return con, duckdb_engine()
+    return open_snapshot(lake, as_of), duckdb_engine()
 
 
 def cmd_vouchers_import(a: argparse.Namespace) -> int:
@@ -127,51 +114,34 @@ def cmd_vouchers_import(a: argparse.Namespace) -> int:
     return 0
 
 
-def _findings_text(findings: dict[str, Any]) -> str:
-    return " ".join(f"{k}:{v['count']}/{v['cny_at_stake']:.2f}" for k, v in findings.items())
-
-
 def format_audit(report: dict[str, Any], fmt: str) -> str:
-    """The audit as ``json`` (the whole report, ``lineage`` included), ``csv`` (a ``# lake
-    versions`` comment line, then one row per finding, then one CLEAN row per clean claim;
-    evidence as JSON) or ``table`` (programme summary, then findings, then the lake versions)."""
-    from warehouse.audit import FINDING_KEYS
-    from warehouse.render import render
+    """``warehouse.audit_format.format_audit`` (imported when used: the CLI starts fast)."""
+    from warehouse.audit_format import format_audit as fmt_audit
 
-    read = _lineage(report)
-    if fmt == "json":
-        return json.dumps(report, indent=2, default=str, ensure_ascii=False) + "\n"
-    rows = [{**f, "evidence": json.dumps(f["evidence"], default=str)} for f in report["findings"]]
-    clean = [
-        {k: None for k in FINDING_KEYS} | {"finding": "CLEAN", "claim_id": c, "cny_at_stake": 0.0}
-        for c in report["clean"]
-    ]
-    if fmt == "csv":
-        return render(rows + clean, "csv", FINDING_KEYS, lineage=read)
-    summary = [{**p, "findings": _findings_text(p["findings"])} for p in report["programmes"]]
-    cols = [c for c in FINDING_KEYS if c != "evidence"]
-    return (
-        f"audit {report['month']} ({report['tz']})\n\n"
-        + render(summary, "table", _SUMMARY_COLUMNS)
-        + f"\n{len(report['findings'])} finding(s), worst first; "
-        + f"{len(report['clean'])} clean claim(s)\n"
-        + render(rows, "table", cols)
-        + ("" if read is None else "\n" + read.footer())
-    )
+    return fmt_audit(report, fmt)
 
 
 def _lineage(report: dict[str, Any]) -> Lineage | None:
-    """The ``Lineage`` of a report dict (its ``lineage`` key), or None."""
-    from warehouse.render import Engine, Lineage
+    from warehouse.audit_format import report_lineage
 
-    found = report.get("lineage")
-    engine = report.get("engine")
-    return None if found is None else Lineage(found["tables"], engine and Engine(**engine))
+    return report_lineage(report)
 
 
 def cmd_audit(a: argparse.Namespace) -> int:
     from warehouse.audit import audit, load_thresholds
     from warehouse.render import name_engine
+
+    if a.month is None:
+        print("audit: --month YYYY-MM is required (or: audit verify DIR)", file=sys.stderr)
+        return 2
+    if a.sign or a.register:
+        from gpuledger.audit_pack_cli import cmd_sign
+
+        return cmd_sign(a)
+    if a.since is not None or a.since_version is not None:
+        from gpuledger.audit_pack_cli import cmd_since
+
+        return cmd_since(a)
 
     con, engine = open_engine(a.lake, a.as_of, a.engine)
     try:
@@ -236,7 +206,7 @@ def cmd_report_effectiveness(a: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2, default=str, ensure_ascii=False))
         return 0
     if a.format == "csv":
-        sys.stdout.write(render(report["monthly"], "csv", lineage=read))
+        sys.stdout.write(render(report[a.table], "csv", lineage=read))
         return 0
     cols = ["period", "phase", "datacentre", "capacity_gpu_h", "allocated_gpu_h", "busy_gpu_h"]
     cols += ["allocation_rate", "utilisation"]
@@ -246,6 +216,10 @@ def cmd_report_effectiveness(a: argparse.Namespace) -> int:
     )
     sys.stdout.write(render(report["monthly"], "table", cols) + "\n")
     sys.stdout.write(render(report["phases"], "table") + "\n")
+    reach = ["capacity_gpu_h", "utilisation", "subsidised_gpu_h", "subsidised_share"]
+    for by in ("region", "ownership"):
+        print(f"subsidised GPU-hours and capacity by {by}, every data centre of the lake:")
+        sys.stdout.write(render(report[f"by_{by}"], "table", ["period", by, *reach]) + "\n")
     share = report["subsidised_share"]
     print(
         f"subsidised share of capacity after the start: {'' if share is None else f'{share:.1%}'}"
@@ -274,9 +248,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         v.add_argument(f"--{name}", type=Path, action="append", metavar="FILE", default=[])
     v.set_defaults(func=cmd_vouchers_import)
 
-    p = sub.add_parser("audit", help="monthly compute-voucher audit: findings per claim")
+    p = sub.add_parser(
+        "audit",
+        help="monthly compute-voucher audit: findings per claim; signed packs and restatements",
+    )
     p.add_argument("--lake", type=Path, default=DEFAULT_LAKE)
-    p.add_argument("--month", required=True, metavar="YYYY-MM", help="local month of the claims")
+    p.add_argument("--month", metavar="YYYY-MM", help="local month of the claims (required)")
     p.add_argument("--programme", metavar="ID", help="one programme (default: all)")
     p.add_argument("--tz", default="Asia/Shanghai", help="data-centre time zone")
     p.add_argument("--format", choices=["table", "csv", "json", "html"], default="table")
@@ -291,6 +268,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     add_as_of(p)
     add_engine(p)
+    from gpuledger.audit_pack_cli import add_pack_options, add_verify
+
+    add_pack_options(p)
+    add_verify(p)
     p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser("scenario", help="generate a synthetic voucher landscape over a lake")
@@ -320,6 +301,13 @@ def add_effectiveness_report(report_sub: argparse._SubParsersAction) -> None:
     r.add_argument("--months", type=int, default=3, help="months before and after the start")
     r.add_argument("--tz", default="Asia/Shanghai")
     r.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    r.add_argument(
+        "--table",
+        choices=["monthly", "by_region", "by_ownership"],
+        default="monthly",
+        help="with --format csv: the programme's data centres per month (default), or "
+        "capacity and subsidised GPU-hours per month and region / ownership",
+    )
     add_as_of(r)
     add_engine(r)
     r.set_defaults(func=cmd_report_effectiveness)

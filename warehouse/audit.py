@@ -82,21 +82,25 @@ def load_thresholds(path: Path | None = None) -> Thresholds:
     """Thresholds from a TOML file (default ``deploy/audit/thresholds.toml``); keys not in the
     file keep the defaults; an unknown key or finding, or a bad severity, is an error."""
     path = DEFAULT_THRESHOLDS if path is None else Path(path)
-    with path.open("rb") as fh:
-        data = tomllib.load(fh)
+    return parse_thresholds(path.read_bytes(), str(path))
+
+
+def parse_thresholds(text: bytes, where: str = "thresholds") -> Thresholds:
+    """Thresholds from the bytes of a thresholds TOML file (``where`` names it in errors)."""
+    data = tomllib.loads(text.decode("utf-8"))
     severity = _default_severity()
     for finding, level in data.pop("severity", {}).items():
         if finding not in FINDINGS or level not in SEVERITIES:
-            raise ValueError(f"{path}: bad severity entry {finding} = {level!r}")
+            raise ValueError(f"{where}: bad severity entry {finding} = {level!r}")
         severity[finding] = level
     known = {"over_claim_tolerance", "min_telemetry_share", "idle_efficiency_threshold"}
     known.add("price_anomaly_factor")
     unknown = set(data) - known
     if unknown:
-        raise ValueError(f"{path}: unknown setting(s) {', '.join(sorted(unknown))}")
+        raise ValueError(f"{where}: unknown setting(s) {', '.join(sorted(unknown))}")
     values = {k: float(v) for k, v in data.items()}
     if any(v < 0 for v in values.values()):
-        raise ValueError(f"{path}: thresholds must not be negative")
+        raise ValueError(f"{where}: thresholds must not be negative")
     return Thresholds(severity=severity, **values)
 
 

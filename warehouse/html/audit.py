@@ -121,9 +121,49 @@ def _programme_table(programmes: list[Mapping[str, Any]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def audit_html(report: Mapping[str, Any], generated_at: datetime | None = None) -> str:
+def _restatement_section(restatement: Mapping[str, Any] | None) -> str:
+    """The changes since a signed pack or snapshot (``warehouse.audit_restate.restate``) and
+    the late records behind each; empty without a restatement."""
+    if not restatement:
+        return ""
+    from warehouse.audit_format import RESTATEMENT_COLUMNS, restatement_rows
+
+    since = restatement["since"]
+    found = restatement["findings"]
+    note = (
+        f"<p class='note'>Compared with {escape(str(since['source']))} "
+        f"(lake versions <code>{escape(str(since['as_of']))}</code>): "
+        f"{len(found['new'])} new, {len(found['vanished'])} vanished and "
+        f"{len(found['changed'])} changed finding(s), {len(restatement['claims'])} claim(s) "
+        "restated.</p>"
+    )
+    rows = restatement_rows(dict(restatement))
+    if not rows:
+        return f"<h2 id='restatement'>Restatement</h2>{note}<p>No change.</p>"
+    head = "".join(f"<th class='l'>{escape(c)}</th>" for c in RESTATEMENT_COLUMNS)
+    body = "".join(
+        "<tr>"
+        + "".join(
+            f"<td class='l'>{'—' if r[c] is None else escape(str(r[c]))}</td>"
+            for c in RESTATEMENT_COLUMNS
+        )
+        + "</tr>"
+        for r in rows
+    )
+    return (
+        f"<h2 id='restatement'>Restatement</h2>{note}"
+        f"<table class='restatement'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    )
+
+
+def audit_html(
+    report: Mapping[str, Any],
+    generated_at: datetime | None = None,
+    restatement: Mapping[str, Any] | None = None,
+) -> str:
     """The page for one ``audit()`` result (``month``, ``tz``, ``programmes``, ``findings``,
-    ``clean``; and ``lineage``, shown in the footer, when present)."""
+    ``clean``; and ``lineage``, shown in the footer, when present); with ``restatement``, a
+    section of what changed since a signed pack (``warehouse.audit_restate``)."""
     when = (generated_at or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC")
     found = list(report["findings"])
     programmes = list(report["programmes"])
@@ -166,6 +206,7 @@ def audit_html(report: Mapping[str, Any], generated_at: datetime | None = None) 
         f"{kpis}{charts}"
         f"<h2>Findings, worst first</h2>{_findings_table(found) if found else '<p>None.</p>'}"
         f"<h2>Programmes</h2>{_programme_table(programmes)}"
+        f"{_restatement_section(restatement)}"
         f"{lineage_footer(report.get('lineage'))}"
         f"<script>{CHECK_SCRIPT}</script></body></html>\n"
     )
