@@ -439,7 +439,8 @@ EXIT_CODES: tuple[tuple[type[Exception], int], ...] = (
     (RuntimeError, 2),
 )
 """Error type -> exit code; the first match decides. ``main`` prints ``gpuledger: error:
-<message>`` for these and lets anything else (a bug) raise with its traceback."""
+<message>`` for these and lets anything else (a bug) raise with its traceback
+(docs/operations.md, "Exit codes")."""
 
 
 def exit_code(exc: Exception) -> int | None:

@@ -1,5 +1,5 @@
 """Stopping a long-running command cleanly on SIGINT/SIGTERM (``collect``, ``backfill``,
-``ingest``, ``exporter``, ``alerts``)."""
+``ingest``, ``exporter``, ``alerts``): docs/operations.md, "Shutdown"."""
 
 from __future__ import annotations
 
