@@ -127,19 +127,10 @@ class Ingestor:
                     continue
                 moved = self._handle_rebalance()
                 now = time.monotonic()
-                for tp, messages in polled.items():
-                    if tp in moved:
-                        continue  # fetched from before the seek: read again from the lake's offset
-                    for msg in messages:
-                        self._buffered += self._take(tp, msg)
-                        if self._buffered >= self.settings.max_batch_records:
-                            self.flush()  # bounded memory, even inside one large poll
-                    if tp in self.buffers:
-                        self._validate(tp, self.buffers[tp])
-                    if messages:
-                        last_record = now
-                        oldest = oldest or now
-                        drained_since = None
+                if self._take_polled(polled, moved):
+                    last_record = now
+                    oldest = oldest or now
+                    drained_since = None
                 due = oldest is not None and now - oldest >= self.settings.max_batch_seconds
                 if self.buffers and (due or not polled):
                     self.flush()
@@ -167,6 +158,23 @@ class Ingestor:
             if compactor is not None:
                 compactor.join(timeout=60)
         return self.stats
+
+    def _take_polled(
+        self, polled: dict[TopicPartition, list[Any]], moved: set[TopicPartition]
+    ) -> bool:
+        """Buffer and validate one poll's messages; whether any partition brought some."""
+        got = False
+        for tp, messages in polled.items():
+            if tp in moved:
+                continue  # fetched from before the seek: read again from the lake's offset
+            for msg in messages:
+                self._buffered += self._take(tp, msg)
+                if self._buffered >= self.settings.max_batch_records:
+                    self.flush()  # bounded memory, even inside one large poll
+            if tp in self.buffers:
+                self._validate(tp, self.buffers[tp])
+            got = got or bool(messages)
+        return got
 
     def lag(self) -> int:
         s = self.settings
