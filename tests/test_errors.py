@@ -12,7 +12,7 @@ from collectors.errors import SourceError
 from collectors.hostlist import HostlistError
 from collectors.publish import PublishError
 from collectors.records_file import InputFileError
-from gpuledger import cli
+from gpuledger import cli, stream_cli
 from pipeline.bounds import RecordError
 from pipeline.errors import GpuledgerError, TerminalError, TransientError
 from pipeline.kafka_config import KafkaAccessError, KafkaConfigError
@@ -113,7 +113,7 @@ def test_main_reports_project_errors_as_one_line_and_exit_2(
     def fails(_a: object) -> int:
         raise exc
 
-    monkeypatch.setattr(cli, "cmd_kafka", fails)  # the parser picks the command up by name
+    monkeypatch.setattr(stream_cli, "cmd_kafka", fails)  # the parser picks the command up by name
     assert cli.main(["kafka", "status"]) == 2
     assert capsys.readouterr().err == f"gpuledger: error: {exc}\n"
 
@@ -132,7 +132,7 @@ def test_main_keeps_reporting_library_errors(
     def fails(_a: object) -> int:
         raise exc
 
-    monkeypatch.setattr(cli, "cmd_kafka", fails)
+    monkeypatch.setattr(stream_cli, "cmd_kafka", fails)
     assert cli.main(["kafka", "status"]) == 2
     assert capsys.readouterr().err == f"gpuledger: error: {exc}\n"
 
@@ -143,14 +143,14 @@ def test_main_lets_a_bug_raise_and_verbose_shows_the_traceback(
     def bug(_a: object) -> int:
         raise KeyError("unexpected")
 
-    monkeypatch.setattr(cli, "cmd_kafka", bug)
+    monkeypatch.setattr(stream_cli, "cmd_kafka", bug)
     with pytest.raises(KeyError):
         cli.main(["kafka", "status"])
 
     def refused(_a: object) -> int:
         raise KafkaConfigError("client.properties:3: unknown key")
 
-    monkeypatch.setattr(cli, "cmd_kafka", refused)
+    monkeypatch.setattr(stream_cli, "cmd_kafka", refused)
     with pytest.raises(KafkaConfigError):
         cli.main(["-v", "kafka", "status"])
 
