@@ -1,5 +1,23 @@
 """Report rows (a list of dicts with the same keys) as a text table, CSV or JSON, and the
-lineage every report names: the lake table versions it read (``Lineage``)."""
+lineage every report names: the lake table versions it read (``Lineage``).
+
+Numbers are written two ways:
+
+- **Machine outputs (CSV, JSON)** keep the figure, minus the binary noise of the floating-point
+  sums it came from (``24000.0``, not ``23999.999999999076``): every float is rounded to
+  ``SIGNIFICANT_DIGITS`` (12) significant digits after the exact computation and written as
+  the shortest text that reads back as that float (``tidy``). That moves a figure by at most
+  5e-13 of itself, far inside the 1e-9 to which the DuckDB and Spark engines and the rollup
+  and raw paths are held to agree (``docs/rollups.md``, ``docs/spark.md``), and it is a
+  function of the value: equal figures still print equal. Numbers stay numbers; NaN and
+  infinities are left as they are.
+- **Tables (``table``) are for reading**, by column name (``column_kind``): rates and shares
+  (``allocation_rate``, ``utilisation``, ``efficiency``, ``no_telemetry_share``, ``coverage``,
+  ...) as percentages with one decimal (``73.4%``), GPU-hours (``*_gpu_h``, ``*_gpu_hours``)
+  with one decimal and thousands separators (``12,345.6``), money (a column named with
+  ``cny``, ``subsidy``, ``invoice`` or ``price``: CNY, also CNY per GPU-hour) with two decimals
+  and separators, other floats with 6 significant digits.
+"""
 
 from __future__ import annotations
 
@@ -97,13 +115,37 @@ def name_engine(report: dict[str, Any], engine: Engine) -> dict[str, Any]:
     return report
 
 
+SIGNIFICANT_DIGITS = 12
+"""Significant digits of every float in CSV and JSON outputs (module docstring)."""
+
+
+def tidy(value: Any) -> Any:
+    """``value`` with every float (also inside lists, tuples and dicts) rounded to
+    ``SIGNIFICANT_DIGITS`` significant digits; anything else as it is."""
+    if isinstance(value, float):
+        if value == 0.0 or not math.isfinite(value):
+            return value
+        return float(f"{value:.{SIGNIFICANT_DIGITS}g}")
+    if isinstance(value, dict):
+        return {k: tidy(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [tidy(v) for v in value]
+    return value
+
+
+def to_json(value: Any, indent: int | None = 2) -> str:
+    """``value`` as JSON text (``tidy`` floats, ``json_default`` for the rest, UTF-8 text as
+    it is), ending with a newline."""
+    return json.dumps(tidy(value), indent=indent, default=json_default, ensure_ascii=False) + "\n"
+
+
 def json_default(value: Any) -> Any:
-    """JSON for what ``json`` cannot write: instants and dates as ISO-8601, decimals as numbers,
-    durations in seconds, bytes as hex, anything else as its text."""
+    """JSON for what ``json`` cannot write: instants and dates as ISO-8601, decimals as numbers
+    (``tidy``), durations in seconds, bytes as hex, anything else as its text."""
     if isinstance(value, datetime | date | time):
         return value.isoformat()
     if isinstance(value, Decimal):
-        return float(value)
+        return tidy(float(value))
     if isinstance(value, timedelta):
         return value.total_seconds()
     if isinstance(value, bytes | bytearray | memoryview):
@@ -111,11 +153,48 @@ def json_default(value: Any) -> Any:
     return str(value)
 
 
-def _text(value: Any) -> str:
+ColumnKind = Literal["rate", "gpu_h", "cny", "number"]
+RATE_NAMES = ("utilisation", "efficiency", "coverage")
+RATE_SUFFIXES = ("_rate", "_share", "_utilisation", "_efficiency", "_coverage")
+MONEY_WORDS = frozenset({"cny", "subsidy", "invoice", "price"})
+
+
+def column_kind(name: str) -> ColumnKind:
+    """How the ``table`` format shows a number in column ``name``: ``rate`` (a share of 1,
+    shown as a percentage), ``gpu_h`` (GPU-hours), ``cny`` (money, also CNY per GPU-hour) or
+    ``number``."""
+    if name in RATE_NAMES or name.endswith(RATE_SUFFIXES):
+        return "rate"
+    if MONEY_WORDS.intersection(name.split("_")):
+        return "cny"
+    if name.endswith(("_gpu_h", "_gpu_hours")) and "_per_" not in name:
+        return "gpu_h"
+    return "number"
+
+
+def readable(value: float | int | Decimal, kind: ColumnKind) -> str:
+    """A number as the ``table`` format shows it in a column of ``kind`` (module docstring)."""
+    number = float(value)
+    if not math.isfinite(number):
+        return str(number)
+    if kind == "rate":
+        return f"{number:.1%}"
+    if kind == "gpu_h":
+        return f"{number:,.1f}"
+    if kind == "cny":
+        return f"{number:,.2f}"
+    if isinstance(value, int):
+        return str(value)
+    return f"{number:.6g}"
+
+
+def _text(value: Any, column: str = "") -> str:
     if value is None:
         return ""
-    if isinstance(value, float):
-        return f"{value:.6g}" if math.isfinite(value) else str(value)
+    if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
+        kind = column_kind(column)
+        if kind != "number" or isinstance(value, float):
+            return readable(value, kind)
     if isinstance(value, str):  # a terminal table: shown as it is (CSV cells are made inert)
         return value
     return str(_cell(value))
@@ -137,14 +216,16 @@ def _cell(value: Any) -> Any:
     if isinstance(value, datetime | date | time):
         return value.isoformat()
     if isinstance(value, list | tuple | dict):
-        return inert(json.dumps(value, default=json_default, ensure_ascii=False))
+        return inert(json.dumps(tidy(value), default=json_default, ensure_ascii=False))
     if isinstance(value, bytes | bytearray | memoryview):
         return bytes(value).hex()
-    return value if isinstance(value, int | float | Decimal) else inert(str(value))
+    if isinstance(value, float):
+        return tidy(value)
+    return value if isinstance(value, int | Decimal) else inert(str(value))
 
 
 def _table(rows: Sequence[dict[str, Any]], columns: list[str]) -> str:
-    cells = [[_text(r[c]) for c in columns] for r in rows]
+    cells = [[_text(r[c], c) for c in columns] for r in rows]
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
     lines.append("  ".join("-" * w for w in widths))
@@ -159,8 +240,9 @@ def render(
     columns: Sequence[str] | None = None,
     lineage: Lineage | None = None,
 ) -> str:
-    """``rows`` as ``table`` (aligned text), ``csv`` (header + rows, NULL = empty field, floats
-    in full precision) or ``json`` (an array of objects, NULL = null); instants as ISO-8601.
+    """``rows`` as ``table`` (aligned text, numbers for reading: ``column_kind``), ``csv``
+    (header + rows, NULL = empty field, floats ``tidy``) or ``json`` (an array of objects, NULL
+    = null, floats ``tidy``); instants as ISO-8601.
 
     With ``lineage``: CSV starts with a ``# lake versions: ...`` comment line, the table ends
     with a ``lake versions: ...`` line, and every JSON object gets ``lake_versions`` (the
@@ -171,7 +253,7 @@ def render(
         if lineage is not None and lineage.engine is not None:
             extra["engine"] = lineage.engine.to_json()
         objects = [{**{c: r[c] for c in cols}, **extra} for r in rows]
-        return json.dumps(objects, indent=2, default=json_default) + "\n"
+        return json.dumps(tidy(objects), indent=2, default=json_default) + "\n"
     if fmt == "csv":
         out = io.StringIO()
         if lineage is not None:
