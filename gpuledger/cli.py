@@ -65,6 +65,8 @@ def cmd_demo(a: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
+    from gpuledger import statement_cli
+
     parser = argparse.ArgumentParser(
         prog="gpuledger",
         description="GPU data-centre telemetry: collectors -> Kafka -> Parquet lake -> DuckDB "
@@ -126,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_sql)
 
     audit_cli.add_commands(sub)
+    statement_cli.add_commands(sub)
     ops_cli.add_commands(sub)
     lake_cli.add_commands(sub)
 

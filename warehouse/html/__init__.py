@@ -9,14 +9,17 @@ from pathlib import Path
 from typing import Any
 
 from warehouse.html.audit import audit_html
+from warehouse.html.statement import statement_html
 from warehouse.html.utilisation import utilisation_html
 from warehouse.render import Lineage
 
 __all__ = [
     "audit_html",
+    "statement_html",
     "utilisation_html",
     "write_audit_html",
     "write_html",
+    "write_statement_html",
     "write_utilisation_html",
 ]
 
@@ -44,3 +47,7 @@ def write_utilisation_html(
 
 def write_audit_html(report: dict[str, Any], path: Path) -> Path:
     return write_html(audit_html(report), path)
+
+
+def write_statement_html(st: dict[str, Any], path: Path) -> Path:
+    return write_html(statement_html(st), path)
