@@ -8,7 +8,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from gpuledger import audit_cli, lake_cli, ops_cli, stream_cli
+from gpuledger import audit_cli, datacentres_cli, lake_cli, ops_cli, stream_cli
 from pipeline.defaults import DEFAULT_TZ
 from pipeline.errors import TerminalError, TransientError
 
@@ -86,7 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--lake", type=Path, default=DEFAULT_LAKE)
     r.add_argument("--period", choices=["day", "month"], default="month")
-    r.add_argument("--by", choices=["datacentre", "cluster", "scope"], default="cluster")
+    r.add_argument(
+        "--by",
+        choices=["datacentre", "cluster", "scope", "region", "ownership"],
+        default="cluster",
+        help="rows per cluster (default), data centre, scope, or per region / ownership of the "
+        "data-centre registry (unregistered data centres in an 'unregistered' group)",
+    )
     r.add_argument(
         "--from",
         dest="date_from",
@@ -129,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     audit_cli.add_commands(sub)
     statement_cli.add_commands(sub)
+    datacentres_cli.add_commands(sub)
     ops_cli.add_commands(sub)
     lake_cli.add_commands(sub)
 

@@ -12,6 +12,12 @@ were made when that list is empty):
   by the capacity of its data centres in that window;
 - ``concentration``: subsidy by tenant and by tenant region: top-10 share and Gini;
 - ``median_claim_delay_days``: median days from claim period end to submission;
+- ``by_region`` and ``by_ownership``: did the subsidised demand reach the under-used (western,
+  public) data centres? Per local month of the window and region (ownership) of the data-centre
+  registry, over every data centre of the lake: capacity, allocated and busy GPU-hours with
+  their rates (from the summed hours), the programme's subsidised (metered) GPU-hours and
+  subsidy of claims at those data centres in that month, and their share of the capacity;
+  data centres the registry does not list are the group ``unregistered``;
 - ``lineage``: the lake table versions read (``warehouse.render.Lineage.to_json``).
 """
 
@@ -27,6 +33,7 @@ import duckdb
 
 from warehouse.attribution import attribute
 from warehouse.catalog import load_sql
+from warehouse.datacentres import UNREGISTERED
 from warehouse.reports import lineage, single_threaded, utilisation_report
 
 
@@ -137,5 +144,82 @@ def _effectiveness(
         "subsidy_cny": round(sum(c["subsidy_cny"] for c in claims), 2),
         "concentration": {"tenant": _concentration(by_tenant), "region": _concentration(by_region)},
         "median_claim_delay_days": statistics.median(delays) if delays else None,
+        **_reach(con, report, claims, (lo.strftime("%Y-%m"), hi.strftime("%Y-%m"))),
         "lineage": lineage(con).to_json(),
     }
+
+
+REACH_COLUMNS = (
+    "datacentres",
+    "capacity_gpu_h",
+    "allocated_gpu_h",
+    "busy_gpu_h",
+    "allocation_rate",
+    "utilisation",
+    "subsidised_gpu_h",
+    "subsidy_cny",
+    "subsidised_share",
+)
+"""The columns of ``by_region`` / ``by_ownership`` rows after ``period`` and the group."""
+
+
+def _reach(
+    con: duckdb.DuckDBPyConnection,
+    report: Sequence[dict[str, Any]],
+    claims: Sequence[dict[str, Any]],
+    window: tuple[str, str],
+) -> dict[str, list[dict[str, Any]]]:
+    """``by_region`` and ``by_ownership`` from the by-datacentre report rows of the window and
+    the programme's claims whose local month is in ``window`` ([first, end) as YYYY-MM)."""
+    cursor = con.execute(load_sql("effectiveness_datacentres"))
+    registry = {str(dc): (str(region), str(owner)) for dc, region, owner in cursor.fetchall()}
+    inside = [c for c in claims if window[0] <= c["month"] < window[1]]
+    return {
+        f"by_{by}": _grouped(report, inside, {dc: g[i] for dc, g in registry.items()}, by)
+        for i, by in enumerate(("region", "ownership"))
+    }
+
+
+def _grouped(
+    report: Sequence[dict[str, Any]],
+    claims: Sequence[dict[str, Any]],
+    group_of: dict[str, str],
+    by: str,
+) -> list[dict[str, Any]]:
+    acc: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def slot(period: str, dc: str) -> dict[str, Any]:
+        key = (period, group_of.get(dc, UNREGISTERED))
+        return acc.setdefault(key, {"dcs": set(), "sums": defaultdict(float), "busy": False})
+
+    for r in report:
+        a = slot(r["period"], r["datacentre"])
+        a["dcs"].add(r["datacentre"])
+        for col in ("capacity_gpu_h", "allocated_gpu_h", "busy_gpu_h"):
+            if r[col] is not None:
+                a["sums"][col] += r[col]
+                a["busy"] |= col == "busy_gpu_h"
+    for c in claims:
+        a = slot(c["month"], c["datacentre"])
+        a["dcs"].add(c["datacentre"])
+        a["sums"]["subsidised_gpu_h"] += c["metered_gpu_h"]
+        a["sums"]["subsidy_cny"] += c["subsidy_cny"]
+    return [_reach_row(period, by, group, a) for (period, group), a in sorted(acc.items())]
+
+
+def _reach_row(period: str, by: str, group: str, a: dict[str, Any]) -> dict[str, Any]:
+    sums = a["sums"]
+    cap = sums.get("capacity_gpu_h")
+    busy = sums["busy_gpu_h"] if a["busy"] else None
+    values = [
+        "+".join(sorted(a["dcs"])),
+        cap,
+        sums.get("allocated_gpu_h"),
+        busy,
+        sums["allocated_gpu_h"] / cap if cap else None,
+        busy / cap if cap and busy is not None else None,
+        sums["subsidised_gpu_h"],
+        round(sums["subsidy_cny"], 2),
+        sums["subsidised_gpu_h"] / cap if cap else None,
+    ]
+    return {"period": period, by: group, **dict(zip(REACH_COLUMNS, values, strict=True))}

@@ -36,6 +36,13 @@
   is NULL and ``sources`` says ``busy=none``); other clusters get their cluster row with scope
   NULL. ``by="datacentre"`` sums cluster rows (each cluster with its own sources; ``sources``
   joins them with ``+``).
+- ``by="region"`` / ``by="ownership"``: the cluster rows summed per local period and the
+  region / ownership the data-centre registry (``datacentres`` view, ``warehouse.datacentres``)
+  gives their data centre; data centres it does not list form the group ``unregistered``.
+  Rows carry ``period``, ``region`` (or ``ownership``), ``datacentres`` (the group's data
+  centres, ``+``-joined) and the figures; rates and the no-telemetry share are computed from
+  the group's summed hours and units, as for a data centre, so the groups of a period add up
+  to the sum of its datacentre rows.
 - **capacity_note** is NULL unless the cluster's capacity sources disagree on how many GPUs it
   has now (``cluster_sources`` view): occupancy (the newest whole-cluster snapshot's
   ``gpus_total``, else the sum of its scopes' newest) and each inventory ``source`` (the sum of
@@ -72,7 +79,7 @@ __all__ = [
 
 Period = Literal["day", "month"]
 Source = Literal["bins", "samples"]
-By = Literal["datacentre", "cluster", "scope"]
+By = Literal["datacentre", "cluster", "scope", "region", "ownership"]
 
 UTILISATION_COLUMNS = (
     "period",
@@ -93,7 +100,14 @@ UTILISATION_COLUMNS = (
     "capacity_note",
 )
 _LABEL = {"day": "%Y-%m-%d", "month": "%Y-%m"}
-_BY = ("datacentre", "cluster", "scope")
+_BY = ("datacentre", "cluster", "scope", "region", "ownership")
+GROUPS = ("region", "ownership")
+"""``by`` values that group data centres by the registry (``grouped_columns``)."""
+
+
+def grouped_columns(by: str) -> tuple[str, ...]:
+    """The columns of a ``by="region"`` / ``"ownership"`` report."""
+    return ("period", by, "datacentres", *UTILISATION_COLUMNS[4:])
 
 
 def lineage(con: duckdb.DuckDBPyConnection) -> Lineage:
@@ -167,7 +181,7 @@ def utilisation_report(
     a period bound is off a bin edge; ``"samples"`` clips every sample (the raw path).
 
     Returns rows with exactly ``UTILISATION_COLUMNS`` as keys, sorted by period, datacentre,
-    cluster, scope.
+    cluster, scope; by region or ownership ``grouped_columns(by)``, sorted by period, group.
     """
     if period not in _LABEL:
         raise ValueError(f"period must be one of {', '.join(_LABEL)}, not {period!r}")
@@ -189,4 +203,13 @@ def utilisation_report(
         cursor = con.execute(sql, {"by": by})
         names = [d[0] for d in cursor.description]
         assert tuple(names) == UTILISATION_COLUMNS, names
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    if by not in GROUPS:
+        return rows
+    # the SQL puts the group in the datacentre column and its data centres in the cluster column
+    return [_grouped_row(r, by) for r in rows]
+
+
+def _grouped_row(r: dict[str, Any], by: str) -> dict[str, Any]:
+    values = [r["period"], r["datacentre"], r["cluster"], *(r[c] for c in UTILISATION_COLUMNS[4:])]
+    return dict(zip(grouped_columns(by), values, strict=True))

@@ -7,7 +7,8 @@ and OpenB carry no tenant-level allocations with GPU identities that a claim cou
 allocations are laid out here: per data centre, GPU slots of 4 rented back to back by tenants
 for 1-6 days with gaps, busier after the programmes start (their intended effect).
 
-Layout: three data centres (Shanghai, Chengdu, Gui'an), three programmes (a Shanghai city
+Layout: three data centres (Shanghai, Chengdu, Gui'an; in the data-centre registry with four
+more sites of other hubs that have no telemetry here), three programmes (a Shanghai city
 programme also valid at the western site, a Chengdu city programme, a Sichuan provincial one),
 SMEs / research institutes / large firms across regions, one voucher per eligible tenant (some
 Sichuan SMEs hold a city and a provincial voucher), and one claim per (tenant, data centre, local
@@ -42,6 +43,18 @@ SOURCE = "scenario"
 
 # (id, region, base price CNY per GPU-hour)
 DATACENTRES = (("dc-sh", "Shanghai", 14.0), ("dc-cd", "Sichuan", 11.0), ("dc-ga", "Guizhou", 9.0))
+# the data-centre registry (warehouse.datacentres): the three sites above, an eastern private
+# one and western public ones in the other hubs (sites without telemetry in this scenario)
+# (id, name, region, operator, ownership, national hub)
+REGISTRY = """
+dc-sh | Lingang AI Compute Centre | Shanghai | Lingang Compute Co. | private | yangtze-river-delta
+dc-cd | Chengdu Intelligent Computing Centre | Sichuan | Chengdu city | public | chengdu-chongqing
+dc-ga | Gui'an Public Compute Centre | Guizhou | Guizhou data group | public | guizhou
+dc-gz | Nansha Compute Park | Guangdong | Nansha Cloud Ltd. | private | guangdong-hong-kong-macao
+dc-qy | Qingyang Compute Hub | Gansu | Gansu compute group | public | gansu
+dc-zw | Zhongwei Cloud Base | Ningxia | Ningxia compute group | public | ningxia
+dc-hl | Horinger Compute Park | Inner Mongolia | Horinger compute group | public | inner-mongolia
+"""
 # (id, issuer, region, max_coverage, tenant types, data centres ([] = any), price cap)
 PROGRAMMES: tuple[tuple[str, str, str, float, list[str], list[str], float | None], ...] = (
     ("SH-CV", "Shanghai", "Shanghai", 0.8, ["sme", "research"], ["dc-sh", "dc-ga"], 20.0),
@@ -208,7 +221,13 @@ def build_scenario(spec: ScenarioSpec) -> Scenario:
         spec,
         bounds,
         allocations,
-        {"programme": programmes, "tenant": tenants, "voucher": vouchers, "claim": []},
+        {
+            "programme": programmes,
+            "tenant": tenants,
+            "voucher": vouchers,
+            "claim": [],
+            "datacentre": registry(),
+        },
     )
     for tid, _, _, dcs, pids in TENANTS:
         for dc in dcs:
@@ -225,6 +244,13 @@ def build_scenario(spec: ScenarioSpec) -> Scenario:
         plant(scenario, rng)
     _set_faces(scenario)
     return scenario
+
+
+def registry() -> list[dict[str, Any]]:
+    """The data-centre registry rows (``REGISTRY``) the scenario imports."""
+    names = ("datacentre", "name", "region", "operator", "ownership", "hub")
+    rows = [line.split(" | ") for line in REGISTRY.strip().splitlines()]
+    return [dict(zip(names, row, strict=True)) for row in rows]
 
 
 def _eligible(pid: str, dc: str) -> bool:

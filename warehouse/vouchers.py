@@ -1,6 +1,7 @@
 """Compute-voucher records (DESIGN §5): one definition, strict import, versioned history.
 
-The four entities (``PROGRAMME``, ``TENANT``, ``VOUCHER``, ``CLAIM``) are ``pipeline.records.Kind``
+The four entities (``PROGRAMME``, ``TENANT``, ``VOUCHER``, ``CLAIM``), and the data-centre
+registry (``warehouse.datacentres.DATACENTRE``) beside them, are ``pipeline.records.Kind``
 values, so their Arrow schema, DuckDB columns and row coercion come from the same machinery as
 the telemetry contract. They are imported from files, never streamed: ``topic`` is empty.
 
@@ -51,6 +52,7 @@ from pipeline.records import (
 )
 from warehouse import voucher_ledger as ledger
 from warehouse.catalog import LEDGER_SNAPSHOT, delta_source, ident
+from warehouse.datacentres import DATACENTRE, check_datacentre
 
 VOUCHERS_DIR = "vouchers"
 T, S, F, L = FieldType.TIMESTAMP, FieldType.STRING, FieldType.FLOAT, FieldType.STRING_LIST
@@ -121,7 +123,7 @@ CLAIM = _kind(
     ),
     "submitted_at",
 )
-ENTITIES: dict[str, Kind] = {k.name: k for k in (PROGRAMME, TENANT, VOUCHER, CLAIM)}
+ENTITIES: dict[str, Kind] = {k.name: k for k in (PROGRAMME, TENANT, VOUCHER, CLAIM, DATACENTRE)}
 """In reference order: an entity only refers to the ones before it."""
 TENANT_TYPES = ("sme", "research", "large")
 _INTERVALS = {"programme": ("valid_from", "valid_to"), "voucher": ("issued_at", "expires_at")}
@@ -210,6 +212,8 @@ def _check_relations(k: Kind, r: Record) -> None:
         raise RecordError(
             f"tenant_type {r['tenant_type']!r} is not one of {', '.join(TENANT_TYPES)}", "bad_value"
         )
+    if k is DATACENTRE:
+        check_datacentre(r)
     if k is PROGRAMME:
         bad = [t for t in r["eligible_tenant_types"] if t not in TENANT_TYPES]
         if bad:
@@ -302,7 +306,7 @@ def import_files(
             )
     if problems:
         raise VoucherImportError(problems)
-    return _write(lake, incoming, current, state, now_ms)
+    return _write(lake, incoming, current, state, now_ms, set(files))
 
 
 def _write(
@@ -311,6 +315,7 @@ def _write(
     current: dict[str, dict[str, Record]],
     state: ledger.LedgerState,
     now_ms: int | None,
+    given: set[str],
 ) -> ImportResult:
     now = int(time.time() * 1000) if now_ms is None else now_ms
     # import ids order the versions: never at or before an import already in the lake
@@ -318,6 +323,9 @@ def _write(
     changed: dict[str, list[_Row]] = {}
     result = ImportResult(import_id="")
     for name, k in ENTITIES.items():
+        if name not in given:  # the result names the entities given files only
+            changed[name] = []
+            continue
         new = [
             r
             for r in incoming[name]
@@ -328,7 +336,8 @@ def _write(
         result.unchanged[name] = len(incoming[name]) - len(new)
     digest = hashlib.sha1(
         json.dumps(
-            {n: [r.record for r in rows] for n, rows in changed.items()}, default=str
+            {n: [r.record for r in rows] for n, rows in changed.items() if n in given},
+            default=str,
         ).encode()
     ).hexdigest()[:10]
     result.import_id = f"{now:013d}-{digest}"

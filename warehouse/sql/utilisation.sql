@@ -1,4 +1,4 @@
--- utilisation report: one row per (period, datacentre[, cluster[, scope]]) with capacity / allocated / busy GPU-hours (DESIGN §4); inputs: report_periods, occupancy_coverage, inventory_coverage, gpu_bins or gpu_sample_coverage, allocation_spans, allocation_hold_spans, cluster_sources; params: $by ('datacentre'|'cluster'|'scope')
+-- utilisation report: one row per (period, datacentre[, cluster[, scope]]) with capacity / allocated / busy GPU-hours (DESIGN §4); inputs: report_periods, occupancy_coverage, inventory_coverage, gpu_bins or gpu_sample_coverage, allocation_spans, allocation_hold_spans, cluster_sources, datacentres; params: $by ('datacentre'|'cluster'|'scope'|'region'|'ownership')
 WITH
 periods AS MATERIALIZED (SELECT * FROM report_periods),
 -- occupancy: per (period, scope), every snapshot's coverage clipped to the period
@@ -157,6 +157,19 @@ scope_rows AS (
         AND o.scope IS NOT DISTINCT FROM u.scope
     LEFT JOIN cluster_sources AS s ON s.datacentre = u.datacentre AND s.cluster = u.cluster
 ),
+-- by region / ownership: each cluster row with its data centre's group in the registry
+-- (datacentres view), 'unregistered' where the registry does not list it
+grouped_rows AS (
+    SELECT
+        c.*,
+        CASE $by
+            WHEN 'region' THEN coalesce(d.region, 'unregistered')
+            WHEN 'ownership' THEN coalesce(d.ownership, 'unregistered')
+            ELSE c.datacentre
+        END AS grp
+    FROM cluster_rows AS c
+    LEFT JOIN datacentres AS d ON d.datacentre = c.datacentre
+),
 report AS (
     SELECT * FROM cluster_rows
     WHERE $by = 'cluster'
@@ -167,10 +180,13 @@ report AS (
     SELECT * FROM scope_rows
     WHERE $by = 'scope'
     UNION ALL
+    -- by datacentre, region or ownership: the group in the datacentre column; for a
+    -- region or ownership its data centres ('+'-joined) in the cluster column
     SELECT
         period,
-        datacentre,
-        CAST(NULL AS VARCHAR),
+        grp,
+        CASE WHEN $by <> 'datacentre'
+            THEN string_agg(DISTINCT datacentre, '+' ORDER BY datacentre) END,
         CAST(NULL AS VARCHAR),
         any_value(period_h),
         string_agg(DISTINCT capacity_source, '+' ORDER BY capacity_source),
@@ -183,9 +199,9 @@ report AS (
         sum(unit_cov_h),
         sum(n_units),
         string_agg(DISTINCT capacity_note, ' | ' ORDER BY capacity_note)
-    FROM cluster_rows
-    WHERE $by = 'datacentre'
-    GROUP BY period, datacentre
+    FROM grouped_rows
+    WHERE $by IN ('datacentre', 'region', 'ownership')
+    GROUP BY period, grp
 )
 SELECT
     period,
