@@ -81,7 +81,7 @@ def sha256(data: bytes) -> str:
 
 
 def _parquet(con: duckdb.DuckDBPyConnection, sql: str, ids: list[str]) -> bytes:
-    table = con.execute(load_sql(sql), {"ids": ids}).fetch_arrow_table()
+    table = con.execute(load_sql(sql), {"ids": ids}).to_arrow_table()
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, compression="zstd")
     return bytes(sink.getvalue().to_pybytes())
@@ -236,7 +236,8 @@ def register_pack(pack: Path, lake: Path) -> Path:
 
 def registered_packs(lake: Path) -> list[Path]:
     """Every pack registered in ``lake``, by month and scope."""
-    return sorted(p.parent for p in (Path(lake) / REGISTRY).glob("*/*/" + MANIFEST))
+    found = (Path(lake) / REGISTRY).glob("*/*/" + MANIFEST)
+    return sorted(p.parent for p in found if not p.parent.name.startswith("."))  # not in writing
 
 
 def read_manifest(pack: Path) -> dict[str, Any]:

@@ -20,6 +20,9 @@ Metrics (base units, ratios 0-1, ``_total`` counters; the fleet semantics are th
 - ``gpuledger_dead_letters_total`` {topic, reason, path}: ``path="stream"`` from the ``*.dlq``
   topics (with ``--kafka``), ``path="backfill"`` from ``<lake>/_quarantine``.
 - ``gpuledger_consumer_lag_records`` {group, topic, partition} (with ``--kafka``).
+- ``gpuledger_audit_restated_findings`` {month, pack, programme}: findings of a signed audit
+  pack registered in the lake that are new, vanished or changed now (``warehouse.audit_gauge``,
+  cached on the lake's table versions).
 - ``gpuledger_exporter_up`` {part}, ``gpuledger_exporter_scrape_duration_seconds``.
 
 "Now" is the wall clock; with ``as_of="data"`` (a replay of a past trace) it is the newest
@@ -47,8 +50,10 @@ from pipeline.kafka_config import KafkaSecurity
 from pipeline.records import KINDS
 from pipeline.topics import kind_for_topic
 from warehouse import fleet
+from warehouse.audit_gauge import RestatedFindings
 from warehouse.catalog import connect
 from warehouse.pipeline_health import KafkaHealth
+from warehouse.reports import lineage
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +123,7 @@ class WarehouseCollector(Collector):
         self.kafka = kafka
         self.clock = clock
         self.quarantine = QuarantineCounts(settings.lake)
+        self.restated = RestatedFindings(settings.lake)
         self._lock = threading.Lock()
 
     def collect(self) -> Iterator[Metric]:
@@ -155,12 +161,14 @@ class WarehouseCollector(Collector):
             windows = [(w, fleet.fleet_window(con, now_ms, s)) for w, s in WINDOWS]
             newest = fleet.telemetry_newest(con, now_ms)
             loads = fleet.lake_loads(con)
+            versions = lineage(con).versions
         finally:
             con.close()
         yield from _fleet_metrics(now)
         yield from _window_metrics(windows)
         yield from _telemetry_metrics(newest, now_ms)
         yield from self._lake_metrics(loads)
+        yield self.restated.family(versions)  # registered audit packs (docs/audit-packs.md)
 
     def _lake_metrics(self, loads: list[fleet.LoadTotals]) -> Iterator[Metric]:
         landed = CounterMetricFamily(
