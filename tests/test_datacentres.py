@@ -1,6 +1,6 @@
 """The data-centre registry: strict, versioned import; utilisation by region and ownership adding
 up to the fleet's totals on rollups and raw samples alike; programme effectiveness by region
-against the scenario's own rows."""
+against the scenario's own rows; the same groups on Spark."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import pytest
 from gpuledger.cli import main
 from pipeline.records import GPU_SAMPLE, INVENTORY, coerce
 from pipeline.write import write_records
+from tests.spark_fixtures import spark_fixture  # noqa: F401 (the session-wide ``spark``)
 from warehouse.catalog import connect
 from warehouse.datacentres import import_datacentres
 from warehouse.effectiveness import effectiveness
@@ -310,3 +311,35 @@ def test_effectiveness_by_region_matches_the_scenario(
     )
     assert main(["report", "effectiveness", *lake_arg]) == 0
     assert "subsidised GPU-hours and capacity by region" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------- the Spark engine
+def test_spark_gives_the_same_groups(scenario_lake: tuple[Scenario, Path], spark: Any) -> None:
+    pytest.importorskip("pyspark")
+    from warehouse.spark_reports import open_spark
+
+    _, lake = scenario_lake
+    duck = connect(lake, ":memory:")
+    duck.execute("SET TimeZone = 'UTC'")
+    on_spark: Any = open_spark(lake, spark=spark)
+    try:
+        assert "datacentres" in on_spark.registered.views
+        for by in ("region", "ownership"):
+            want = utilisation_report(duck, period="month", by=by)
+            got = utilisation_report(on_spark, period="month", by=by)
+            assert [(r["period"], r[by], r["datacentres"]) for r in got] == [
+                (r["period"], r[by], r["datacentres"]) for r in want
+            ]
+            for g, w in zip(got, want, strict=True):
+                assert all(_close(g[k], w[k], 1e-9) for k in g if isinstance(w[k], float))
+        want_e = effectiveness(duck, "SH-CV", months=1)
+        got_e = effectiveness(on_spark, "SH-CV", months=1)
+        for key in ("by_region", "by_ownership"):
+            assert [list(r.values())[:3] for r in got_e[key]] == [
+                list(r.values())[:3] for r in want_e[key]
+            ]
+            for g, w in zip(got_e[key], want_e[key], strict=True):
+                assert all(_close(g[k], w[k], 1e-9) for k in g if isinstance(w[k], float))
+    finally:
+        on_spark.close()
+        duck.close()

@@ -72,7 +72,9 @@ def lineage_footer(lineage: Mapping[str, Any] | None) -> str:
 
 
 def group_label(row: dict[str, Any]) -> str:
-    parts = [row.get("datacentre"), row.get("cluster"), row.get("scope")]
+    """``datacentre / cluster / scope``; a region or ownership group of the registry by name."""
+    group = row.get("region") or row.get("ownership")  # report utilisation --by region|ownership
+    parts = [group] if group else [row.get("datacentre"), row.get("cluster"), row.get("scope")]
     return " / ".join(str(p) for p in parts if p not in (None, ""))
 
 
