@@ -151,6 +151,9 @@ def cmd_since(a: argparse.Namespace) -> int:
     from warehouse.audit_restate import restate, state_of
     from warehouse.render import duckdb_engine, name_engine
 
+    if a.engine != "duckdb":
+        print("audit --since runs on --engine duckdb", file=sys.stderr)
+        return 2
     try:
         then, programme, tz = _then(a)
     except (PackError, ValueError) as exc:

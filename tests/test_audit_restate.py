@@ -223,3 +223,21 @@ def test_exporter_gauge_counts_restated_findings_per_programme(story: Story) -> 
     assert {k[:2] for k in after} == {(MONTH, "all")}
     gauge(story.collector)  # same lake versions, same packs: served from the cache
     assert story.collector.restated.computations == computed + 1
+
+
+def test_rollups_built_after_signing_restate_nothing(
+    story: Story, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Rollups change how figures are summed (bins, not samples), never what they are: the old
+    pack verifies and the restatement names the same changes and nothing else."""
+    rc, before = _since(story, capsys, "--since", str(story.pack), "--format", "json")
+    assert rc == 0
+    assert cli(capsys, "lake", "rollup", "--lake", str(story.lake))[0] == 0
+    assert DeltaTable(str(story.lake / "_rollup" / "gpu_bins")).version() >= 1
+    rc, out = cli(capsys, "audit", "verify", str(story.pack))
+    assert rc == 0, out
+    rc, after = _since(story, capsys, "--since", str(story.pack), "--format", "json")
+    assert rc == 0
+    a, b = json.loads(before), json.loads(after)
+    assert a["findings"] == b["findings"]
+    assert [c["claim_id"] for c in a["claims"]] == [c["claim_id"] for c in b["claims"]]

@@ -123,6 +123,20 @@ def _key(f: Mapping[str, Any]) -> tuple[str, str]:
     return (f["claim_id"], f["finding"])
 
 
+def same(a: Any, b: Any) -> bool:
+    """Equal, numbers to within 1e-9 (the rollup and raw paths agree to that, docs/rollups.md),
+    recursively through evidence lists and objects."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a == b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return abs(a - b) <= TOLERANCE * max(1.0, abs(a), abs(b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
 def finding_changes(then: Mapping[str, Any], now: Mapping[str, Any]) -> dict[str, list[Any]]:
     """``{"new", "vanished", "changed"}`` findings between two audit reports of one month."""
     before = {_key(f): f for f in then["findings"]}
@@ -130,7 +144,7 @@ def finding_changes(then: Mapping[str, Any], now: Mapping[str, Any]) -> dict[str
     changed = []
     for key in sorted(set(before) & set(after)):
         b, a = before[key], after[key]
-        if any(b[k] != a[k] for k in ("severity", "cny_at_stake", "evidence")):
+        if not all(same(b[k], a[k]) for k in ("severity", "cny_at_stake", "evidence")):
             changed.append(
                 {
                     "finding": key[1],
