@@ -69,9 +69,22 @@ def cmd_kafka(a: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------- collect / backfill
+def _run(built: Any, sink: Any, verb: str) -> Any:
+    """The source's collector into ``sink`` until it ends or a signal stops it, with progress
+    on stderr."""
+    from collectors.run import run_collector
+
+    return run_collector(
+        built.collector,
+        sink,
+        repeat_every_s=built.repeat_every_s,
+        stop=stop_on_signals(),
+        progress=_progress(f"{verb} {built.describe}"),
+    )
+
+
 def cmd_collect(a: argparse.Namespace) -> int:
     from collectors.publish import KafkaSink, PublishSettings
-    from collectors.run import run_collector
     from pipeline.topics import ensure_topics
 
     built = a.build(a)
@@ -86,13 +99,7 @@ def cmd_collect(a: argparse.Namespace) -> int:
         )
     )
     try:
-        stats = run_collector(
-            built.collector,
-            sink,
-            repeat_every_s=built.repeat_every_s,
-            stop=stop_on_signals(),
-            progress=_progress(f"collect {built.describe}"),
-        )
+        stats = _run(built, sink, "collect")
     finally:
         sink.close()
     print(
@@ -104,19 +111,12 @@ def cmd_collect(a: argparse.Namespace) -> int:
 
 
 def cmd_backfill(a: argparse.Namespace) -> int:
-    from collectors.run import run_collector
     from pipeline.backfill import LakeSink, backfill_load_id
 
     built = a.build(a)
     load_id = backfill_load_id(a.source_name, vars(a))
     sink = LakeSink(a.lake, load_id, origin=f"backfill {built.describe}")
-    run = run_collector(
-        built.collector,
-        sink,
-        repeat_every_s=built.repeat_every_s,
-        stop=stop_on_signals(),
-        progress=_progress(f"backfill {built.describe}"),
-    )
+    run = _run(built, sink, "backfill")
     st = sink.stats
     written = ", ".join(f"{k} {v:,}" for k, v in sorted(st.written.items())) or "nothing"
     print(
