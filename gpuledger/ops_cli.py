@@ -11,13 +11,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gpuledger.arguments import instant
 from gpuledger.shutdown import stop_on_signals
+from gpuledger.source_spec import iso_type
 
 DEFAULT_LISTEN = "127.0.0.1:9108"
 
 
-_INSTANT = instant("2020-05-01T00:00Z")
+_INSTANT = iso_type("2020-05-01T00:00Z")
 
 
 def _instant_ms(text: str) -> int:
