@@ -56,7 +56,12 @@ def add_verify(audit_parser: argparse.ArgumentParser) -> None:
         "list of what differs otherwise.",
     )
     v.add_argument("pack", type=Path, metavar="DIR")
-    v.add_argument("--lake", type=Path, help="the lake (default: the one the manifest names)")
+    v.add_argument(
+        "--lake",
+        dest="verify_lake",
+        type=Path,
+        help="the lake (default: the one the manifest names)",
+    )
     v.set_defaults(func=cmd_verify)
 
 
@@ -94,7 +99,7 @@ def cmd_verify(a: argparse.Namespace) -> int:
     from warehouse.audit_pack import PackError, verify
 
     try:
-        result = verify(a.pack, a.lake)
+        result = verify(a.pack, a.verify_lake)
     except PackError as exc:
         print(str(exc), file=sys.stderr)
         return 2

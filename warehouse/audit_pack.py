@@ -295,24 +295,30 @@ def _difference(name: str, have: bytes, want: bytes) -> str:
     )
 
 
-def verify(pack: Path, lake: Path | None = None) -> Verification:
-    """Check ``pack``: manifest hashes (and HMAC), then every file re-derived from the lake
-    (the manifest's, or ``lake``) at the recorded table versions with the pack's thresholds."""
-    pack = Path(pack)
-    result = Verification(pack)
-    manifest = read_manifest(pack)
-    result.problems += _check_hmac(manifest)
-    result.problems += check_files(pack, manifest)
-    lake = Path(manifest["lake"]) if lake is None else Path(lake)
+def _missing_tables(lake: Path, tables: Mapping[str, int]) -> list[str]:
+    """The tables the pack read data from (version above 0) that ``lake`` does not hold."""
+    from deltalake import DeltaTable
+
+    from warehouse.catalog import table_paths
+
+    paths = table_paths(Path(lake))
+    return sorted(
+        t
+        for t, v in tables.items()
+        if v and (t not in paths or not DeltaTable.is_deltatable(str(paths[t])))
+    )
+
+
+def _rederive(pack: Path, manifest: Mapping[str, Any], lake: Path) -> Derived | str:
+    """The pack's files re-derived from ``lake`` at the recorded versions, or what failed."""
     try:
         thresholds = (pack / THRESHOLDS).read_bytes()
         con = open_snapshot(lake, dict(manifest["tables"]))
     except Exception as exc:
-        result.problems.append(f"cannot read {lake} at the recorded versions: {exc}")
-        return result
+        return f"cannot read {lake} at the recorded versions: {exc}"
     try:
         signed_at = datetime.fromisoformat(manifest["signed_at"].replace("Z", "+00:00"))
-        derived = derive(
+        return derive(
             con,
             month=manifest["month"],
             programme=manifest["programme"],
@@ -321,10 +327,14 @@ def verify(pack: Path, lake: Path | None = None) -> Verification:
             signed_at=signed_at,
         )
     except Exception as exc:
-        result.problems.append(f"the audit could not be re-run at the recorded versions: {exc}")
-        return result
+        return f"the audit could not be re-run at the recorded versions: {exc}"
     finally:
         con.close()
+
+
+def _compare(
+    pack: Path, manifest: Mapping[str, Any], derived: Derived, result: Verification
+) -> None:
     if derived.report["lineage"]["tables"] != manifest["tables"]:
         result.problems.append(f"{MANIFEST}: the re-run read other table versions")
     if derived.report["engine"] != manifest["engine"]:
@@ -343,4 +353,24 @@ def verify(pack: Path, lake: Path | None = None) -> Verification:
             result.problems.append(_difference(name, path.read_bytes(), want))
         elif manifest["files"].get(name, {}).get("sha256") == sha256(want):
             result.checked.append(name)
+
+
+def verify(pack: Path, lake: Path | None = None) -> Verification:
+    """Check ``pack``: manifest hashes (and HMAC), then every file re-derived from the lake
+    (the manifest's, or ``lake``) at the recorded table versions with the pack's thresholds."""
+    pack = Path(pack)
+    result = Verification(pack)
+    manifest = read_manifest(pack)
+    result.problems += _check_hmac(manifest)
+    result.problems += check_files(pack, manifest)
+    lake = Path(manifest["lake"]) if lake is None else Path(lake)
+    missing = _missing_tables(lake, manifest["tables"])
+    if missing:
+        result.problems.append(f"{lake} has no table {', '.join(missing)} that the pack read")
+        return result
+    derived = _rederive(pack, manifest, lake)
+    if isinstance(derived, str):
+        result.problems.append(derived)
+    else:
+        _compare(pack, manifest, derived, result)
     return result
