@@ -6,9 +6,12 @@ from __future__ import annotations
 import shutil
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from collectors.publish import KafkaSink, PublishSettings
 from collectors.replay.dcgm_file import DcgmFileReplay
@@ -18,7 +21,7 @@ from gpuledger import broker
 from pipeline.ingest import Ingestor, IngestSettings, IngestStats
 from pipeline.topics import ensure_topics
 from warehouse.catalog import connect
-from warehouse.render import render
+from warehouse.render import Lineage, render
 from warehouse.reports import lineage, utilisation_report
 
 DCGM_STREAM = Path(__file__).parent / "data" / "dcgm" / "earth-sim-2020-05.prom.gz"
@@ -75,25 +78,78 @@ def _prepare_lake(lake: Path) -> None:
 AUDIT_MONTHS = ("2026-04", "2026-05")
 
 
-def _voucher_audit(out: Path) -> str:
-    """Generate a small voucher scenario with one planted case of every finding; audit it."""
-    from gpuledger.audit_cli import format_audit
+@dataclass(frozen=True)
+class VoucherAudit:
+    """The demo's voucher part: each audited month's audit, and one tenant's statement."""
+
+    audits: dict[str, dict[str, Any]]
+    statement: dict[str, Any]
+
+    def text(self) -> str:
+        from gpuledger.audit_cli import format_audit
+
+        return "".join(
+            f"\n  audit {month}:\n" + format_audit(report, "table")
+            for month, report in self.audits.items()
+        )
+
+
+def statement_tenant(report: dict[str, Any]) -> str | None:
+    """The tenant with the most findings in an audit (the first by id among equals)."""
+    counts = Counter(f["tenant_id"] for f in report["findings"] if f["tenant_id"])
+    return min(counts, key=lambda t: (-counts[t], t)) if counts else None
+
+
+def voucher_audit(out: Path) -> VoucherAudit:
+    """Generate a small voucher scenario with one planted case of every finding; audit each
+    month of it, and make the statement of the last month's most flagged tenant."""
     from warehouse.attribution import open_audit
     from warehouse.audit import audit
     from warehouse.scenario import ScenarioSpec, build_scenario
     from warehouse.scenario_write import write_scenario
+    from warehouse.statement import statement, tenants
 
     spec = ScenarioSpec(
         anomalies=True, months=3, programme_month=1, nodes_per_dc=1, sample_interval_s=3600
     )
     write_scenario(build_scenario(spec), out)
     con = open_audit(out / "lake")
-    parts = []
-    for month in AUDIT_MONTHS:
-        parts.append(f"\n  audit {month}:\n")
-        parts.append(format_audit(audit(con, month=month), "table"))
-    con.close()
-    return "".join(parts)
+    try:
+        audits = {month: audit(con, month=month) for month in AUDIT_MONTHS}
+        last = AUDIT_MONTHS[-1]
+        tenant = statement_tenant(audits[last]) or tenants(con)[0]["tenant_id"]
+        return VoucherAudit(audits, statement(con, tenant=tenant, month=last))
+    finally:
+        con.close()
+
+
+def write_pages(
+    reports: Path, utilisation: list[dict[str, Any]], read: Lineage, vouchers: VoucherAudit
+) -> list[tuple[str, Path]]:
+    """The demo's HTML pages in ``reports``: the utilisation report (``utilisation`` rows, the
+    lake versions ``read``), each month's audit and the statement; (what, path) of each."""
+    from warehouse.html import (
+        write_audit_html,
+        write_statement_html,
+        write_utilisation_html,
+    )
+
+    title = "Helios Earth and the DCGM stream, daily by virtual cluster"
+    pages = [
+        (
+            "utilisation report",
+            write_utilisation_html(
+                utilisation, reports / "utilisation_day_by_scope.html", title, lineage=read
+            ),
+        ),
+    ]
+    for month, report in vouchers.audits.items():
+        pages.append((f"audit {month}", write_audit_html(report, reports / f"audit_{month}.html")))
+    st = vouchers.statement
+    tenant, month = st["tenant"]["tenant_id"], st["month"]
+    path = reports / f"statement_{tenant}_{month}.html"
+    pages.append((f"statement {tenant} {month}", write_statement_html(st, path)))
+    return pages
 
 
 def _compact(lake: Path) -> None:
@@ -175,32 +231,43 @@ def run_demo(lake: Path, port: int, data_dir: Path) -> int:
     db = lake / "_warehouse.duckdb"
     con = connect(lake, db)
     by_scope = utilisation_report(con, period="month", by="scope", date_from=None, date_to=None)
-    sys.stdout.write(render(by_scope, "table", SHOWN))
-    _say("\n  per cluster:")
     by_cluster = utilisation_report(con, period="month", by="cluster", date_from=None, date_to=None)
+    daily = utilisation_report(con, period="day", by="scope", date_from=None, date_to=None)
     read = lineage(con)
-    sys.stdout.write(render(by_cluster, "table", SHOWN, lineage=read))
+    con.close()
     reports = lake / "_reports"
     reports.mkdir(exist_ok=True)
     (reports / "utilisation_month_by_scope.csv").write_text(render(by_scope, "csv", lineage=read))
     (reports / "utilisation_month_by_cluster.json").write_text(
         render(by_cluster, "json", lineage=read)
     )
-    con.close()
-
     scenario = lake / "_voucher_scenario"
+    vouchers = voucher_audit(scenario)
+    pages = write_pages(reports, daily, read, vouchers)
+    _say("  pages to open in a browser:")
+    for what, path in pages:
+        _say(f"    {what + ':':<28}{path.resolve()}")
+    _say("")
+    sys.stdout.write(render(by_scope, "table", SHOWN))
+    _say("\n  per cluster:")
+    sys.stdout.write(render(by_cluster, "table", SHOWN, lineage=read))
+
     _say("\n[5/6] compute-voucher audit on a generated programme landscape (planted anomalies)")
-    audit_text = _voucher_audit(scenario)
-    sys.stdout.write(audit_text)
+    sys.stdout.write(vouchers.text())
 
     _say("\n[6/6] where things are")
     _say(f"  lake (Delta Lake tables):        {lake.resolve()}")
     _say(f"  DuckDB file with views:          {db.resolve()}")
-    _say(f"  reports as CSV / JSON:           {reports.resolve()}")
+    _say(f"  reports as CSV / JSON / HTML:    {reports.resolve()}")
     _say(f"  voucher scenario (lake, vouchers, ground truth): {scenario.resolve()}")
     _say(
         f"  try: gpuledger audit --lake {scenario / 'lake'} --month {AUDIT_MONTHS[-1]} "
         "--format json"
+    )
+    st = vouchers.statement
+    _say(
+        f"       gpuledger statement --lake {scenario / 'lake'} --tenant "
+        f"{st['tenant']['tenant_id']} --month {st['month']}"
     )
     _say(f"  try: gpuledger report utilisation --lake {lake} --period day --by scope --format csv")
     _say(f"       gpuledger lake history --lake {lake}")

@@ -154,7 +154,20 @@ def test_wheel_runs_the_demo_outside_the_checkout(tmp_path: Path) -> None:
     for step in ("[4/6] monthly utilisation report", "per cluster:", "audit 2026-05", "done in"):
         assert step in run.stdout
     assert "capacity_gpu_h" in run.stdout and "OVER_CLAIM" in run.stdout
-    assert (work / "lake" / "_reports" / "utilisation_month_by_scope.csv").is_file()
+    reports = work / "lake" / "_reports"
+    assert (reports / "utilisation_month_by_scope.csv").is_file()
+    # the HTML pages, their paths printed before the first table
+    pages = sorted(reports.glob("*.html"))
+    names = {p.name for p in pages}
+    assert {"utilisation_day_by_scope.html", "audit_2026-04.html", "audit_2026-05.html"} <= names
+    assert any(n.startswith("statement_") and n.endswith("_2026-05.html") for n in names)
+    before_tables = run.stdout.split("capacity_gpu_h", 1)[0]
+    assert all(str(p.resolve()) in before_tables for p in pages), before_tables[-2000:]
+    if shutil.which("chromium"):  # the pages render (tests/test_demo_pages.py checks each chart)
+        from tests.test_html_report import render
+
+        for page in pages:
+            assert render(page, tmp_path)[1] == [], page
     assert _outside(run.stdout + run.stderr) == []
     assert "kafka.Kafka" in broker_cmdline
     assert _outside(broker_cmdline) == []
