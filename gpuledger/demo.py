@@ -95,9 +95,15 @@ class VoucherAudit:
 
 
 def statement_tenant(report: dict[str, Any]) -> str | None:
-    """The tenant with the most findings in an audit (the first by id among equals)."""
-    counts = Counter(f["tenant_id"] for f in report["findings"] if f["tenant_id"])
-    return min(counts, key=lambda t: (-counts[t], t)) if counts else None
+    """The most flagged tenant of an audit: the most findings, then the most CNY at stake,
+    then the first by id."""
+    counts: Counter[str] = Counter()
+    stake: Counter[str] = Counter()
+    for f in report["findings"]:
+        if f["tenant_id"]:
+            counts[f["tenant_id"]] += 1
+            stake[f["tenant_id"]] += f["cny_at_stake"]
+    return min(counts, key=lambda t: (-counts[t], -stake[t], t)) if counts else None
 
 
 def voucher_audit(out: Path) -> VoucherAudit:

@@ -18,8 +18,8 @@ STATEMENT_CSS = ".clean{color:#1b7a3a;font-weight:600} td.sub{padding-left:24px;
 CLAIM_COLUMNS = (
     ("claim_id", "claim", "l"),
     ("datacentre", "datacentre", "l"),
-    ("period_start", "period from", "l"),
-    ("period_end", "to", "l"),
+    ("period_start", "period from", "t"),
+    ("period_end", "to", "t"),
     ("claimed_gpu_hours", "claimed GPU-h", "f"),
     ("metered_gpu_h", "metered GPU-h", "f"),
     ("busy_gpu_h", "busy GPU-h", "f"),
@@ -31,8 +31,8 @@ ALLOCATION_COLUMNS = (
     ("allocation_id", "allocation", "l"),
     ("cluster", "cluster", "l"),
     ("gpu_count", "GPUs", "g"),
-    ("start", "start (clipped)", "l"),
-    ("end", "end (clipped)", "l"),
+    ("start", "start (clipped)", "t"),
+    ("end", "end (clipped)", "t"),
     ("metered_gpu_h", "metered GPU-h", "f"),
     ("busy_gpu_h", "busy GPU-h", "f"),
 )
@@ -49,18 +49,21 @@ def _fmt(value: Any, kind: str) -> str:
         return f"{float(value):.1%}"
     if kind == "g":
         return f"{float(value):g}"
+    if kind == "t":  # ISO-8601 in the statement's time zone, named in the heading
+        return escape(str(value)[:16].replace("T", " "))
     return escape(str(value))
 
 
 def _cells(row: Mapping[str, Any], columns: Sequence[tuple[str, str, str]]) -> str:
     return "".join(
-        f"<td class='{'l' if k == 'l' else ''}'>{_fmt(row.get(c), k)}</td>" for c, _, k in columns
+        f"<td class='{'l' if k in ('l', 't') else ''}'>{_fmt(row.get(c), k)}</td>"
+        for c, _, k in columns
     )
 
 
 def _head(columns: Sequence[tuple[str, str, str]], extra: str = "") -> str:
     cells = "".join(
-        f"<th class='{'l' if k == 'l' else ''}'>{escape(t)}</th>" for _, t, k in columns
+        f"<th class='{'l' if k in ('l', 't') else ''}'>{escape(t)}</th>" for _, t, k in columns
     )
     return f"<thead><tr>{cells}{extra}</tr></thead>"
 
@@ -94,8 +97,8 @@ def _voucher(voucher: Mapping[str, Any]) -> str:
         f"<p class='meta'>Face value {_fmt(voucher['face_value_cny'], 'cny')}; claimed this "
         f"month {_fmt(voucher['subsidy_claimed_cny'], 'cny')}; to date "
         f"{_fmt(voucher['subsidy_to_date_cny'], 'cny')}; remaining "
-        f"{_fmt(voucher['remaining_cny'], 'cny')}; valid {_fmt(voucher['issued_at'], 'l')} to "
-        f"{_fmt(voucher['expires_at'], 'l')}.</p>"
+        f"{_fmt(voucher['remaining_cny'], 'cny')}; valid {_fmt(voucher['issued_at'], 't')} to "
+        f"{_fmt(voucher['expires_at'], 't')}.</p>"
     )
     if not claims:
         return head + "<p>No claim this month.</p>"
