@@ -23,7 +23,8 @@ from tests.test_warehouse import allocation, sample
 from warehouse.catalog import connect
 from warehouse.scenario import ScenarioSpec, build_scenario
 from warehouse.scenario_write import write_scenario
-from warehouse.spark_catalog import register_lake, spark_sql
+from warehouse.spark_catalog import register_lake
+from warehouse.spark_sql import spark_sql
 
 HOSTILE = ["北京", "上海", "dc/1", "dc 1", "dc_1", "a=b", "null", "NULL", "%41", "a+b", "'q'"]
 HOSTILE += ["__HIVE_DEFAULT_PARTITION__", "x#y?z", "tab\there", "🚀", " lead", ".."]

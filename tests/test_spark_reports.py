@@ -32,7 +32,7 @@ from warehouse.reports import utilisation_report
 from warehouse.rollup import build_rollups
 from warehouse.scenario import ScenarioSpec, build_scenario
 from warehouse.scenario_write import write_scenario
-from warehouse.spark_catalog import render_sql, spark_sql
+from warehouse.spark_sql import render_sql, spark_sql
 
 ZONES = ("Asia/Shanghai", "Australia/Adelaide")
 ALL_CASES = [

@@ -37,13 +37,8 @@ from pyspark.sql import SparkSession
 from pipeline import lake as lakes
 from warehouse import catalog
 from warehouse.render import Engine
-from warehouse.spark_catalog import (
-    Registered,
-    materialized_ctes,
-    register_lake,
-    render_sql,
-    spark_session,
-)
+from warehouse.spark_catalog import Registered, register_lake, spark_session
+from warehouse.spark_sql import materialized_ctes, render_sql
 
 _TEMP_TABLE = re.compile(r"CREATE OR REPLACE TEMP TABLE (\w+) AS\s+(.+)", re.DOTALL)
 _SETTING = re.compile(r"\s*(?:SET \w+ = [^;]+|SELECT current_setting\('\w+'\))\s*;?\s*")
