@@ -7,10 +7,10 @@ Numbers are written two ways:
   sums it came from (``24000.0``, not ``23999.999999999076``): every float is rounded to
   ``SIGNIFICANT_DIGITS`` (12) significant digits after the exact computation and written as
   the shortest text that reads back as that float (``tidy``). That moves a figure by at most
-  5e-12 of itself, far inside the 1e-9 to which the DuckDB and Spark engines and the rollup
-  and raw paths are held to agree (``docs/rollups.md``, ``docs/spark.md``), and it is a
-  function of the value: equal figures still print equal. Numbers stay numbers; NaN and
-  infinities are left as they are.
+  5e-12 of itself, far inside the 1e-9 within which the DuckDB and Spark engines and the
+  rollup and raw paths agree (``docs/rollups.md``, ``docs/spark.md``), and it is a function of
+  the value: equal figures still print equal. Numbers stay numbers; NaN and infinities are
+  left as they are.
 - **Tables (``table``) are for reading**, by column name (``column_kind``): rates and shares
   (``allocation_rate``, ``utilisation``, ``efficiency``, ``no_telemetry_share``, ``coverage``,
   ...) as percentages with one decimal (``73.4%``), GPU-hours (``*_gpu_h``, ``*_gpu_hours``)
