@@ -186,7 +186,7 @@ def naive(samples: Path, allocs: Path) -> dict[tuple[str, str, str], dict[str, f
 def raw_path(lake: Path) -> list[dict]:
     """The monthly report with every figure from raw rows: no rollup, every sample clipped."""
     from warehouse.catalog import connect
-    from warehouse.reports import utilisation_report
+    from warehouse.reports.utilisation import utilisation_report
 
     con = connect(lake, ":memory:", rollups=False)
     return utilisation_report(con, period="month", by="cluster", tz=TZ, source="samples")

@@ -23,7 +23,8 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
 
 from pipeline.errors import TransientError
-from pipeline.kafka_config import KafkaAccessError, KafkaSecurity, client_kwargs, connect
+from pipeline.kafka_config import KafkaAccessError, KafkaSecurity, client_kwargs
+from pipeline.kafka_connect import connect
 from pipeline.records import Kind, Record
 from pipeline.topics import topic_for
 from pipeline.wire import encode

@@ -7,11 +7,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, tzinfo
 
 from collectors.hostlist import HostlistError, expand, split_top_level
+from pipeline.errors import TerminalError
 
 _NULL_TIMES = frozenset({"", "Unknown", "None", "N/A"})
 
 
-class SacctLineError(ValueError):
+class SacctLineError(TerminalError, ValueError):
     """One sacct line that cannot be read; ``reason`` is the counter key."""
 
     def __init__(self, reason: str, detail: str) -> None:

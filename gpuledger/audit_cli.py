@@ -13,74 +13,16 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gpuledger.lake_args import DEFAULT_LAKE, add_as_of, add_engine, open_engine
+
 if TYPE_CHECKING:
-    from pipeline.lake import AsOf
-    from warehouse.render import Engine, Lineage
+    from warehouse.reports.render import Lineage
 
 __all__ = ["add_as_of", "add_commands", "add_effectiveness_report", "format_audit", "open_engine"]
 
-DEFAULT_LAKE = Path("lake")
-AS_OF_HELP = (
-    "read the lake as it was: the table versions a report printed "
-    "(table=version[,table=version...]) or an ISO-8601 instant with a UTC offset; "
-    "reads that snapshot only (in memory)"
-)
-
-
-def as_of_arg(text: str) -> AsOf:
-    """``--as-of``: ``pipeline.lake.parse_as_of``, with the table names checked."""
-    from pipeline.lake import parse_as_of
-    from warehouse.catalog import table_paths
-
-    try:
-        as_of = parse_as_of(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    if isinstance(as_of, dict):
-        known = set(table_paths(Path(".")))
-        unknown = sorted(set(as_of) - known)
-        if unknown:
-            raise argparse.ArgumentTypeError(
-                f"--as-of {text!r}: no lake table {', '.join(unknown)} "
-                f"(tables: {', '.join(sorted(known))})"
-            )
-    return as_of
-
-
-def add_as_of(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--as-of", type=as_of_arg, metavar="VERSIONS|ISO-TIME", help=AS_OF_HELP)
-
-
-def add_engine(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--engine",
-        choices=["duckdb", "spark"],
-        default="duckdb",
-        help="SQL engine: duckdb (default, in process) or spark (a local Spark session over "
-        "the same Delta snapshot, same rows; needs the spark extra and Java 17)",
-    )
-
-
-def open_engine(lake: Path, as_of: AsOf, engine: str = "duckdb") -> tuple[Any, Engine]:
-    """A connection to the lake's snapshot on ``engine`` (session time zone UTC) and the
-    ``Engine`` to name in the report."""
-    if engine == "spark":
-        try:
-            from warehouse.spark_reports import open_spark
-        except ImportError as exc:
-            raise SystemExit(
-                f"--engine spark needs the spark extra (pip install -e '.[spark]'): {exc}"
-            ) from None
-        spark_con = open_spark(lake, as_of)
-        return spark_con, spark_con.engine
-    from warehouse.audit_format import open_snapshot
-    from warehouse.render import duckdb_engine
-
-    return open_snapshot(lake, as_of), duckdb_engine()
-
 
 def cmd_vouchers_import(a: argparse.Namespace) -> int:
-    from warehouse.vouchers import VoucherImportError, import_files
+    from pipeline.entity_import import VoucherImportError, import_files
 
     files = {
         name: paths
@@ -115,21 +57,22 @@ def cmd_vouchers_import(a: argparse.Namespace) -> int:
 
 
 def format_audit(report: dict[str, Any], fmt: str) -> str:
-    """``warehouse.audit_format.format_audit`` (imported when used: the CLI starts fast)."""
-    from warehouse.audit_format import format_audit as fmt_audit
+    """``warehouse.vouchers.audit_format.format_audit`` (imported when used: the CLI starts
+    fast)."""
+    from warehouse.vouchers.audit_format import format_audit as fmt_audit
 
     return fmt_audit(report, fmt)
 
 
 def _lineage(report: dict[str, Any]) -> Lineage | None:
-    from warehouse.audit_format import report_lineage
+    from warehouse.vouchers.audit_format import report_lineage
 
     return report_lineage(report)
 
 
 def cmd_audit(a: argparse.Namespace) -> int:
-    from warehouse.audit import audit, load_thresholds
-    from warehouse.render import name_engine
+    from warehouse.reports.render import name_engine
+    from warehouse.vouchers.audit import audit, load_thresholds
 
     if a.month is None:
         print("audit: --month YYYY-MM is required (or: audit verify DIR)", file=sys.stderr)
@@ -166,8 +109,9 @@ def cmd_audit(a: argparse.Namespace) -> int:
 
 
 def cmd_scenario(a: argparse.Namespace) -> int:
-    from warehouse.scenario import ScenarioSpec, build_scenario
-    from warehouse.scenario_write import write_scenario
+    from warehouse.vouchers.scenario.build import build_scenario
+    from warehouse.vouchers.scenario.model import ScenarioSpec
+    from warehouse.vouchers.scenario.write import write_scenario
 
     spec = ScenarioSpec(
         start=a.start,
@@ -192,8 +136,8 @@ def cmd_scenario(a: argparse.Namespace) -> int:
 
 
 def cmd_report_effectiveness(a: argparse.Namespace) -> int:
-    from warehouse.effectiveness import effectiveness
-    from warehouse.render import name_engine, render
+    from warehouse.reports.render import name_engine, render
+    from warehouse.vouchers.effectiveness import effectiveness
 
     con, engine = open_engine(a.lake, a.as_of, a.engine)
     try:
@@ -235,7 +179,7 @@ def cmd_report_effectiveness(a: argparse.Namespace) -> int:
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Add ``vouchers import``, ``audit`` and ``scenario`` to the top-level sub-parsers."""
-    p = sub.add_parser("vouchers", help="compute-voucher records (DESIGN §5)")
+    p = sub.add_parser("vouchers", help="compute-voucher records (docs/audit.md#voucher-records)")
     vsub = p.add_subparsers(dest="vouchers", required=True, metavar="ACTION")
     v = vsub.add_parser(
         "import",

@@ -1,6 +1,6 @@
 """``audit --sign``, ``audit verify`` and ``audit --since`` / ``--since-version``: they parse
-what ``gpuledger.audit_cli`` passes and print; the logic is in ``warehouse.audit_pack`` and
-``warehouse.audit_restate`` (docs/audit-packs.md)."""
+what ``gpuledger.audit_cli`` passes and print; the logic is in ``warehouse.vouchers.pack`` and
+``warehouse.vouchers.restate`` (docs/audit-packs.md)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ def since_version_arg(text: str) -> Any:
     the ``--as-of`` forms (``table=version,...``, an ISO-8601 instant)."""
     if text.strip().isdigit():
         return int(text)
-    from gpuledger.audit_cli import as_of_arg
+    from gpuledger.lake_args import as_of_arg
 
     return as_of_arg(text)
 
@@ -66,7 +66,7 @@ def add_verify(audit_parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_sign(a: argparse.Namespace) -> int:
-    from warehouse.audit_pack import PackError, registered_path, sign
+    from warehouse.vouchers.pack import PackError, registered_path, sign
 
     if a.out is None:
         print("audit --sign needs --out DIR", file=sys.stderr)
@@ -96,7 +96,7 @@ def cmd_sign(a: argparse.Namespace) -> int:
 
 
 def cmd_verify(a: argparse.Namespace) -> int:
-    from warehouse.audit_pack import PackError, verify
+    from warehouse.vouchers.pack import PackError, verify
 
     try:
         result = verify(a.pack, a.verify_lake)
@@ -116,9 +116,9 @@ def cmd_verify(a: argparse.Namespace) -> int:
 
 def _then(a: argparse.Namespace) -> tuple[Any, str | None, str]:
     """The compared state, and the programme filter and time zone to audit with."""
-    from warehouse.audit import load_thresholds
-    from warehouse.audit_format import open_snapshot
-    from warehouse.audit_restate import state_from_pack, state_of, versions_at
+    from warehouse.vouchers.audit import load_thresholds
+    from warehouse.vouchers.audit_format import open_snapshot
+    from warehouse.vouchers.restate import state_from_pack, state_of, versions_at
 
     if a.since is not None:
         then, manifest = state_from_pack(a.since)
@@ -151,10 +151,10 @@ def _then(a: argparse.Namespace) -> tuple[Any, str | None, str]:
 
 
 def cmd_since(a: argparse.Namespace) -> int:
-    from warehouse.audit_format import format_restatement, open_snapshot
-    from warehouse.audit_pack import PackError
-    from warehouse.audit_restate import restate, state_of
-    from warehouse.render import duckdb_engine, name_engine
+    from warehouse.reports.render import duckdb_engine, name_engine
+    from warehouse.vouchers.audit_format import format_restatement, open_snapshot
+    from warehouse.vouchers.pack import PackError
+    from warehouse.vouchers.restate import restate, state_of
 
     if a.engine != "duckdb":
         print("audit --since runs on --engine duckdb", file=sys.stderr)

@@ -11,11 +11,12 @@ from pathlib import Path
 
 from gpuledger import broker_tls
 from gpuledger.kafka_jars import deploy_dir
+from pipeline.errors import TransientError
 
 HOST = "127.0.0.1"
 
 
-class BrokerError(RuntimeError):
+class BrokerError(TransientError, RuntimeError):
     """The local broker could not be provisioned, started, stopped or reached."""
 
 

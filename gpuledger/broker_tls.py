@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gpuledger.kafka_jars import tail_text
+from pipeline.errors import TerminalError
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ SCRAM_USER = "gpuledger"
 VALIDITY_DAYS = 3650
 
 
-class TlsError(RuntimeError):
+class TlsError(TerminalError, RuntimeError):
     """The TLS or SCRAM material could not be created."""
 
 

@@ -19,7 +19,7 @@ DEFAULT_LAKE = Path("lake")
 def cmd_report_utilisation(a: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from warehouse.reports import lineage, render, utilisation_report
+    from warehouse.reports.utilisation import lineage, render, utilisation_report
 
     # a private in-memory catalogue: any number of reports run side by side while ingest writes
     con, engine = audit_cli.open_engine(a.lake, a.as_of, a.engine)
@@ -41,8 +41,8 @@ def cmd_report_utilisation(a: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------- sql
 def cmd_sql(a: argparse.Namespace) -> int:
-    from warehouse.render import render
-    from warehouse.sql_query import QueryFailed, QueryRefused, run_query
+    from warehouse.reports.query import QueryFailed, QueryRefused, run_query
+    from warehouse.reports.render import render
 
     try:
         result = run_query(a.lake, a.query, a.as_of)
@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = rsub.add_parser(
         "utilisation",
         help="capacity, allocated and busy GPU-hours per period",
-        description="Capacity, allocated, busy GPU-hours and rates (DESIGN §4).",
+        description="Capacity, allocated, busy GPU-hours and rates (docs/semantics.md).",
     )
     r.add_argument("--lake", type=Path, default=DEFAULT_LAKE)
     r.add_argument("--period", choices=["day", "month"], default="month")

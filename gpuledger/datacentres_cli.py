@@ -1,7 +1,7 @@
 """``gpuledger datacentres import``: parses arguments and prints the outcome, nothing more.
 
 ``gpuledger/cli.py`` wires it in with ``add_commands(sub)``; the import itself is
-``warehouse.datacentres.import_datacentres`` (the voucher entity import, README "Data-centre
+``pipeline.entities.import_datacentres`` (the voucher entity import, README "Data-centre
 registry").
 """
 
@@ -15,8 +15,7 @@ DEFAULT_LAKE = Path("lake")
 
 
 def cmd_datacentres_import(a: argparse.Namespace) -> int:
-    from warehouse.datacentres import import_datacentres
-    from warehouse.vouchers import VoucherImportError
+    from pipeline.entity_import import VoucherImportError, import_datacentres
 
     try:
         result = import_datacentres(a.lake, a.files)

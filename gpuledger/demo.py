@@ -21,8 +21,8 @@ from gpuledger import broker
 from pipeline.ingest import Ingestor, IngestSettings, IngestStats
 from pipeline.topics import ensure_topics
 from warehouse.catalog import connect
-from warehouse.render import Lineage, render
-from warehouse.reports import lineage, utilisation_report
+from warehouse.reports.render import Lineage, render
+from warehouse.reports.utilisation import lineage, utilisation_report
 
 DCGM_STREAM = Path(__file__).parent / "data" / "dcgm" / "earth-sim-2020-05.prom.gz"
 MARKER = ".gpuledger-demo-lake"
@@ -109,11 +109,12 @@ def statement_tenant(report: dict[str, Any]) -> str | None:
 def voucher_audit(out: Path) -> VoucherAudit:
     """Generate a small voucher scenario with one planted case of every finding; audit each
     month of it, and make the statement of the last month's most flagged tenant."""
-    from warehouse.attribution import open_audit
-    from warehouse.audit import audit
-    from warehouse.scenario import ScenarioSpec, build_scenario
-    from warehouse.scenario_write import write_scenario
-    from warehouse.statement import statement, tenants
+    from warehouse.vouchers.attribution import open_audit
+    from warehouse.vouchers.audit import audit
+    from warehouse.vouchers.scenario.build import build_scenario
+    from warehouse.vouchers.scenario.model import ScenarioSpec
+    from warehouse.vouchers.scenario.write import write_scenario
+    from warehouse.vouchers.statement import statement, tenants
 
     spec = ScenarioSpec(
         anomalies=True, months=3, programme_month=1, nodes_per_dc=1, sample_interval_s=3600
@@ -172,7 +173,7 @@ def _compact(lake: Path) -> None:
             f"  compacted {len(done)} partitions; GPU samples {before:.1f} -> {after:.1f} bytes "
             f"per sample in {sum(r.files_after for r in samples)} files"
         )
-    from warehouse.rollup import build_rollups
+    from warehouse.catalog.rollup_build import build_rollups
 
     built = build_rollups(lake)
     _say(f"  {built.line()}")

@@ -21,13 +21,15 @@ from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 
+from pipeline.errors import TerminalError
+
 log = logging.getLogger(__name__)
 
 JAR_MARKER = ".gpuledger-complete"
 MVN_DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
 
 
-class JarError(RuntimeError):
+class JarError(TerminalError, RuntimeError):
     """The broker jars could not be found or fetched."""
 
 

@@ -154,7 +154,7 @@ def cmd_migrate(a: argparse.Namespace) -> int:
 
 
 def cmd_rollup(a: argparse.Namespace) -> int:
-    from warehouse.rollup import build_rollups
+    from warehouse.catalog.rollup_build import build_rollups
 
     quiet = a.format == "json"
     result = build_rollups(

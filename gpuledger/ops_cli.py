@@ -25,7 +25,7 @@ def _instant_ms(text: str) -> int:
 
 
 def _duration(text: str) -> float:
-    from warehouse.alerts import parse_duration
+    from warehouse.ops.alerts.rules import parse_duration
 
     try:
         return parse_duration(text)
@@ -65,7 +65,7 @@ def kafka_security(a: argparse.Namespace) -> Any:
 
 
 def cmd_exporter(a: argparse.Namespace) -> int:
-    from warehouse.exporter import ExporterSettings, parse_listen, serve
+    from warehouse.ops.exporter import ExporterSettings, parse_listen, serve
 
     settings = ExporterSettings(
         lake=a.lake,
@@ -84,9 +84,9 @@ def cmd_exporter(a: argparse.Namespace) -> int:
 
 
 def cmd_alerts(a: argparse.Namespace) -> int:
-    from warehouse.alert_runner import run_once, run_replay, watch
-    from warehouse.alert_sinks import close_sinks, select_sinks
-    from warehouse.alerts import DEFAULT_RULES, Evaluator, load_rules
+    from warehouse.ops.alerts.rules import DEFAULT_RULES, Evaluator, load_rules
+    from warehouse.ops.alerts.runner import run_once, run_replay, watch
+    from warehouse.ops.alerts.sinks import close_sinks, select_sinks
 
     security = kafka_security(a)
     rules = load_rules(a.rules) if a.rules else DEFAULT_RULES

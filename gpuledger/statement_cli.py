@@ -1,5 +1,5 @@
 """``gpuledger statement``: a tenant's monthly compute-voucher statement
-(``warehouse.statement``); this module parses the arguments and formats the output only.
+(``warehouse.vouchers.statement``); this module parses the arguments and formats the output only.
 
 ``gpuledger/cli.py`` wires it in with ``add_commands(sub)``.
 """
@@ -90,8 +90,8 @@ CSV_COLUMNS = (
 
 
 def statement_lineage(st: dict[str, Any]) -> Any:
-    """The ``warehouse.render.Lineage`` of a statement (its ``lineage`` key)."""
-    from warehouse.render import Lineage
+    """The ``warehouse.reports.render.Lineage`` of a statement (its ``lineage`` key)."""
+    from warehouse.reports.render import Lineage
 
     return Lineage(st["lineage"]["tables"])
 
@@ -109,7 +109,7 @@ def format_statement(st: dict[str, Any], fmt: str) -> str:
     """The statement as ``json`` (all of it, floats without noise), ``csv`` (a ``# lake
     versions`` comment line, then ``CSV_COLUMNS``, one row per claim) or ``table`` (vouchers,
     claims, the allocations metered, the totals, the lake versions)."""
-    from warehouse.render import render, to_json
+    from warehouse.reports.render import render, to_json
 
     read = statement_lineage(st)
     if fmt == "json":
@@ -142,9 +142,9 @@ def format_statement(st: dict[str, Any], fmt: str) -> str:
 
 
 def cmd_statement(a: argparse.Namespace) -> int:
-    from gpuledger.audit_cli import open_engine
-    from warehouse.audit import load_thresholds
-    from warehouse.statement import UnknownTenant, statement
+    from gpuledger.lake_args import open_engine
+    from warehouse.vouchers.audit import load_thresholds
+    from warehouse.vouchers.statement import UnknownTenant, statement
 
     con, _ = open_engine(a.lake, a.as_of)
     try:
@@ -173,7 +173,7 @@ def cmd_statement(a: argparse.Namespace) -> int:
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Add ``statement`` to the top-level sub-parsers."""
-    from gpuledger.audit_cli import DEFAULT_LAKE, add_as_of
+    from gpuledger.lake_args import DEFAULT_LAKE, add_as_of
 
     p = sub.add_parser(
         "statement",

@@ -138,7 +138,7 @@ def cmd_backfill(a: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------- ingest
 def _build_rollups(lake: Path) -> None:
-    from warehouse.rollup import build_rollups
+    from warehouse.catalog.rollup_build import build_rollups
 
     build_rollups(lake)
 

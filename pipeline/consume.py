@@ -20,7 +20,8 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from pipeline import lake as lakes
-from pipeline.kafka_config import KafkaSecurity, client_kwargs, connect
+from pipeline.kafka_config import KafkaSecurity, client_kwargs
+from pipeline.kafka_connect import connect
 from pipeline.topics import kind_for_topic
 from pipeline.write import table_of
 

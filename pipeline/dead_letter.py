@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.atomic import AtomicFile
-from pipeline.kafka_config import KafkaSecurity, client_kwargs, connect
+from pipeline.kafka_config import KafkaSecurity, client_kwargs
+from pipeline.kafka_connect import connect
 from pipeline.write import safe_part
 
 QUARANTINE_DIR = "_quarantine"

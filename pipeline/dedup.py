@@ -1,4 +1,4 @@
-"""Duplicates within a batch (DESIGN §4): same key = one record.
+"""Duplicates within a batch (docs/semantics.md#deduplication): same key = one record.
 
 Identical payloads collapse silently (counted as duplicates); differing payloads keep the last
 one written and are counted as conflicts. The warehouse views apply the same rule across files.

@@ -26,7 +26,7 @@ class IngestSettings:
     """Compact closed partitions in the background this often (0 = never; ``lake compact``)."""
     maintain: Callable[[Path], object] | None = None
     """Run on the lake after each background compaction (the CLI passes the rollup builder,
-    ``warehouse.rollup.build_rollups``, which this layer cannot import)."""
+    ``warehouse.catalog.rollup_build.build_rollups``, which this layer cannot import)."""
     security: KafkaSecurity | None = None
     """TLS / SASL settings of the Kafka clients (``--kafka-config``); None: PLAINTEXT."""
 

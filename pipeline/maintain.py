@@ -44,7 +44,7 @@ from deltalake.exceptions import CommitFailedError
 
 from pipeline import lake as lakes
 from pipeline.records import BY_TABLE, GPU_SAMPLE, KINDS, Kind
-from warehouse.catalog import sql_literal
+from pipeline.sqltext import sql_literal
 
 log = logging.getLogger(__name__)
 
@@ -270,8 +270,8 @@ def describe(r: CompactResult) -> str:
 def lake_tables(lake: Path) -> dict[str, Path]:
     """Every Delta table of the lake that exists: contract tables and voucher tables (named
     ``vouchers/<table>``)."""
-    from warehouse.voucher_ledger import LEDGER
-    from warehouse.vouchers import ENTITIES, VOUCHERS_DIR
+    from pipeline.entities import ENTITIES, VOUCHERS_DIR
+    from pipeline.ledger import LEDGER
 
     lake = Path(lake)
     paths = {k.table: lake / k.table for k in KINDS.values()}

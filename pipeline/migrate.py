@@ -40,9 +40,9 @@ import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 
 from pipeline import lake as lakes
+from pipeline.entities import ENTITIES, VOUCHERS_DIR
 from pipeline.records import KINDS, Kind
 from pipeline.write import row_schema, with_dates
-from warehouse.vouchers import ENTITIES, VOUCHERS_DIR
 
 PRE_DELTA = "_pre_delta"
 MIGRATING = "_migrating"
@@ -53,7 +53,7 @@ VOUCHER_META = [
     pa.field("_imported_at", pa.timestamp("ms", tz="UTC"), nullable=False),
     pa.field("_source", pa.string(), nullable=False),
 ]
-"""The import columns of a voucher row (as ``warehouse.vouchers`` writes them)."""
+"""The import columns of a voucher row (as ``pipeline.entity_import`` writes them)."""
 
 
 @dataclass(frozen=True)
@@ -229,8 +229,8 @@ def migrate(lake: Path, remove_old: bool = False) -> MigrateResult:
 
 def _ledger_migrated_imports(lake: Path) -> None:
     """Make the migrated voucher imports visible: one ledger commit naming every import id in
-    the voucher tables that the ledger does not hold yet (``warehouse.voucher_ledger``)."""
-    from warehouse import voucher_ledger as ledger
+    the voucher tables that the ledger does not hold yet (``pipeline.ledger``)."""
+    from pipeline import ledger
 
     path = ledger.ledger_path(lake, VOUCHERS_DIR)
     state = ledger.read_state(path)

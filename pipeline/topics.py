@@ -7,7 +7,8 @@ import time
 from typing import TYPE_CHECKING
 
 from pipeline.errors import TransientError
-from pipeline.kafka_config import KafkaAccessError, KafkaSecurity, client_kwargs, connect
+from pipeline.kafka_config import KafkaAccessError, KafkaSecurity, client_kwargs
+from pipeline.kafka_connect import connect
 from pipeline.records import BY_TOPIC, KINDS, Kind
 
 if TYPE_CHECKING:

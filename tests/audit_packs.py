@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from gpuledger.cli import main
-from warehouse.scenario import ScenarioSpec, build_scenario
-from warehouse.scenario_write import write_scenario
+from warehouse.vouchers.scenario.build import build_scenario
+from warehouse.vouchers.scenario.model import ScenarioSpec
+from warehouse.vouchers.scenario.write import write_scenario
 
 SMALL = {"months": 3, "programme_month": 1, "nodes_per_dc": 1, "sample_interval_s": 3600}
 MONTH = "2026-05"

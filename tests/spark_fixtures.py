@@ -17,7 +17,7 @@ import pytest
 def spark_fixture() -> Iterator[Any]:
     if shutil.which("java") is None:
         pytest.skip("Spark needs a Java runtime (17): no `java` on the PATH")
-    from warehouse.spark_catalog import spark_session
+    from warehouse.spark.catalog import spark_session
 
     session = spark_session()
     yield session

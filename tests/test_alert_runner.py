@@ -1,4 +1,4 @@
-"""``warehouse.alert_runner`` and ``alert_sinks.select_sinks``: the alert runs the ``alerts``
+"""``warehouse.ops.alerts.runner`` and ``alert_sinks.select_sinks``: the alert runs the ``alerts``
 command makes, called directly."""
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ from pathlib import Path
 
 from tests.ops_lake import MIN
 from tests.test_alerts import T0, idle_period_lake
-from warehouse.alert_runner import run_once, run_replay
-from warehouse.alert_sinks import (
+from warehouse.ops.alerts.rules import DEFAULT_RULES, Alert, Evaluator
+from warehouse.ops.alerts.runner import run_once, run_replay
+from warehouse.ops.alerts.sinks import (
     AlertSink,
     StdoutSink,
     WebhookSink,
@@ -19,7 +20,6 @@ from warehouse.alert_sinks import (
     select_sinks,
     undelivered,
 )
-from warehouse.alerts import DEFAULT_RULES, Alert, Evaluator
 
 
 class Collect:

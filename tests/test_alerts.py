@@ -12,16 +12,16 @@ import pytest
 
 from gpuledger.ops_cli import main
 from tests.ops_lake import MIN, occupancy, write_occupancy
-from warehouse.alert_runner import replay
-from warehouse.alert_sinks import WebhookSink
-from warehouse.alerts import DEFAULT_RULES, Evaluator, load_rules
+from warehouse.ops.alerts.rules import DEFAULT_RULES, Evaluator, load_rules
+from warehouse.ops.alerts.runner import replay
+from warehouse.ops.alerts.sinks import WebhookSink
 
 REPO = Path(__file__).resolve().parents[1]
 T0 = 1_780_000_000_000  # 2026-05-28T20:26:40Z
 
 
 def iso(ms: int) -> str:
-    from warehouse.alerts import iso as _iso
+    from warehouse.ops.alerts.rules import iso as _iso
 
     return _iso(ms)
 

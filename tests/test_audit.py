@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
+from pipeline.entity_import import import_files
 from pipeline.records import ALLOCATION, GPU_SAMPLE, coerce
 from pipeline.write import write_records
-from warehouse.attribution import open_audit
-from warehouse.audit import FINDINGS, Thresholds, audit, load_thresholds
-from warehouse.vouchers import import_files
+from warehouse.vouchers.attribution import open_audit
+from warehouse.vouchers.audit import FINDINGS, Thresholds, audit, load_thresholds
 
 H = 3_600_000
 P0 = 1777564800000  # 2026-05-01T00:00+08:00 (Asia/Shanghai) = 2026-04-30T16:00Z

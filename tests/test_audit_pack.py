@@ -20,7 +20,7 @@ from deltalake import DeltaTable
 import gpuledger
 from gpuledger.cli import main
 from tests.audit_packs import MONTH, cli, scenario_lake
-from warehouse.audit_pack import KEY_ENV
+from warehouse.vouchers.pack import KEY_ENV
 
 TABLES = {"gpu_samples": "gpu_samples", "allocations": "allocations", "claims": "vouchers/claims"}
 

@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gpuledger.cli import main
 from tests.audit_packs import MONTH, cli, scenario_lake
-from warehouse.exporter import ExporterSettings, WarehouseCollector, build_registry
+from warehouse.ops.exporter import ExporterSettings, WarehouseCollector, build_registry
 
 H = 3_600_000
 NO_TEL, OVER = "NO_TELEMETRY", "OVER_CLAIM"

@@ -17,8 +17,9 @@ from pipeline.maintain import compact
 from pipeline.records import KINDS
 from tests.test_lineage import REPORTS, SMALL, ok
 from warehouse.catalog import connect
-from warehouse.scenario import ScenarioSpec, build_scenario
-from warehouse.scenario_write import write_scenario
+from warehouse.vouchers.scenario.build import build_scenario
+from warehouse.vouchers.scenario.model import ScenarioSpec
+from warehouse.vouchers.scenario.write import write_scenario
 
 VERSIONS = re.compile(r"^.*lake versions: .*$", re.MULTILINE)
 

@@ -16,27 +16,26 @@ import pyarrow.parquet as pq
 import pytest
 
 from gpuledger.cli import main
+from pipeline.entity_import import VoucherImportError, import_datacentres
 from pipeline.records import GPU_SAMPLE, INVENTORY, coerce
 from pipeline.write import write_records
 from tests.spark_fixtures import spark_fixture  # noqa: F401 (the session-wide ``spark``)
 from warehouse.catalog import connect
-from warehouse.datacentres import import_datacentres
-from warehouse.effectiveness import effectiveness
-from warehouse.reports import lineage, utilisation_report
-from warehouse.rollup import build_rollups
-from warehouse.scenario import (
+from warehouse.catalog.rollup_build import build_rollups
+from warehouse.reports.utilisation import lineage, utilisation_report
+from warehouse.vouchers.effectiveness import effectiveness
+from warehouse.vouchers.scenario.build import build_scenario
+from warehouse.vouchers.scenario.model import (
     DATACENTRES,
     H,
     Scenario,
     ScenarioSpec,
-    build_scenario,
     claim_allocations,
     overlap,
     registry,
     util_quantiles,
 )
-from warehouse.scenario_write import _samples, write_scenario
-from warehouse.vouchers import VoucherImportError
+from warehouse.vouchers.scenario.write import _samples, write_scenario
 
 HEADER = "datacentre,name,region,operator,ownership,hub\n"
 ROWS = (
@@ -316,7 +315,7 @@ def test_effectiveness_by_region_matches_the_scenario(
 # ----------------------------------------------------------------- the Spark engine
 def test_spark_gives_the_same_groups(scenario_lake: tuple[Scenario, Path], spark: Any) -> None:
     pytest.importorskip("pyspark")
-    from warehouse.spark_reports import open_spark
+    from warehouse.spark.reports import open_spark
 
     _, lake = scenario_lake
     duck = connect(lake, ":memory:")

@@ -10,7 +10,7 @@ from pathlib import Path
 from gpuledger.demo import AUDIT_MONTHS, statement_tenant, voucher_audit, write_pages
 from tests.test_html_report import helios_lake, render
 from warehouse.catalog import connect
-from warehouse.reports import lineage, utilisation_report
+from warehouse.reports.utilisation import lineage, utilisation_report
 
 
 def test_demo_pages_are_written_and_render(lake: Path, tmp_path: Path) -> None:

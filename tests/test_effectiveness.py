@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
+from pipeline.entity_import import import_files
 from pipeline.records import ALLOCATION, GPU_SAMPLE, INVENTORY, coerce
 from pipeline.write import write_records
-from warehouse.attribution import open_audit
-from warehouse.effectiveness import effectiveness, gini, top_share
-from warehouse.vouchers import import_files
+from warehouse.vouchers.attribution import open_audit
+from warehouse.vouchers.effectiveness import effectiveness, gini, top_share
 
 H = 3_600_000
 MAR = 1772294400000  # 2026-03-01T00:00+08:00

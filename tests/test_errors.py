@@ -12,14 +12,19 @@ from collectors.errors import SourceError
 from collectors.hostlist import HostlistError
 from collectors.publish import PublishError
 from collectors.records_file import InputFileError
+from collectors.replay.table import TraceRowError
+from collectors.slurm_fields import SacctLineError
 from gpuledger import cli, stream_cli
+from gpuledger.broker_config import BrokerError
+from gpuledger.broker_tls import TlsError
+from gpuledger.kafka_jars import JarError
 from pipeline.bounds import RecordError
 from pipeline.errors import GpuledgerError, TerminalError, TransientError
 from pipeline.kafka_config import KafkaAccessError, KafkaConfigError
 from pipeline.lake import Fenced
 from pipeline.topics import TopicError
 from tests.conftest import REPO
-from warehouse.sql_query import QueryFailed, QueryRefused
+from warehouse.reports.query import QueryFailed, QueryRefused
 
 TERMINAL: list[tuple[type[Exception], type[Exception]]] = [
     (RecordError, ValueError),
@@ -28,6 +33,10 @@ TERMINAL: list[tuple[type[Exception], type[Exception]]] = [
     (KafkaConfigError, ValueError),
     (QueryRefused, ValueError),
     (QueryFailed, RuntimeError),
+    (SacctLineError, ValueError),
+    (TraceRowError, ValueError),
+    (TlsError, RuntimeError),
+    (JarError, RuntimeError),
 ]
 TRANSIENT: list[tuple[type[Exception], type[Exception]]] = [
     (SourceError, RuntimeError),
@@ -35,24 +44,22 @@ TRANSIENT: list[tuple[type[Exception], type[Exception]]] = [
     (KafkaAccessError, RuntimeError),
     (TopicError, RuntimeError),
     (Fenced, Exception),
+    (BrokerError, RuntimeError),
 ]
 PENDING = {
     # defined in modules other work is changing now; they keep their built-in base (and so
     # their exit code) until they move under TerminalError / TransientError
-    "SacctLineError",
-    "TraceRowError",
     "VoucherImportError",
     "ImportRaced",
     "PackError",
-    "BrokerError",
-    "TlsError",
-    "JarError",
 }
 
 
 def _instance(cls: type[Exception]) -> Exception:
     if cls is InputFileError:
         return InputFileError(Path("claims.csv"), ["claims.csv:3: bad hours"])
+    if cls is SacctLineError:
+        return SacctLineError("bad_time", "'yesterday'")
     if cls is Fenced:
         return Fenced("gpuledger-ingest-gpu.samples.v1-0", 10, 5)
     return cls("it went wrong")

@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pipeline.dead_letter import DeadLetter, write_quarantine
 from tests.integration.conftest import free_port
 from tests.ops_lake import MIN, mixed_lake
-from warehouse.exporter import ExporterSettings, build_registry, parse_listen, serve
+from warehouse.ops.exporter import ExporterSettings, build_registry, parse_listen, serve
 
 NOW = 1_780_000_000_000  # a fixed instant: the clock seam, not the wall clock
 
@@ -125,7 +125,7 @@ def test_empty_lake_scrapes(lake: Path) -> None:
 def test_nothing_registered_at_import() -> None:
     from prometheus_client import REGISTRY
 
-    import warehouse.exporter  # noqa: F401
+    import warehouse.ops.exporter  # noqa: F401
 
     assert not [n for n in REGISTRY._names_to_collectors if n.startswith("gpuledger_")]
 
@@ -214,9 +214,9 @@ def test_window_figures_agree_with_the_utilisation_report(lake: Path) -> None:
     from pipeline.records import GPU_SAMPLE
     from pipeline.write import write_records
     from tests.ops_lake import sample
-    from warehouse import fleet
     from warehouse.catalog import connect
-    from warehouse.reports import utilisation_report
+    from warehouse.ops import fleet
+    from warehouse.reports.utilisation import utilisation_report
 
     mixed_lake(lake, NOW)
     # the same samples again in a later file, one of them with a different util (a conflict)

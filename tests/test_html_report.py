@@ -16,7 +16,7 @@ from tests.ops_lake import mixed_lake
 from warehouse.catalog import connect
 from warehouse.html import utilisation_html, write_utilisation_html
 from warehouse.html.svg import heat_colour, nice_max
-from warehouse.reports import utilisation_report
+from warehouse.reports.utilisation import utilisation_report
 
 NOW = 1_780_000_000_000
 
@@ -131,11 +131,12 @@ def test_audit_report_renders_findings_and_flows(tmp_path: Path) -> None:
     by month; every month with findings renders with both charts and every finding listed."""
     import json
 
-    from warehouse.attribution import open_audit
-    from warehouse.audit import audit
     from warehouse.html import write_audit_html
-    from warehouse.scenario import ScenarioSpec, build_scenario
-    from warehouse.scenario_write import write_scenario
+    from warehouse.vouchers.attribution import open_audit
+    from warehouse.vouchers.audit import audit
+    from warehouse.vouchers.scenario.build import build_scenario
+    from warehouse.vouchers.scenario.model import ScenarioSpec
+    from warehouse.vouchers.scenario.write import write_scenario
 
     spec = {"months": 3, "programme_month": 1, "nodes_per_dc": 1, "sample_interval_s": 3600}
     write_scenario(build_scenario(ScenarioSpec(seed=7, anomalies=True, **spec)), tmp_path)  # type: ignore[arg-type]

@@ -27,7 +27,7 @@ from pipeline.backfill import LakeSink
 from pipeline.records import ALLOCATION, OCCUPANCY, Record, coerce
 from tests.conftest import source_args
 from warehouse.catalog import connect
-from warehouse.reports import utilisation_report
+from warehouse.reports.utilisation import utilisation_report
 
 FIXTURES = Path(__file__).parent / "fixtures" / "kubernetes"
 T0 = 1_782_864_000  # 2026-07-01T00:00:00Z

@@ -18,18 +18,19 @@ import duckdb
 import pytest
 
 from gpuledger.cli import main
+from pipeline.entity_import import import_files
 from pipeline.lake import parse_as_of
 from pipeline.records import GPU_SAMPLE, OCCUPANCY, coerce
 from pipeline.write import write_records
 from warehouse.catalog import connect
 from warehouse.html import audit_html, utilisation_html
 from warehouse.html.utilisation import lineage_footer
-from warehouse.render import Lineage, json_default, render
-from warehouse.reports import lineage
-from warehouse.scenario import ScenarioSpec, build_scenario
-from warehouse.scenario_write import write_scenario
-from warehouse.sql_query import QueryRefused, open_readonly, run_query, unique_names
-from warehouse.vouchers import import_files
+from warehouse.reports.query import QueryRefused, open_readonly, run_query, unique_names
+from warehouse.reports.render import Lineage, json_default, render
+from warehouse.reports.utilisation import lineage
+from warehouse.vouchers.scenario.build import build_scenario
+from warehouse.vouchers.scenario.model import ScenarioSpec
+from warehouse.vouchers.scenario.write import write_scenario
 
 H = 3_600_000
 APRIL = 1774972800000  # 2026-04-01T00:00+08:00

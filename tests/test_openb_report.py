@@ -14,7 +14,7 @@ from collectors.run import run_collector
 from pipeline.backfill import LakeSink
 from tests.conftest import shared_data
 from warehouse.catalog import connect
-from warehouse.reports import utilisation_report
+from warehouse.reports.utilisation import utilisation_report
 
 START = datetime.fromisoformat("2023-01-01T00:00:00+08:00")
 

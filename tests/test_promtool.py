@@ -12,7 +12,7 @@ import pytest
 from prometheus_client import generate_latest
 
 from tests.ops_lake import mixed_lake
-from warehouse.exporter import ExporterSettings, build_registry
+from warehouse.ops.exporter import ExporterSettings, build_registry
 
 REPO = Path(__file__).resolve().parents[1]
 PROM = REPO / "deploy" / "prometheus"

@@ -1,4 +1,5 @@
-"""How reports write numbers (``warehouse.render``): tables for reading by column name, CSV and
+"""How reports write numbers (``warehouse.reports.render``): tables for reading by column name, CSV
+and
 JSON exact to 12 significant digits without the binary noise of float sums."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from decimal import Decimal
 
 import pytest
 
-from warehouse.render import column_kind, render, tidy, to_json
+from warehouse.reports.render import column_kind, render, tidy, to_json
 
 NOISY = 23999.999999999076  # a sum of hourly GPU-hours as DuckDB adds it
 

@@ -20,7 +20,7 @@ from pipeline.backfill import LakeSink
 from pipeline.records import INVENTORY, OCCUPANCY
 from tests.conftest import shared_data
 from warehouse.catalog import connect
-from warehouse.reports import utilisation_report
+from warehouse.reports.utilisation import utilisation_report
 
 DATA = shared_data() / "philly"
 START = "2017-10-03T00:00:00-07:00"

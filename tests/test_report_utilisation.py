@@ -1,4 +1,4 @@
-"""The utilisation report (DESIGN §4) over real Parquet in a tmp lake, read by real DuckDB.
+"""The utilisation report (docs/semantics.md) over real Parquet in a tmp lake, read by real DuckDB.
 
 Every expected number is worked out by hand in the comments. Times are local Asia/Shanghai
 (+08:00) unless written otherwise; "GPU-h" = GPU-hours.
@@ -20,7 +20,7 @@ import pytest
 from pipeline.records import ALLOCATION, GPU_SAMPLE, INVENTORY, OCCUPANCY, Kind, coerce, parse_ts
 from pipeline.write import write_records
 from warehouse.catalog import connect
-from warehouse.reports import UTILISATION_COLUMNS, render, utilisation_report
+from warehouse.reports.utilisation import UTILISATION_COLUMNS, render, utilisation_report
 
 H = 3_600_000  # ms per hour
 DAY1 = date(2020, 5, 1)

@@ -21,10 +21,11 @@ from pipeline.records import ALLOCATION, GPU_SAMPLE
 from pipeline.write import write_records
 from tests.conftest import gpu_sample, shared_data
 from warehouse.catalog import connect, refresh_with_state
-from warehouse.reports import utilisation_report
-from warehouse.rollup import build_rollups
-from warehouse.scenario import ScenarioSpec, build_scenario
-from warehouse.scenario_write import write_scenario
+from warehouse.catalog.rollup_build import build_rollups
+from warehouse.reports.utilisation import utilisation_report
+from warehouse.vouchers.scenario.build import build_scenario
+from warehouse.vouchers.scenario.model import ScenarioSpec
+from warehouse.vouchers.scenario.write import write_scenario
 
 ZONES = ("Asia/Shanghai", "Australia/Adelaide", "UTC")
 CASES = [("day", "cluster", tz) for tz in ZONES] + [("month", "datacentre", tz) for tz in ZONES]
@@ -191,7 +192,7 @@ def test_helios_and_openb_rollup_equals_raw_path(tmp_path: Path) -> None:
 
 
 def attribution(lake: Path, rollups: bool, source: str) -> list[dict[str, Any]]:
-    from warehouse.attribution import attribute, attribution_rows
+    from warehouse.vouchers.attribution import attribute, attribution_rows
 
     con = connect(lake, ":memory:", rollups=rollups)
     attribute(con, "Asia/Shanghai", source)
@@ -199,7 +200,7 @@ def attribution(lake: Path, rollups: bool, source: str) -> list[dict[str, Any]]:
 
 
 def test_audit_attribution_from_rollups_equals_raw_path(scenario_lake: Path) -> None:
-    from warehouse.audit import audit
+    from warehouse.vouchers.audit import audit
 
     build_rollups(scenario_lake)
     rolled = attribution(scenario_lake, True, "bins")

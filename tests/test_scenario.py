@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 
 from gpuledger.audit_cli import add_commands, add_effectiveness_report
-from warehouse.attribution import open_audit
-from warehouse.audit import FINDING_KEYS, FINDINGS, audit
-from warehouse.scenario import ScenarioSpec, build_scenario, util_quantiles
-from warehouse.scenario_write import write_scenario
+from warehouse.vouchers.attribution import open_audit
+from warehouse.vouchers.audit import FINDING_KEYS, FINDINGS, audit
+from warehouse.vouchers.scenario.build import build_scenario
+from warehouse.vouchers.scenario.model import ScenarioSpec, util_quantiles
+from warehouse.vouchers.scenario.write import write_scenario
 
 SMALL = {"months": 3, "programme_month": 1, "nodes_per_dc": 1, "sample_interval_s": 3600}
 

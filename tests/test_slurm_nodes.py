@@ -22,7 +22,7 @@ from pipeline.backfill import LakeSink
 from pipeline.records import INVENTORY, OCCUPANCY, coerce, parse_ts
 from tests.conftest import CannedRun, source_args
 from warehouse.catalog import connect
-from warehouse.reports import utilisation_report
+from warehouse.reports.utilisation import utilisation_report
 
 FIXTURES = Path(__file__).parent / "fixtures" / "slurm"
 MULTI = FIXTURES / "scontrol-show-node.txt"

@@ -21,10 +21,11 @@ from tests.ops_lake import mixed_lake
 from tests.spark_fixtures import spark_fixture  # noqa: F401 (the session-wide ``spark``)
 from tests.test_warehouse import allocation, sample
 from warehouse.catalog import connect
-from warehouse.scenario import ScenarioSpec, build_scenario
-from warehouse.scenario_write import write_scenario
-from warehouse.spark_catalog import register_lake
-from warehouse.spark_sql import spark_sql
+from warehouse.spark.catalog import register_lake
+from warehouse.spark.sql import spark_sql
+from warehouse.vouchers.scenario.build import build_scenario
+from warehouse.vouchers.scenario.model import ScenarioSpec
+from warehouse.vouchers.scenario.write import write_scenario
 
 HOSTILE = ["北京", "上海", "dc/1", "dc 1", "dc_1", "a=b", "null", "NULL", "%41", "a+b", "'q'"]
 HOSTILE += ["__HIVE_DEFAULT_PARTITION__", "x#y?z", "tab\there", "🚀", " lead", ".."]

@@ -25,14 +25,15 @@ from collectors.replay.openb import OpenbReplay
 from pipeline.backfill import LakeSink
 from tests.conftest import shared_data
 from tests.spark_fixtures import spark_fixture  # noqa: F401 (the session-wide ``spark``)
-from warehouse.audit import audit
 from warehouse.catalog import connect
-from warehouse.effectiveness import effectiveness
-from warehouse.reports import utilisation_report
-from warehouse.rollup import build_rollups
-from warehouse.scenario import ScenarioSpec, build_scenario
-from warehouse.scenario_write import write_scenario
-from warehouse.spark_sql import render_sql, spark_sql
+from warehouse.catalog.rollup_build import build_rollups
+from warehouse.reports.utilisation import utilisation_report
+from warehouse.spark.sql import render_sql, spark_sql
+from warehouse.vouchers.audit import audit
+from warehouse.vouchers.effectiveness import effectiveness
+from warehouse.vouchers.scenario.build import build_scenario
+from warehouse.vouchers.scenario.model import ScenarioSpec
+from warehouse.vouchers.scenario.write import write_scenario
 
 ZONES = ("Asia/Shanghai", "Australia/Adelaide")
 ALL_CASES = [
@@ -137,7 +138,7 @@ def engines(
     request: pytest.FixtureRequest, spark: Any, lakes: dict[str, tuple[Path, dict[str, int]]]
 ) -> Iterator[tuple[str, bool, Any, Any, Path]]:
     """(lake name, rollups built, DuckDB connection, Spark connection, lake) of one snapshot."""
-    from warehouse.spark_reports import open_spark
+    from warehouse.spark.reports import open_spark
 
     name, rolled = request.param
     if name not in lakes:

@@ -16,12 +16,13 @@ import pytest
 from gpuledger.cli import main
 from tests.test_audit import P0, H, build, claim, iso
 from tests.test_html_report import render
-from warehouse.attribution import attribution_rows, open_audit
-from warehouse.audit import audit
 from warehouse.html import write_statement_html
-from warehouse.scenario import ScenarioSpec, build_scenario
-from warehouse.scenario_write import write_scenario
-from warehouse.statement import CLAIM_FIGURES, TOTALS, UnknownTenant, statement
+from warehouse.vouchers.attribution import attribution_rows, open_audit
+from warehouse.vouchers.audit import audit
+from warehouse.vouchers.scenario.build import build_scenario
+from warehouse.vouchers.scenario.model import ScenarioSpec
+from warehouse.vouchers.scenario.write import write_scenario
+from warehouse.vouchers.statement import CLAIM_FIGURES, TOTALS, UnknownTenant, statement
 
 # t-tianfu holds two vouchers (city and province) and rents at two sites, its April city claim
 # is out of validity; t-panda's provincial April claim doubles its city one; t-aurora's May
@@ -220,7 +221,8 @@ def test_cli_json_csv_table_html(
 def check_against_audit_approx(
     st: dict[str, Any], report: dict[str, Any], rows: list[dict[str, Any]]
 ) -> None:
-    """JSON keeps 12 significant digits (``warehouse.render.tidy``): the figures within 1e-11."""
+    """JSON keeps 12 significant digits (``warehouse.reports.render.tidy``): the figures within
+    1e-11."""
     mine = {r["claim_id"]: r for r in rows if r["tenant_id"] == st["tenant"]["tenant_id"]}
     for c in claims_of(st):
         for k in CLAIM_FIGURES:

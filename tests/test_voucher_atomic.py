@@ -13,13 +13,14 @@ from typing import Any
 
 import pytest
 
+from pipeline import entity_import as vouchers
 from pipeline import lake as lakes
+from pipeline import ledger
+from pipeline.entities import VOUCHERS_DIR
+from pipeline.entity_import import import_files
 from tests.conftest import REPO
 from tests.test_vouchers_import import GOOD
-from warehouse import voucher_ledger as ledger
-from warehouse import vouchers
-from warehouse.attribution import open_audit
-from warehouse.vouchers import VOUCHERS_DIR, import_files
+from warehouse.vouchers.attribution import open_audit
 
 
 def state(lake: Path) -> dict[str, list[tuple[Any, ...]]]:

@@ -9,8 +9,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from warehouse.attribution import open_audit
-from warehouse.vouchers import CLAIM, ENTITIES, VoucherImportError, import_files
+from pipeline.entities import CLAIM, ENTITIES
+from pipeline.entity_import import VoucherImportError, import_files
+from warehouse.vouchers.attribution import open_audit
 
 FIX = Path(__file__).resolve().parent / "fixtures" / "vouchers"
 GOOD = {

@@ -31,7 +31,7 @@ PROBE = """
 from collectors.replay.helios import DEFAULT_HELIOS_DIR
 from gpuledger.demo import DCGM_STREAM
 from gpuledger.kafka_jars import deploy_dir
-from warehouse.audit import DEFAULT_THRESHOLDS
+from warehouse.vouchers.audit import DEFAULT_THRESHOLDS
 from warehouse.catalog import load_sql
 import collectors, gpuledger, pipeline, warehouse
 for module in (collectors, gpuledger, pipeline, warehouse):

@@ -14,8 +14,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.errors import TerminalError
 
-class TraceRowError(ValueError):
+
+class TraceRowError(TerminalError, ValueError):
     """A value of a trace file that cannot be read; the message starts with ``file:line:``."""
 
 

@@ -14,7 +14,7 @@ from collectors.replay.helios import DEFAULT_HELIOS_DIR, HeliosReplay
 from collectors.run import run_collector
 from pipeline.ingest import Ingestor, IngestSettings
 from warehouse.catalog import connect
-from warehouse.reports import utilisation_report
+from warehouse.reports.utilisation import utilisation_report
 
 pytestmark = pytest.mark.integration
 

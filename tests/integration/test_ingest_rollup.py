@@ -11,8 +11,8 @@ import pytest
 from pipeline.ingest import Ingestor, IngestSettings
 from tests.integration.test_ingest import publish
 from warehouse.catalog import connect, refresh_with_state
-from warehouse.reports import utilisation_report
-from warehouse.rollup import build_rollups
+from warehouse.catalog.rollup_build import build_rollups
+from warehouse.reports.utilisation import utilisation_report
 
 pytestmark = pytest.mark.integration
 

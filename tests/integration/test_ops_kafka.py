@@ -17,7 +17,7 @@ from pipeline.records import GPU_SAMPLE
 from pipeline.topics import topic_for
 from tests.ops_lake import MIN
 from tests.test_alerts import T0, idle_period_lake, iso
-from warehouse.exporter import ExporterSettings, build_registry
+from warehouse.ops.exporter import ExporterSettings, build_registry
 
 pytestmark = pytest.mark.integration
 

@@ -27,7 +27,7 @@ from pipeline.records import OCCUPANCY
 from pipeline.write import write_records
 from tests.integration.conftest import free_port
 from tests.ops_lake import mixed_lake, occupancy, write_occupancy
-from warehouse.exporter import ExporterSettings, serve
+from warehouse.ops.exporter import ExporterSettings, serve
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]

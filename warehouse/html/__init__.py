@@ -11,7 +11,7 @@ from typing import Any
 from warehouse.html.audit import audit_html
 from warehouse.html.statement import statement_html
 from warehouse.html.utilisation import utilisation_html
-from warehouse.render import Lineage
+from warehouse.reports.render import Lineage
 
 __all__ = [
     "audit_html",

@@ -1,4 +1,4 @@
-"""The monthly voucher audit (``warehouse.audit.audit``) as one self-contained HTML page:
+"""The monthly voucher audit (``warehouse.vouchers.audit.audit``) as one self-contained HTML page:
 money at stake per finding type, subsidy flows per programme, the findings worst first with
 their evidence, and the programme summaries."""
 
@@ -122,11 +122,11 @@ def _programme_table(programmes: list[Mapping[str, Any]]) -> str:
 
 
 def _restatement_section(restatement: Mapping[str, Any] | None) -> str:
-    """The changes since a signed pack or snapshot (``warehouse.audit_restate.restate``) and
+    """The changes since a signed pack or snapshot (``warehouse.vouchers.restate.restate``) and
     the late records behind each; empty without a restatement."""
     if not restatement:
         return ""
-    from warehouse.audit_format import RESTATEMENT_COLUMNS, restatement_rows
+    from warehouse.vouchers.audit_format import RESTATEMENT_COLUMNS, restatement_rows
 
     since = restatement["since"]
     found = restatement["findings"]
@@ -163,7 +163,7 @@ def audit_html(
 ) -> str:
     """The page for one ``audit()`` result (``month``, ``tz``, ``programmes``, ``findings``,
     ``clean``; and ``lineage``, shown in the footer, when present); with ``restatement``, a
-    section of what changed since a signed pack (``warehouse.audit_restate``)."""
+    section of what changed since a signed pack (``warehouse.vouchers.restate``)."""
     when = (generated_at or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC")
     found = list(report["findings"])
     programmes = list(report["programmes"])

@@ -1,4 +1,4 @@
-"""A tenant's monthly voucher statement (``warehouse.statement.statement``) as one
+"""A tenant's monthly voucher statement (``warehouse.vouchers.statement.statement``) as one
 self-contained HTML page: the month in figures, GPU-hours per claim (busy, held idle, without
 telemetry), then per voucher its claims with the audit's findings and the allocations metered."""
 

@@ -8,7 +8,7 @@ from html import escape
 from typing import Any
 
 from warehouse.html.svg import heatmap, line_chart, stacked_bars
-from warehouse.render import Lineage
+from warehouse.reports.render import Lineage
 
 MAX_BAR_GROUPS = 8
 
@@ -111,8 +111,10 @@ def utilisation_html(
     generated_at: datetime | None = None,
     lineage: Lineage | None = None,
 ) -> str:
-    """The page for ``warehouse.reports.utilisation_report`` rows (any period / grouping);
-    with ``lineage`` (``warehouse.reports.lineage``), a footer names the lake versions read."""
+    """The page for ``warehouse.reports.utilisation.utilisation_report`` rows (any period /
+    grouping);
+    with ``lineage`` (``warehouse.reports.utilisation.lineage``), a footer names the lake versions
+    read."""
     when = (generated_at or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC")
     periods = sorted({str(r["period"]) for r in rows})
     groups = sorted({group_label(r) for r in rows})

@@ -1,0 +1,302 @@
+"""The views that serve GPU-sample figures from rollups where they are fresh, raw rows elsewhere.
+
+A rollup (``warehouse.catalog.rollup_build`` builds it) is a Delta table of 15-minute UTC bins per
+GPU
+(``gpu_bins_live.sql`` defines a row) and a manifest with one row per lake partition
+(datacentre, UTC date) it covers. A partition's bins are *fresh*, and read instead of its raw
+rows, only while everything they were computed from is unchanged:
+
+- the partition's raw rows and those of the next day (whose first sample ends the coverage of
+  the day's last one): compared by a fingerprint of the snapshot's add actions (row count and
+  the ``_version`` range of the partition, which a compaction keeps and every write changes);
+- the allocation holds of its data centre clipped to that day (``rollup_holds.sql``), which
+  decide the held share of each sample;
+- the bins rows themselves: the manifest names the bins commit, and only rows stamped with it
+  are read.
+
+Any other partition (today's, late or corrected data, changed allocations, a crash between
+the bins commit and its manifest) is computed live from raw rows by the same SQL the builder
+runs, so the two paths agree by construction. ``gpu_extent`` (first / last sample per GPU)
+is taken from the stored bins or raw rows the same way, and feeds the horizon, the data span
+and the cluster sources without a scan of every raw row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import urllib.parse
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+from deltalake import DeltaTable
+
+from pipeline import lake as lakes
+from pipeline.records import KINDS, Kind
+
+GRAIN_MS = 900_000
+"""Bin width: 15 minutes, so every period boundary of a time zone whose offset is a multiple
+of 15 minutes (all in use today, Australia/Adelaide's +9:30 and Asia/Kathmandu's +5:45
+included) falls on a bin edge."""
+
+BINS = "rollup_gpu_bins"
+PARTS = "rollup_gpu_bins_parts"
+"""Snapshot names (what reports list in their lineage) of the bins table and its manifest."""
+
+SAMPLES: Kind = KINDS["gpu_sample"]
+
+
+def rollup_paths(lake: Path) -> dict[str, Path]:
+    bins, parts = (lake / lakes.ROLLUP_DIR / name for name in lakes.ROLLUP_TABLES)
+    return {BINS: bins, PARTS: parts}
+
+
+Part = tuple[str | None, str]
+"""A lake partition: (datacentre, UTC date as YYYY-MM-DD)."""
+
+
+@dataclass
+class PartStats:
+    files: list[str] = field(default_factory=list)
+    rows: int = 0
+    vmin: int | None = None
+    vmax: int | None = None
+
+    def fp(self) -> str:
+        return f"{self.rows}:{self.vmin}:{self.vmax}"
+
+
+def next_day(date: str) -> str:
+    return (dt.date.fromisoformat(date) + dt.timedelta(days=1)).isoformat()
+
+
+def day_ms(date: str) -> tuple[int, int]:
+    d0 = dt.datetime.combine(dt.date.fromisoformat(date), dt.time(), dt.UTC)
+    start = int(d0.timestamp() * 1000)
+    return start, start + 86_400_000
+
+
+def partition_stats(table: DeltaTable | None) -> dict[Part, PartStats]:
+    """Files, row count and ``_version`` range of every partition of the snapshot."""
+    out: dict[Part, PartStats] = defaultdict(PartStats)
+    if table is None:
+        return out
+    root = urllib.parse.unquote(table.table_uri.removeprefix("file://")).rstrip("/")
+    actions = pa.table(table.get_add_actions(flatten=True))
+    names = set(actions.column_names)
+    cols = ["path", "num_records", "partition.datacentre", "partition.date"]
+    stats = [c for c in ("min._version", "max._version") if c in names]
+    for row in actions.select(cols + stats).to_pylist():
+        s = out[(row["partition.datacentre"], row["partition.date"])]
+        rel = urllib.parse.unquote(row["path"])
+        s.files.append(rel if rel.startswith("/") else f"{root}/{rel}")
+        s.rows += int(row["num_records"] or 0)
+        for key, pick in (("min._version", min), ("max._version", max)):
+            value = row.get(key)
+            if value is None:  # no statistics: a fingerprint that never matches
+                s.vmin = s.vmax = -1
+                continue
+            attr = "vmin" if key.startswith("min") else "vmax"
+            old = getattr(s, attr)
+            setattr(s, attr, value if old is None else pick(old, value))
+    return out
+
+
+def files_fp(stats: Mapping[Part, PartStats], part: Part) -> str:
+    """What a partition's bins are computed from: its raw rows and the next day's."""
+    dc, date = part
+    here = stats[part].fp() if part in stats else "-"
+    after = (dc, next_day(date))
+    there = stats[after].fp() if after in stats else "-"
+    return hashlib.sha256(f"{here}|{there}".encode()).hexdigest()[:32]
+
+
+def _lit(value: str | None) -> str:
+    from pipeline.sqltext import sql_literal
+
+    return "NULL" if value is None else sql_literal(value)
+
+
+def parts_values(parts: Iterable[Part], reach: Mapping[Part, int] | None = None) -> str:
+    """A ``VALUES`` list of (datacentre, date[, d0_ms, d1_ms]) for ``parts`` (trusted values
+    from the lake's own log, as SQL literals); with ``reach``, d1_ms is the end of the UTC day
+    or the partition's reach, whichever is later."""
+    rows = []
+    for p in sorted(parts, key=lambda p: (p[0] or "", p[1])):
+        cells = [_lit(p[0]), f"DATE {_lit(p[1])}"]
+        if reach is not None:
+            d0, d1 = day_ms(p[1])
+            cells += [str(d0), str(max(d1, reach.get(p, d1)))]
+        rows.append("(" + ", ".join(cells) + ")")
+    return ", ".join(rows)
+
+
+@dataclass
+class RollupState:
+    """What the views of one connection decided: raw partition stats, the manifest rows whose
+    raw inputs are unchanged (``unchanged``) and those also with unchanged holds (``fresh``)."""
+
+    stats: dict[Part, PartStats]
+    manifest: dict[Part, tuple[str, str, int, int]]
+    """(files_fp, holds_fp, bins version, reach_ms) of the newest manifest row per partition."""
+    unchanged: dict[Part, int] = field(default_factory=dict)
+    fresh: dict[Part, int] = field(default_factory=dict)
+
+
+def _typed_raw(files: Sequence[str], stats: Mapping[Part, PartStats]) -> str:
+    from warehouse.catalog.sources import files_source, select_typed
+
+    part_of = {f: dc for (dc, _), s in stats.items() for f in s.files}
+    source = files_source([(f, {"datacentre": part_of[f]}) for f in sorted(files)], ["datacentre"])
+    return select_typed(SAMPLES.duckdb_columns(), source, True)
+
+
+BIN_COLUMNS: dict[str, str] = {
+    "datacentre": "VARCHAR",
+    "date": "DATE",
+    "cluster": "VARCHAR",
+    "gpu_uuid": "VARCHAR",
+    "allocation_id": "VARCHAR",
+    "bin_ms": "BIGINT",
+    "samples": "BIGINT",
+    "cov_ms": "BIGINT",
+    "unknown_ms": "BIGINT",
+    "busy_ms": "DOUBLE",
+    "held_ms": "BIGINT",
+    "held_busy_ms": "DOUBLE",
+    "util_min": "DOUBLE",
+    "util_max": "DOUBLE",
+    "first_ms": "BIGINT",
+    "last_ms": "BIGINT",
+    "last_e_ms": "BIGINT",
+}
+"""The columns of a bins row (``gpu_bins_live.sql``), in order, with their DuckDB types."""
+
+
+def _stored_view(name: str, bins: DeltaTable | None, keep: Mapping[Part, int]) -> str:
+    """``name``: the stored bins rows of the partitions in ``keep``, written by its commit."""
+    from warehouse.catalog.sources import files_source
+
+    files = []
+    if bins is not None and keep:
+        files = [
+            (p, v) for p, v in lakes.active_files(bins) if (v.get("datacentre"), v["date"]) in keep
+        ]
+    source = files_source(sorted(files), ["datacentre", "date"]) if files else None
+    if source is None:
+        return f"CREATE OR REPLACE VIEW {name} AS {_empty_bins()}"
+    versions = ", ".join(
+        f"({_lit(dc)}, {_lit(date)}, {int(v)})" for (dc, date), v in sorted(keep.items(), key=str)
+    )
+    cols = ", ".join(f"CAST({c} AS {t}) AS {c}" for c, t in BIN_COLUMNS.items())
+    return (
+        f"CREATE OR REPLACE VIEW {name} AS SELECT {cols} FROM {source} "
+        f"JOIN (VALUES {versions}) AS k(k_dc, k_date, k_version) "
+        "ON datacentre IS NOT DISTINCT FROM k.k_dc AND date = k.k_date "
+        "AND _version = k.k_version"
+    )
+
+
+def read_manifest(
+    con: duckdb.DuckDBPyConnection, parts: DeltaTable | None
+) -> dict[Part, tuple[str, str, int, int]]:
+    """The newest manifest row of every partition: (files_fp, holds_fp, bins version, reach)."""
+    from warehouse.catalog.sources import files_source
+
+    if parts is None:
+        return {}
+    source = files_source(sorted(lakes.active_files(parts)), [])
+    if source is None:
+        return {}
+    rows = con.execute(
+        "SELECT datacentre, date, files_fp, holds_fp, version, reach_ms "
+        f"FROM {source} AS r QUALIFY row_number() OVER (PARTITION BY datacentre, date "
+        "ORDER BY _version DESC, filename DESC, file_row_number DESC) = 1"
+    ).fetchall()
+    return {(dc, str(d)): (str(f), str(h), int(v), int(r)) for dc, d, f, h, v, r in rows}
+
+
+def extent_views(
+    con: duckdb.DuckDBPyConnection,
+    samples: DeltaTable | None,
+    bins: DeltaTable | None,
+    parts: DeltaTable | None,
+    enabled: bool,
+) -> RollupState:
+    """Before the catalogue's SQL views: ``gpu_bins_stored`` (bins of partitions whose raw
+    inputs are unchanged), ``raw_gpu_samples_rest`` (raw rows of all other partitions) and
+    ``gpu_extent``."""
+    from warehouse.catalog.sources import load_sql
+
+    stats = partition_stats(samples)
+    manifest = read_manifest(con, parts) if enabled else {}
+    state = RollupState(dict(stats), manifest)
+    state.unchanged = {
+        p: v for p, (ffp, _, v, _) in manifest.items() if p in stats and ffp == files_fp(stats, p)
+    }
+    con.execute(_stored_view("gpu_bins_stored", bins, state.unchanged))
+    rest = [f for p, s in stats.items() if p not in state.unchanged for f in s.files]
+    con.execute(f"CREATE OR REPLACE VIEW raw_gpu_samples_rest AS {_typed_raw(rest, stats)}")
+    con.execute(load_sql("gpu_extent"))
+    return state
+
+
+def _empty_bins() -> str:
+    cols = ", ".join(f"CAST(NULL AS {t}) AS {c}" for c, t in BIN_COLUMNS.items())
+    return f"SELECT {cols} WHERE false"
+
+
+def holds_fps(con: duckdb.DuckDBPyConnection, reach: Mapping[Part, int]) -> dict[Part, str]:
+    """``rollup_holds.sql`` for the partitions of ``reach`` (the end of their samples'
+    coverage; needs ``allocation_hold_spans`` and ``allocation_spans``)."""
+    from warehouse.catalog.sources import load_sql
+
+    if not reach:
+        return {}
+    con.execute(
+        "CREATE OR REPLACE TEMP VIEW _rollup_candidates AS SELECT * FROM "
+        f"(VALUES {parts_values(reach, reach)}) AS p(datacentre, date, d0_ms, d1_ms)"
+    )
+    rows = con.execute(load_sql("rollup_holds")).fetchall()
+    return {(dc, str(d)): str(h) for dc, d, h in rows}
+
+
+def open_views(con: duckdb.DuckDBPyConnection, state: RollupState, open_parts: set[Part]) -> None:
+    """``raw_gpu_samples_open`` (rows of ``open_parts`` and of their next days),
+    ``gpu_sample_coverage_open`` (coverage of ``open_parts``' samples) and ``gpu_bins_live``."""
+    from warehouse.catalog.sources import load_sql
+
+    stats = state.stats
+    needed = set(open_parts) | {(dc, next_day(d)) for dc, d in open_parts}
+    files = [f for p in needed if p in stats for f in stats[p].files]
+    con.execute(f"CREATE OR REPLACE VIEW raw_gpu_samples_open AS {_typed_raw(files, stats)}")
+    body = load_sql("gpu_sample_coverage").split("CREATE OR REPLACE VIEW gpu_sample_coverage AS")
+    assert len(body) == 2 and body[1].count("FROM raw_gpu_samples)") == 1
+    select = body[1].replace("FROM raw_gpu_samples)", "FROM raw_gpu_samples_open)").rstrip()
+    select = select.removesuffix(";")
+    keep = (
+        f"SEMI JOIN (VALUES {parts_values(open_parts)}) AS o(o_dc, o_date) "
+        "ON c.datacentre IS NOT DISTINCT FROM o.o_dc AND CAST(epoch_ms(c.s_ms) AS DATE) = o.o_date"
+        if open_parts
+        else "WHERE false"
+    )
+    con.execute(
+        f"CREATE OR REPLACE VIEW gpu_sample_coverage_open AS SELECT c.* FROM ({select}) AS c {keep}"
+    )
+    con.execute(load_sql("gpu_bins_live"))
+
+
+def bins_views(con: duckdb.DuckDBPyConnection, state: RollupState, bins: DeltaTable | None) -> None:
+    """After the catalogue's SQL views: decide which unchanged partitions also have unchanged
+    holds (``state.fresh``), then ``gpu_bins_fresh``, the live views and ``gpu_bins``."""
+    from warehouse.catalog.sources import load_sql
+
+    now = holds_fps(con, {p: state.manifest[p][3] for p in state.unchanged})
+    state.fresh = {p: v for p, v in state.unchanged.items() if now.get(p) == state.manifest[p][1]}
+    con.execute(_stored_view("gpu_bins_fresh", bins, state.fresh))
+    open_views(con, state, set(state.stats) - set(state.fresh))
+    con.execute(load_sql("gpu_bins"))

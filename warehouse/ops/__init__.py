@@ -1,0 +1,1 @@
+"""The operator surface: the Prometheus exporter and fleet windows, and the alerts."""

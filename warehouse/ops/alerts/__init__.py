@@ -1,0 +1,1 @@
+"""Alert rules over the fleet windows, their runner and their sinks."""

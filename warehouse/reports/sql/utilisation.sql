@@ -1,0 +1,225 @@
+-- utilisation report: one row per (period, datacentre[, cluster[, scope]]) with capacity / allocated / busy GPU-hours (docs/semantics.md); inputs: report_periods, occupancy_coverage, inventory_coverage, gpu_bins or gpu_sample_coverage, allocation_spans, allocation_hold_spans, cluster_sources, datacentres; params: $by ('datacentre'|'cluster'|'scope'|'region'|'ownership')
+WITH
+periods AS MATERIALIZED (SELECT * FROM report_periods),
+-- occupancy: per (period, scope), every snapshot's coverage clipped to the period
+occ_p AS MATERIALIZED (
+    SELECT
+        p.period,
+        o.datacentre,
+        o.cluster,
+        o.scope,
+        sum(o.gpus_total * (least(o.e_ms, p.p1) - greatest(o.s_ms, p.p0))) / 3600000.0 AS cap_h,
+        sum(o.gpus_allocated * (least(o.e_ms, p.p1) - greatest(o.s_ms, p.p0))) / 3600000.0 AS alloc_h,
+        sum(least(o.e_ms, p.p1) - greatest(o.s_ms, p.p0)) / 3600000.0 AS cov_h
+    FROM occupancy_coverage AS o
+    JOIN periods AS p ON o.s_ms < p.p1 AND o.e_ms > p.p0
+    GROUP BY ALL
+),
+-- inventory: per (period, node), gpu_count x validity overlap
+inv_p AS MATERIALIZED (
+    SELECT
+        p.period,
+        i.datacentre,
+        i.cluster,
+        i.node,
+        sum(i.gpu_count * (least(i.e_ms, p.p1) - greatest(i.s_ms, p.p0))) / 3600000.0 AS cap_h,
+        sum(least(i.e_ms, p.p1) - greatest(i.s_ms, p.p0)) / 3600000.0 AS cov_h
+    FROM inventory_coverage AS i
+    JOIN periods AS p ON i.s_ms < p.p1 AND i.e_ms > p.p0
+    GROUP BY ALL
+),
+-- GPU samples per (period, GPU): covered, busy and busy-held hours, from the 15-minute bins
+-- (utilisation_gpu_bins.sql) or, where a period bound is not on a bin edge, from every sample
+-- clipped to the period (utilisation_gpu_samples.sql); reports.py inserts one of them here
+smp_p AS MATERIALIZED (
+    /*gpu_parts*/
+),
+alloc_p AS MATERIALIZED (
+    SELECT
+        p.period,
+        a.datacentre,
+        a.cluster,
+        sum(a.gpu_count * (least(a.e_ms, p.p1) - greatest(a.s_ms, p.p0))) / 3600000.0 AS alloc_h
+    FROM allocation_spans AS a
+    JOIN periods AS p ON a.s_ms < p.p1 AND a.e_ms > p.p0
+    GROUP BY ALL
+),
+-- units whose no-telemetry share is averaged: scopes, nodes, GPUs seen in the report window
+occ_units AS (
+    SELECT datacentre, cluster, count(*) AS n
+    FROM (SELECT DISTINCT datacentre, cluster, scope FROM occ_p)
+    GROUP BY ALL
+),
+inv_units AS (
+    SELECT datacentre, cluster, count(DISTINCT node) AS n FROM inv_p GROUP BY ALL
+),
+smp_units AS (
+    SELECT datacentre, cluster, count(DISTINCT gpu_uuid) AS n FROM smp_p GROUP BY ALL
+),
+occ_c AS (
+    SELECT period, datacentre, cluster, sum(cap_h) AS cap_h, sum(alloc_h) AS alloc_h, sum(cov_h) AS cov_h
+    FROM occ_p GROUP BY ALL
+),
+inv_c AS (
+    SELECT period, datacentre, cluster, sum(cap_h) AS cap_h, sum(cov_h) AS cov_h
+    FROM inv_p GROUP BY ALL
+),
+smp_c AS (
+    SELECT
+        period, datacentre, cluster,
+        sum(cov_h) AS cov_h, sum(busy_h) AS busy_h, sum(busy_alloc_h) AS busy_alloc_h
+    FROM smp_p GROUP BY ALL
+),
+clusters AS (
+    SELECT DISTINCT datacentre, cluster FROM (
+        SELECT datacentre, cluster FROM occ_p
+        UNION ALL SELECT datacentre, cluster FROM inv_p
+        UNION ALL SELECT datacentre, cluster FROM smp_p
+        UNION ALL SELECT datacentre, cluster FROM alloc_p
+    )
+),
+-- clusters whose occupancy names scopes: by=scope splits them into one row per scope
+scoped AS (
+    SELECT DISTINCT datacentre, cluster FROM occ_p WHERE scope IS NOT NULL
+),
+cluster_rows AS MATERIALIZED (
+    SELECT
+        p.period,
+        k.datacentre,
+        k.cluster,
+        CAST(NULL AS VARCHAR) AS scope,
+        (p.p1 - p.p0) / 3600000.0 AS period_h,
+        s.capacity_source,
+        s.allocated_source,
+        s.busy_source,
+        CASE s.capacity_source
+            WHEN 'occupancy' THEN coalesce(oc.cap_h, 0)
+            WHEN 'inventory' THEN coalesce(ic.cap_h, 0)
+            WHEN 'gpu_samples' THEN coalesce(sc.cov_h, 0)
+        END AS capacity,
+        CASE s.allocated_source
+            WHEN 'allocation' THEN coalesce(ap.alloc_h, 0)
+            WHEN 'occupancy' THEN coalesce(oc.alloc_h, 0)
+        END AS allocated,
+        sc.busy_h AS busy,
+        CASE
+            WHEN s.allocated_source = 'allocation' AND sc.busy_h IS NOT NULL
+                THEN coalesce(sc.busy_alloc_h, 0)
+        END AS busy_allocated,
+        CASE s.capacity_source
+            WHEN 'occupancy' THEN coalesce(oc.cov_h, 0)
+            WHEN 'inventory' THEN coalesce(ic.cov_h, 0)
+            WHEN 'gpu_samples' THEN coalesce(sc.cov_h, 0)
+            ELSE 0
+        END AS unit_cov_h,
+        coalesce(CASE s.capacity_source
+            WHEN 'occupancy' THEN ou.n
+            WHEN 'inventory' THEN iu.n
+            WHEN 'gpu_samples' THEN su.n
+        END, 1) AS n_units,
+        s.capacity_note
+    FROM periods AS p
+    CROSS JOIN clusters AS k
+    JOIN cluster_sources AS s USING (datacentre, cluster)
+    LEFT JOIN occ_c AS oc ON oc.period = p.period AND oc.datacentre = k.datacentre AND oc.cluster = k.cluster
+    LEFT JOIN inv_c AS ic ON ic.period = p.period AND ic.datacentre = k.datacentre AND ic.cluster = k.cluster
+    LEFT JOIN smp_c AS sc ON sc.period = p.period AND sc.datacentre = k.datacentre AND sc.cluster = k.cluster
+    LEFT JOIN alloc_p AS ap ON ap.period = p.period AND ap.datacentre = k.datacentre AND ap.cluster = k.cluster
+    LEFT JOIN occ_units AS ou ON ou.datacentre = k.datacentre AND ou.cluster = k.cluster
+    LEFT JOIN inv_units AS iu ON iu.datacentre = k.datacentre AND iu.cluster = k.cluster
+    LEFT JOIN smp_units AS su ON su.datacentre = k.datacentre AND su.cluster = k.cluster
+),
+-- one row per occupancy scope of a scoped cluster: only occupancy carries a scope, so capacity
+-- and allocated come from it and busy is not split
+scope_rows AS (
+    SELECT
+        p.period,
+        u.datacentre,
+        u.cluster,
+        u.scope,
+        (p.p1 - p.p0) / 3600000.0 AS period_h,
+        'occupancy' AS capacity_source,
+        'occupancy' AS allocated_source,
+        'none' AS busy_source,
+        coalesce(o.cap_h, 0) AS capacity,
+        coalesce(o.alloc_h, 0) AS allocated,
+        CAST(NULL AS DOUBLE) AS busy,
+        CAST(NULL AS DOUBLE) AS busy_allocated,
+        coalesce(o.cov_h, 0) AS unit_cov_h,
+        1 AS n_units,
+        s.capacity_note
+    FROM periods AS p
+    CROSS JOIN (
+        SELECT DISTINCT datacentre, cluster, scope FROM occ_p SEMI JOIN scoped USING (datacentre, cluster)
+    ) AS u
+    LEFT JOIN occ_p AS o
+        ON o.period = p.period AND o.datacentre = u.datacentre AND o.cluster = u.cluster
+        AND o.scope IS NOT DISTINCT FROM u.scope
+    LEFT JOIN cluster_sources AS s ON s.datacentre = u.datacentre AND s.cluster = u.cluster
+),
+-- by region / ownership: each cluster row with its data centre's group in the registry
+-- (datacentres view), 'unregistered' where the registry does not list it
+grouped_rows AS (
+    SELECT
+        c.*,
+        CASE $by
+            WHEN 'region' THEN coalesce(d.region, 'unregistered')
+            WHEN 'ownership' THEN coalesce(d.ownership, 'unregistered')
+            ELSE c.datacentre
+        END AS grp
+    FROM cluster_rows AS c
+    LEFT JOIN datacentres AS d ON d.datacentre = c.datacentre
+),
+report AS (
+    SELECT * FROM cluster_rows
+    WHERE $by = 'cluster'
+    UNION ALL
+    SELECT * FROM cluster_rows ANTI JOIN scoped USING (datacentre, cluster)
+    WHERE $by = 'scope'
+    UNION ALL
+    SELECT * FROM scope_rows
+    WHERE $by = 'scope'
+    UNION ALL
+    -- by datacentre, region or ownership: the group in the datacentre column; for a
+    -- region or ownership its data centres ('+'-joined) in the cluster column
+    SELECT
+        period,
+        grp,
+        CASE WHEN $by <> 'datacentre'
+            THEN string_agg(DISTINCT datacentre, '+' ORDER BY datacentre) END,
+        CAST(NULL AS VARCHAR),
+        any_value(period_h),
+        string_agg(DISTINCT capacity_source, '+' ORDER BY capacity_source),
+        string_agg(DISTINCT allocated_source, '+' ORDER BY allocated_source),
+        string_agg(DISTINCT busy_source, '+' ORDER BY busy_source),
+        sum(capacity),
+        sum(allocated),
+        sum(busy),
+        sum(busy_allocated),
+        sum(unit_cov_h),
+        sum(n_units),
+        string_agg(DISTINCT capacity_note, ' | ' ORDER BY capacity_note)
+    FROM grouped_rows
+    WHERE $by IN ('datacentre', 'region', 'ownership')
+    GROUP BY period, grp
+)
+SELECT
+    period,
+    datacentre,
+    cluster,
+    scope,
+    capacity AS capacity_gpu_h,
+    allocated AS allocated_gpu_h,
+    busy AS busy_gpu_h,
+    busy_allocated AS busy_allocated_gpu_h,
+    capacity - allocated AS idle_capacity_gpu_h,
+    allocated - busy_allocated AS idle_held_gpu_h,
+    allocated / nullif(capacity, 0) AS allocation_rate,
+    busy / nullif(capacity, 0) AS utilisation,
+    busy_allocated / nullif(allocated, 0) AS efficiency,
+    greatest(0.0, 1.0 - unit_cov_h / (n_units * period_h)) AS no_telemetry_share,
+    'capacity=' || capacity_source || ';allocated=' || allocated_source || ';busy=' || busy_source
+        AS sources,
+    capacity_note
+FROM report
+ORDER BY period, datacentre, cluster, scope;

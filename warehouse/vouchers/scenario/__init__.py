@@ -1,0 +1,2 @@
+"""A synthetic voucher landscape over a lake (telemetry, allocations, vouchers, claims,
+planted findings) for the demo and the tests."""
