@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 import urllib.parse
 from collections import Counter
@@ -36,6 +35,7 @@ from collectors.kube_state import (
     parse_ksm_text,
     parse_prometheus_answer,
 )
+from pipeline.atomic import write_atomic
 from pipeline.records import ALLOCATION, INVENTORY, OCCUPANCY, Record
 
 log = logging.getLogger(__name__)
@@ -98,9 +98,7 @@ class KubernetesCollector:
     def _save_state(self) -> None:
         assert self.state_file is not None
         pods = {a: {"record": r, "last_seen": self._last_seen[a]} for a, r in self._emitted.items()}
-        tmp = self.state_file.with_name(self.state_file.name + ".tmp")
-        tmp.write_text(json.dumps({"pods": pods}, sort_keys=True) + "\n")
-        os.replace(tmp, self.state_file)
+        write_atomic(self.state_file, json.dumps({"pods": pods}, sort_keys=True) + "\n")
 
     def _get(self, url: str) -> bytes:
         try:

@@ -57,6 +57,7 @@ from collectors.slurm_fields import (
     parse_time,
     tres_gpu_count,
 )
+from pipeline.atomic import write_atomic
 from pipeline.records import ALLOCATION, Record
 
 log = logging.getLogger(__name__)
@@ -249,10 +250,8 @@ def read_window_state(path: Path) -> datetime | None:
 
 
 def write_window_state(path: Path, window_end: datetime) -> None:
-    """Write the state file atomically (temp file, then rename)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"window_end": window_end.astimezone(UTC).isoformat()}) + "\n")
-    os.replace(tmp, path)
+    """Write the state file atomically (``pipeline.atomic``)."""
+    write_atomic(path, json.dumps({"window_end": window_end.astimezone(UTC).isoformat()}) + "\n")
 
 
 class SacctCollector:
