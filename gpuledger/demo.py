@@ -18,6 +18,7 @@ from collectors.replay.dcgm_file import DcgmFileReplay
 from collectors.replay.helios import DEFAULT_HELIOS_DIR, HeliosReplay
 from collectors.run import RunStats, run_collector
 from gpuledger import broker
+from pipeline.defaults import DEFAULT_TZ
 from pipeline.ingest import Ingestor, IngestSettings, IngestStats
 from pipeline.topics import ensure_topics
 from warehouse.catalog import connect
@@ -234,7 +235,7 @@ def run_demo(lake: Path, port: int, data_dir: Path) -> int:
         _say(f"  WARNING: published {sink.sent_records:,} but landed {stats.landed:,}")
     _compact(lake)
 
-    _say("[4/6] monthly utilisation report (Asia/Shanghai), per virtual cluster")
+    _say(f"[4/6] monthly utilisation report ({DEFAULT_TZ}), per virtual cluster")
     db = lake / "_warehouse.duckdb"
     con = connect(lake, db)
     by_scope = utilisation_report(con, period="month", by="scope", date_from=None, date_to=None)

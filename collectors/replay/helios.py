@@ -15,20 +15,22 @@ import logging
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
+from importlib import resources
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from collectors.base import Emitted
 from collectors.pace import paced
+from pipeline.defaults import DEFAULT_TZ
 from pipeline.records import OCCUPANCY
 
 log = logging.getLogger(__name__)
 
-DEFAULT_HELIOS_DIR = Path(__file__).resolve().parents[2] / "gpuledger" / "data" / "helios"
+DEFAULT_HELIOS_DIR = Path(str(resources.files("gpuledger").joinpath("data", "helios")))
 """The packaged copy of the Earth May-2020 VC sequences (MIT / CC BY 4.0, Hu et al. SC '21)."""
 
 SUFFIX = "_cluster_sequence_vc.csv.gz"
-LOCAL_TZ = ZoneInfo("Asia/Shanghai")
+LOCAL_TZ = ZoneInfo(DEFAULT_TZ)
 SOURCE = "replay:helios"
 INTERVAL_S = 60.0
 
