@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gpuledger.lake_args import DEFAULT_LAKE, add_as_of, add_engine, open_engine
+from pipeline.defaults import DEFAULT_TZ
 
 if TYPE_CHECKING:
     from warehouse.reports.render import Lineage
@@ -136,7 +137,7 @@ def cmd_scenario(a: argparse.Namespace) -> int:
 
 
 def cmd_report_effectiveness(a: argparse.Namespace) -> int:
-    from warehouse.reports.render import name_engine, render
+    from warehouse.reports.render import name_engine, render, tidy
     from warehouse.vouchers.effectiveness import effectiveness
 
     con, engine = open_engine(a.lake, a.as_of, a.engine)
@@ -147,7 +148,7 @@ def cmd_report_effectiveness(a: argparse.Namespace) -> int:
     name_engine(report, engine)
     read = _lineage(report)
     if a.format == "json":
-        print(json.dumps(report, indent=2, default=str, ensure_ascii=False))
+        print(json.dumps(tidy(report), indent=2, default=str, ensure_ascii=False))
         return 0
     if a.format == "csv":
         sys.stdout.write(render(report[a.table], "csv", lineage=read))
@@ -199,7 +200,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lake", type=Path, default=DEFAULT_LAKE)
     p.add_argument("--month", metavar="YYYY-MM", help="local month of the claims (required)")
     p.add_argument("--programme", metavar="ID", help="one programme (default: all)")
-    p.add_argument("--tz", default="Asia/Shanghai", help="data-centre time zone")
+    p.add_argument("--tz", default=DEFAULT_TZ, help="data-centre time zone")
     p.add_argument("--format", choices=["table", "csv", "json", "html"], default="table")
     p.add_argument(
         "--output",
@@ -243,7 +244,7 @@ def add_effectiveness_report(report_sub: argparse._SubParsersAction) -> None:
     r.add_argument("--lake", type=Path, default=DEFAULT_LAKE)
     r.add_argument("--programme", required=True, metavar="ID")
     r.add_argument("--months", type=int, default=3, help="months before and after the start")
-    r.add_argument("--tz", default="Asia/Shanghai")
+    r.add_argument("--tz", default=DEFAULT_TZ)
     r.add_argument("--format", choices=["table", "csv", "json"], default="table")
     r.add_argument(
         "--table",

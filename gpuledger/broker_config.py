@@ -11,6 +11,7 @@ from pathlib import Path
 
 from gpuledger import broker_tls
 from gpuledger.kafka_jars import deploy_dir
+from pipeline.atomic import AtomicFile
 from pipeline.errors import TransientError
 
 HOST = "127.0.0.1"
@@ -177,10 +178,10 @@ def configured_listener(paths: BrokerPaths, name: str) -> str | None:
 
 
 def write_atomic(path: Path, text: str, private: bool = False) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    if private:
-        os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    """Put ``text`` in ``path`` whole (``pipeline.atomic.AtomicFile``): mode 0600 if
+    ``private``, else 0644 less the umask."""
+    with AtomicFile(path, private=private) as f:
+        if not private:  # AtomicFile creates it 0666 less the umask
+            fd = f.fh.fileno()
+            os.fchmod(fd, os.fstat(fd).st_mode & 0o644)
+        f.fh.write(text)

@@ -18,7 +18,6 @@ matching client settings, read with ``--kafka-config``.
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 import shutil
 import subprocess
@@ -26,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gpuledger.kafka_jars import tail_text
+from pipeline.atomic import write_atomic
 from pipeline.errors import TerminalError
 
 log = logging.getLogger(__name__)
@@ -182,9 +182,5 @@ def write_client_properties(path: Path, user: ScramUser, ca_pem: Path, bootstrap
 
 
 def _write_private(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically, readable by the owner only."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+    """Write ``text`` to ``path`` atomically, readable by the owner only (0600)."""
+    write_atomic(path, text, private=True)

@@ -48,6 +48,7 @@ from pipeline.entities import (
     coerce_entity,
     entity_table,
 )
+from pipeline.errors import TerminalError
 from pipeline.readers import READERS
 from pipeline.records import (
     Field,
@@ -58,7 +59,7 @@ from pipeline.records import (
 )
 
 
-class VoucherImportError(ValueError):
+class VoucherImportError(TerminalError, ValueError):
     """An import refused whole; ``problems`` holds one ``<file>:<line>: <reason>`` each."""
 
     def __init__(self, problems: list[str]) -> None:

@@ -23,6 +23,7 @@ import pyarrow as pa
 from deltalake import DeltaTable
 
 from pipeline import lake as lakes
+from pipeline.errors import TransientError
 
 LEDGER = "_imports"
 APP_ID = "gpuledger:voucher-imports"
@@ -36,7 +37,7 @@ SCHEMA = pa.schema(
 )
 
 
-class ImportRaced(RuntimeError):
+class ImportRaced(TransientError, RuntimeError):
     """Another import landed while this one was being checked; nothing of it is visible."""
 
 

@@ -3,11 +3,11 @@ view time (the machines that read them may have no internet)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pipeline.atomic import write_atomic
 from warehouse.html.audit import audit_html
 from warehouse.html.statement import statement_html
 from warehouse.html.utilisation import utilisation_html
@@ -25,13 +25,10 @@ __all__ = [
 
 
 def write_html(text: str, path: Path) -> Path:
-    """Write a page atomically (temp file, then rename)."""
+    """Write a page atomically (``pipeline.atomic.write_atomic``), its folder made if missing."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_atomic(path, text)
 
 
 def write_utilisation_html(

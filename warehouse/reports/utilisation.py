@@ -65,6 +65,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import duckdb
 
+from pipeline.defaults import DEFAULT_TZ
 from warehouse.catalog import load_sql
 from warehouse.catalog.rollups import GRAIN_MS
 from warehouse.reports.render import Lineage, render
@@ -173,7 +174,7 @@ def utilisation_report(
     by: By,
     date_from: date | None = None,
     date_to: date | None = None,
-    tz: str = "Asia/Shanghai",
+    tz: str = DEFAULT_TZ,
     source: Source = "bins",
 ) -> list[dict[str, Any]]:
     """Capacity, allocated and busy GPU-hours per period and grouping (see the module docstring).

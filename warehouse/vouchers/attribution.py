@@ -26,6 +26,7 @@ from typing import Any
 
 import duckdb
 
+from pipeline.defaults import DEFAULT_TZ
 from pipeline.lake import AsOf
 from warehouse.catalog import connect, load_sql
 from warehouse.catalog.rollups import GRAIN_MS
@@ -36,9 +37,7 @@ def open_audit(lake: Path, as_of: AsOf = None) -> duckdb.DuckDBPyConnection:
     return connect(lake, db_path=":memory:", as_of=as_of)
 
 
-def attribute(
-    con: duckdb.DuckDBPyConnection, tz: str = "Asia/Shanghai", source: str = "bins"
-) -> None:
+def attribute(con: duckdb.DuckDBPyConnection, tz: str = DEFAULT_TZ, source: str = "bins") -> None:
     """(Re)build ``claim_allocations`` and ``claim_attribution`` on ``con``.
 
     Covered and busy GPU-hours come from the allocations' 15-minute bins (rollups where

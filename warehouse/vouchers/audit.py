@@ -33,6 +33,7 @@ from typing import Any
 
 import duckdb
 
+from pipeline.defaults import DEFAULT_TZ
 from warehouse.catalog import load_sql
 from warehouse.reports.utilisation import check_tz, lineage, single_threaded
 from warehouse.vouchers.attribution import attribute
@@ -139,7 +140,7 @@ def audit(
     *,
     month: str,
     programme: str | None = None,
-    tz: str = "Asia/Shanghai",
+    tz: str = DEFAULT_TZ,
     thresholds: Thresholds | None = None,
 ) -> dict[str, Any]:
     """The audit of one local month: ``{"month", "tz", "programmes", "findings", "clean",

@@ -11,7 +11,7 @@ from typing import Any
 import duckdb
 
 from pipeline.lake import AsOf
-from warehouse.reports.render import Engine, Lineage, render
+from warehouse.reports.render import Engine, Lineage, render, tidy
 from warehouse.vouchers.audit import FINDING_KEYS
 
 SUMMARY_COLUMNS = (
@@ -56,7 +56,7 @@ def format_audit(report: dict[str, Any], fmt: str) -> str:
     evidence as JSON) or ``table`` (programme summary, then findings, then the lake versions)."""
     read = report_lineage(report)
     if fmt == "json":
-        return json.dumps(report, indent=2, default=str, ensure_ascii=False) + "\n"
+        return json.dumps(tidy(report), indent=2, default=str, ensure_ascii=False) + "\n"
     rows = [{**f, "evidence": json.dumps(f["evidence"], default=str)} for f in report["findings"]]
     clean = [
         {k: None for k in FINDING_KEYS} | {"finding": "CLEAN", "claim_id": c, "cny_at_stake": 0.0}

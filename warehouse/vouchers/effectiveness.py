@@ -34,6 +34,7 @@ from typing import Any
 
 import duckdb
 
+from pipeline.defaults import DEFAULT_TZ
 from pipeline.entities import UNREGISTERED
 from warehouse.catalog import load_sql
 from warehouse.reports.utilisation import lineage, single_threaded, utilisation_report
@@ -75,7 +76,7 @@ def effectiveness(
     programme_id: str,
     *,
     months: int = 3,
-    tz: str = "Asia/Shanghai",
+    tz: str = DEFAULT_TZ,
 ) -> dict[str, Any]:
     with single_threaded(con):  # reproducible to the last digit (``--as-of``)
         return _effectiveness(con, programme_id, months, tz)

@@ -29,6 +29,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.defaults import DEFAULT_TZ
+from pipeline.errors import TerminalError
 from pipeline.lake import AsOf
 from warehouse.catalog import load_sql
 from warehouse.reports.render import duckdb_engine, name_engine
@@ -51,7 +53,7 @@ EVIDENCE = {
 }
 
 
-class PackError(RuntimeError):
+class PackError(TerminalError, RuntimeError):
     """The pack cannot be written or read (exists already, no manifest, tampered files)."""
 
 
@@ -183,7 +185,7 @@ def sign(
     *,
     month: str,
     programme: str | None = None,
-    tz: str = "Asia/Shanghai",
+    tz: str = DEFAULT_TZ,
     thresholds: Path | None = None,
     as_of: AsOf = None,
     register: bool = False,

@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 
 import duckdb
 
+from pipeline.defaults import DEFAULT_TZ
 from pipeline.errors import TerminalError
 from warehouse.catalog import load_sql
 from warehouse.catalog.rollups import GRAIN_MS
@@ -198,7 +199,7 @@ def statement(
     *,
     tenant: str,
     month: str,
-    tz: str = "Asia/Shanghai",
+    tz: str = DEFAULT_TZ,
     thresholds: Thresholds | None = None,
 ) -> dict[str, Any]:
     """The statement of ``tenant`` for local ``month``: ``{"tenant", "month", "tz",

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from pipeline.defaults import DEFAULT_TZ
 from pipeline.records import ms_to_iso
 
 H = 3_600_000
@@ -71,7 +72,7 @@ class ScenarioSpec:
     sample_interval_s: int = 900
     seed: int = 7
     anomalies: bool = False
-    tz: str = "Asia/Shanghai"
+    tz: str = DEFAULT_TZ
 
 
 @dataclass
