@@ -75,10 +75,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     stream_cli.add_commands(sub)
+    _add_report(sub)
+    _add_sql(sub)
+    audit_cli.add_commands(sub)
+    statement_cli.add_commands(sub)
+    datacentres_cli.add_commands(sub)
+    ops_cli.add_commands(sub)
+    lake_cli.add_commands(sub)
+    _add_demo(sub)
+    return parser
 
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="reports from the warehouse")
     rsub = p.add_subparsers(dest="report", required=True, metavar="REPORT")
     audit_cli.add_effectiveness_report(rsub)
+    _add_report_utilisation(rsub)
+
+
+def _add_report_utilisation(rsub: argparse._SubParsersAction) -> None:
     r = rsub.add_parser(
         "utilisation",
         help="capacity, allocated and busy GPU-hours per period",
@@ -119,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     audit_cli.add_engine(r)
     r.set_defaults(func=cmd_report_utilisation)
 
+
+def _add_sql(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "sql",
         help="read-only SQL over the warehouse views",
@@ -133,12 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("query", metavar="SQL", help='one query, e.g. "FROM _snapshot"')
     p.set_defaults(func=cmd_sql)
 
-    audit_cli.add_commands(sub)
-    statement_cli.add_commands(sub)
-    datacentres_cli.add_commands(sub)
-    ops_cli.add_commands(sub)
-    lake_cli.add_commands(sub)
 
+def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo", help="the main job: a real trace through Kafka into the lake and out as reports"
     )
@@ -148,7 +161,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=9092, help="local broker port (default 9092)")
     p.add_argument("--kafka-dir", type=Path, default=Path(".gpuledger/kafka"))
     p.set_defaults(func=cmd_demo)
-    return parser
 
 
 EXIT_CODES: tuple[tuple[type[Exception], int], ...] = (

@@ -182,11 +182,7 @@ def _lake_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
-def add_commands(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("lake", help="lake maintenance: compact, vacuum, history, migrate, rollup")
-    lake_sub = p.add_subparsers(dest="lake_command", required=True, metavar="COMMAND")
-    tables = [k.table for k in KINDS.values()]
-
+def _add_compact(lake_sub: argparse._SubParsersAction, tables: list[str]) -> None:
     c = lake_sub.add_parser(
         "compact",
         help="rewrite each closed partition as one sorted file (one commit per partition)",
@@ -208,6 +204,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     c.set_defaults(func=_guarded(cmd_compact))
 
+
+def _add_vacuum(lake_sub: argparse._SubParsersAction) -> None:
     v = lake_sub.add_parser(
         "vacuum",
         help="delete files no version within the retention reads (e.g. replaced by compact)",
@@ -227,6 +225,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--dry-run", action="store_true", help="list the files, delete nothing")
     v.set_defaults(func=_guarded(cmd_vacuum))
 
+
+def _add_history(lake_sub: argparse._SubParsersAction) -> None:
     h = lake_sub.add_parser(
         "history",
         help="every commit of every table: loads, compactions, vacuums",
@@ -240,6 +240,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     h.set_defaults(func=_guarded(cmd_history))
 
+
+def _add_rollup(lake_sub: argparse._SubParsersAction) -> None:
     r = lake_sub.add_parser(
         "rollup",
         help="build or refresh the GPU-sample rollups (15-minute bins) of closed partitions",
@@ -261,6 +263,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     r.set_defaults(func=_guarded(cmd_rollup))
 
+
+def _add_migrate(lake_sub: argparse._SubParsersAction) -> None:
     m = lake_sub.add_parser(
         "migrate",
         help="turn an old-layout lake (plain Hive Parquet) into Delta tables",
@@ -275,3 +279,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="delete <lake>/_pre_delta copies of tables that are Delta now",
     )
     m.set_defaults(func=_guarded(cmd_migrate))
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Add ``lake`` and its sub-commands to the CLI's sub-command parsers."""
+    p = sub.add_parser("lake", help="lake maintenance: compact, vacuum, history, migrate, rollup")
+    lake_sub = p.add_subparsers(dest="lake_command", required=True, metavar="COMMAND")
+    _add_compact(lake_sub, [k.table for k in KINDS.values()])
+    _add_vacuum(lake_sub)
+    _add_history(lake_sub)
+    _add_rollup(lake_sub)
+    _add_migrate(lake_sub)

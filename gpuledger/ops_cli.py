@@ -127,6 +127,11 @@ def cmd_alerts(a: argparse.Namespace) -> int:
 
 def add_commands(sub: Any) -> None:
     """Add ``exporter`` and ``alerts`` to the CLI's sub-command parsers."""
+    _add_exporter(sub)
+    _add_alerts(sub)
+
+
+def _add_exporter(sub: Any) -> None:
     p = sub.add_parser(
         "exporter",
         help="serve fleet and pipeline metrics from the warehouse for Prometheus",
@@ -158,6 +163,8 @@ def add_commands(sub: Any) -> None:
     )
     p.set_defaults(func=cmd_exporter)
 
+
+def _add_alerts(sub: Any) -> None:
     p = sub.add_parser(
         "alerts",
         help="evaluate idle-capacity and stale-telemetry alerts over the warehouse",
