@@ -186,6 +186,44 @@ def _stamped(data: pa.Table | Path, version: int, load_id: str) -> Any:
     return pa.RecordBatchReader.from_batches(schema, batches)
 
 
+def _check_fences(dt: DeltaTable, offsets: list[Offsets]) -> None:
+    """Raise ``Fenced`` when the table already holds an offset at or past one write's first."""
+    for o in offsets:
+        stored = dt.transaction_version(o.app_id)
+        if stored is not None and stored >= o.first:
+            raise Fenced(o.app_id, stored, o.first)
+
+
+def _write(
+    dt: DeltaTable,
+    rows: Any,
+    predicate: str | None,
+    partition_by: list[str] | None,
+    props: CommitProperties,
+) -> None:
+    """One write of ``rows`` to ``dt``: an append, or with ``predicate`` an overwrite of the rows
+    it matches (in the same commit)."""
+    if predicate is not None:
+        write_deltalake(
+            dt,
+            rows,
+            mode="overwrite",
+            predicate=predicate,
+            partition_by=partition_by,
+            writer_properties=WRITER,
+            commit_properties=props,
+        )
+    else:
+        write_deltalake(
+            dt,
+            rows,
+            mode="append",
+            partition_by=partition_by,
+            writer_properties=WRITER,
+            commit_properties=props,
+        )
+
+
 def commit(
     path: Path,
     data: pa.Table | Path,
@@ -215,13 +253,15 @@ def commit(
     ensure_table(path, schema, partition_by)
     props_meta = {k: str(v) for k, v in (metadata or {}).items()}
     props_meta["gpuledger.load_id"] = load_id
+    predicate = (
+        replace_where or _replace_predicate(load_id)
+        if replace_load or replace_where is not None
+        else None
+    )
     delay = 0.02
     for _ in range(COMMIT_ATTEMPTS):
         dt = DeltaTable(str(path))
-        for o in offsets:
-            stored = dt.transaction_version(o.app_id)
-            if stored is not None and stored >= o.first:
-                raise Fenced(o.app_id, stored, o.first)
+        _check_fences(dt, offsets)
         version = dt.version() + 1
         props = CommitProperties(
             custom_metadata=props_meta,
@@ -230,25 +270,7 @@ def commit(
         )
         try:
             rows = _stamped(data, version, load_id)
-            if replace_load or replace_where is not None:
-                write_deltalake(
-                    dt,
-                    rows,
-                    mode="overwrite",
-                    predicate=replace_where or _replace_predicate(load_id),
-                    partition_by=partition_by,
-                    writer_properties=WRITER,
-                    commit_properties=props,
-                )
-            else:
-                write_deltalake(
-                    dt,
-                    rows,
-                    mode="append",
-                    partition_by=partition_by,
-                    writer_properties=WRITER,
-                    commit_properties=props,
-                )
+            _write(dt, rows, predicate, partition_by, props)
         except CommitFailedError as exc:  # another writer took ``version``; stamp again
             log.debug("commit at version %d lost (%s); retrying", version, exc)
             time.sleep(delay)
