@@ -30,6 +30,7 @@ import math
 import random
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from pipeline.records import ms_to_iso
@@ -77,6 +78,32 @@ def build_scenario(spec: ScenarioSpec) -> Scenario:
     rng = random.Random(spec.seed)
     bounds = month_bounds(spec.start, spec.months, spec.tz)
     allocations = _allocations(spec, rng, bounds)
+    p_from, p_to = _programme_window(spec, bounds)
+    scenario = Scenario(
+        spec,
+        bounds,
+        allocations,
+        {
+            "programme": _programmes(p_from, p_to),
+            "tenant": _tenants(),
+            "voucher": _vouchers(p_from, p_to),
+            "claim": [],
+            "datacentre": registry(),
+        },
+    )
+    _add_claims(scenario, rng)
+    if spec.anomalies:
+        from warehouse.vouchers.scenario.plant import plant
+
+        plant(scenario, rng)
+    _set_faces(scenario)
+    return scenario
+
+
+def _programme_window(
+    spec: ScenarioSpec, bounds: Sequence[tuple[str, int, int]]
+) -> tuple[int, int]:
+    """The programmes' validity [from, to) in ms: from the programme month's start, one year."""
     p_from = bounds[spec.programme_month][1]
     p_to = int(
         datetime.fromtimestamp(p_from / 1000, ZoneInfo(spec.tz))
@@ -84,7 +111,11 @@ def build_scenario(spec: ScenarioSpec) -> Scenario:
         .timestamp()
         * 1000
     )
-    programmes = [
+    return p_from, p_to
+
+
+def _programmes(p_from: int, p_to: int) -> list[dict[str, Any]]:
+    return [
         {
             "programme_id": pid,
             "issuer": issuer,
@@ -99,7 +130,10 @@ def build_scenario(spec: ScenarioSpec) -> Scenario:
         }
         for pid, issuer, region, cov, types, dcs, cap in PROGRAMMES
     ]
-    tenants = [
+
+
+def _tenants() -> list[dict[str, Any]]:
+    return [
         {
             "tenant_id": tid,
             "name": tid[2:].replace("-", " ").title(),
@@ -108,7 +142,11 @@ def build_scenario(spec: ScenarioSpec) -> Scenario:
         }
         for tid, tt, rg, _, _ in TENANTS
     ]
-    vouchers = [
+
+
+def _vouchers(p_from: int, p_to: int) -> list[dict[str, Any]]:
+    """One voucher per tenant and programme it holds, valid as the programmes are."""
+    return [
         {
             "voucher_id": f"v-{pid}-{tid[2:]}",
             "programme_id": pid,
@@ -120,33 +158,21 @@ def build_scenario(spec: ScenarioSpec) -> Scenario:
         for tid, _, _, _, pids in TENANTS
         for pid in pids
     ]
-    scenario = Scenario(
-        spec,
-        bounds,
-        allocations,
-        {
-            "programme": programmes,
-            "tenant": tenants,
-            "voucher": vouchers,
-            "claim": [],
-            "datacentre": registry(),
-        },
-    )
+
+
+def _add_claims(scenario: Scenario, rng: random.Random) -> None:
+    """One claim per (tenant, data centre, month from the programme start) where the tenant
+    has allocations, under its first voucher eligible there."""
+    start = scenario.spec.programme_month
     for tid, _, _, dcs, pids in TENANTS:
         for dc in dcs:
             pid = next((p for p in pids if _eligible(p, dc)), None)
             if pid is None:
                 continue
-            for label, p0, p1 in bounds[spec.programme_month :]:
+            for label, p0, p1 in scenario.month_bounds[start:]:
                 claim = make_claim(scenario, rng, f"v-{pid}-{tid[2:]}", tid, dc, label, p0, p1)
                 if claim is not None:
                     scenario.entities["claim"].append(claim)
-    if spec.anomalies:
-        from warehouse.vouchers.scenario.plant import plant
-
-        plant(scenario, rng)
-    _set_faces(scenario)
-    return scenario
 
 
 def _set_faces(scenario: Scenario) -> None:

@@ -62,50 +62,68 @@ def write_scenario(scenario: Scenario, out: Path) -> ImportResult:
     and ``<out>/ground_truth.json`` (the planted findings; empty for a clean scenario)."""
     out = Path(out)
     lake = out / "lake"
+    _write_telemetry(scenario, lake)
+    result = import_files(lake, _write_voucher_files(scenario, out / "vouchers"))
+    _write_ground_truth(scenario, out / "ground_truth.json")
+    return result
+
+
+def _write_telemetry(scenario: Scenario, lake: Path) -> None:
+    """Inventory, allocations and GPU samples through the backfill sink; any rejected record
+    fails the run."""
     spec = scenario.spec
     sink = LakeSink(lake, f"scenario-{spec.seed}", SOURCE)
-    t0, t1 = scenario.month_bounds[0][1], scenario.month_bounds[-1][2]
-    for dc, _, _ in DATACENTRES:
-        for n in range(spec.nodes_per_dc):
-            sink.add(
-                INVENTORY,
-                {
-                    "datacentre": dc,
-                    "cluster": "main",
-                    "node": f"{dc}-n{n:02d}",
-                    "valid_from": t0,
-                    "valid_to": t1,
-                    "gpu_model": "H800",
-                    "gpu_count": spec.gpus_per_node,
-                    "source": SOURCE,
-                },
-            )
-    for a in scenario.allocations:
-        sink.add(
-            ALLOCATION,
-            {
-                "allocation_id": a.allocation_id,
-                "datacentre": a.datacentre,
-                "cluster": "main",
-                "tenant_id": a.tenant_id,
-                "event_ts": a.e_ms,
-                "job_id": a.allocation_id,
-                "gpu_count": float(len(a.gpus)),
-                "gpu_uuids": a.gpus,
-                "nodes": [a.node],
-                "start": a.s_ms,
-                "end": a.e_ms,
-                "state": "completed",
-                "source": SOURCE,
-            },
-        )
+    for record in _inventory(scenario):
+        sink.add(INVENTORY, record)
+    for record in _allocation_records(scenario):
+        sink.add(ALLOCATION, record)
     for record in _samples(scenario, random.Random(spec.seed + 1), util_quantiles()):
         sink.add(GPU_SAMPLE, record)
     sink.flush()
     if any(sink.stats.rejected.values()):
         raise RuntimeError(f"scenario records rejected: {dict(sink.stats.rejected)}")
+
+
+def _inventory(scenario: Scenario) -> Iterator[Record]:
+    """Every node of every data centre, present over the whole scenario."""
+    spec = scenario.spec
+    t0, t1 = scenario.month_bounds[0][1], scenario.month_bounds[-1][2]
+    for dc, _, _ in DATACENTRES:
+        for n in range(spec.nodes_per_dc):
+            yield {
+                "datacentre": dc,
+                "cluster": "main",
+                "node": f"{dc}-n{n:02d}",
+                "valid_from": t0,
+                "valid_to": t1,
+                "gpu_model": "H800",
+                "gpu_count": spec.gpus_per_node,
+                "source": SOURCE,
+            }
+
+
+def _allocation_records(scenario: Scenario) -> Iterator[Record]:
+    for a in scenario.allocations:
+        yield {
+            "allocation_id": a.allocation_id,
+            "datacentre": a.datacentre,
+            "cluster": "main",
+            "tenant_id": a.tenant_id,
+            "event_ts": a.e_ms,
+            "job_id": a.allocation_id,
+            "gpu_count": float(len(a.gpus)),
+            "gpu_uuids": a.gpus,
+            "nodes": [a.node],
+            "start": a.s_ms,
+            "end": a.e_ms,
+            "state": "completed",
+            "source": SOURCE,
+        }
+
+
+def _write_voucher_files(scenario: Scenario, folder: Path) -> dict[str, list[Path]]:
+    """One CSV file per voucher entity in ``folder``; the files as ``import_files`` takes them."""
     files = {}
-    folder = out / "vouchers"
     folder.mkdir(parents=True, exist_ok=True)
     for name, k in ENTITIES.items():
         path = folder / f"{k.table}.csv"
@@ -115,15 +133,18 @@ def write_scenario(scenario: Scenario, out: Path) -> ImportResult:
             for row in scenario.entities[name]:
                 writer.writerow([_cell(row[n]) for n in k.names])
         files[name] = [path]
-    result = import_files(lake, files)
+    return files
+
+
+def _write_ground_truth(scenario: Scenario, path: Path) -> None:
+    spec = scenario.spec
     truth = {
         "seed": spec.seed,
         "tz": spec.tz,
         "months": sorted({c["_month"] for c in scenario.entities["claim"]}),
         "findings": sorted(scenario.ground_truth, key=lambda f: (f["claim_id"], f["finding"])),
     }
-    (out / "ground_truth.json").write_text(json.dumps(truth, indent=2) + "\n")
-    return result
+    path.write_text(json.dumps(truth, indent=2) + "\n")
 
 
 def _cell(value: Any) -> str:
