@@ -16,6 +16,7 @@ import pytest
 from collectors import records_file
 from collectors.records_file import InputFileError, RecordsFileCollector
 from collectors.run import run_collector
+from pipeline import readers
 from pipeline.backfill import LakeSink
 from pipeline.lake import open_table
 from pipeline.records import ALLOCATION, GPU_SAMPLE, INVENTORY, Kind
@@ -223,7 +224,7 @@ def test_parquet_in_small_batches_and_two_passes_yields_the_same(
 ) -> None:
     path = fleet_parquet(tmp_path / "s.parquet", 1_000)
     once = collect(GPU_SAMPLE, path)
-    monkeypatch.setattr(records_file, "PARQUET_BATCH_ROWS", 7)
+    monkeypatch.setattr(readers, "PARQUET_BATCH_ROWS", 7)
     twice = [r for _, r in RecordsFileCollector(GPU_SAMPLE, path, buffer_records=0).collect()]
     assert twice == once and len(once) == 1_000
     assert once[999]["ts"] == T0 + 4 * 15_000 and once[999]["gpu_uuid"] == "GPU-0199"
@@ -235,7 +236,7 @@ def test_parquet_in_small_batches_and_two_passes_yields_the_same(
 def test_one_bad_parquet_row_refuses_the_file_whole(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, buffer_records: int, single_pass: bool
 ) -> None:
-    monkeypatch.setattr(records_file, "PARQUET_BATCH_ROWS", 64)
+    monkeypatch.setattr(readers, "PARQUET_BATCH_ROWS", 64)
     path = fleet_parquet(tmp_path / "s.parquet", 1_000, bad_rows=(500,))
     collector = RecordsFileCollector(
         GPU_SAMPLE, path, buffer_records=buffer_records, single_pass=single_pass
