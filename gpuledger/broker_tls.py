@@ -97,8 +97,23 @@ def ensure_tls(folder: Path, keytool: str) -> TlsMaterial:
     pw = material.store_password
     ca_store = folder / "ca.p12"
     csr, crt = folder / "broker.csr", folder / "broker.crt"
+    log.info("creating a local CA and the broker keystore in %s", folder)
+    for args in _keytool_steps(material, ca_store, csr, crt):
+        _keytool(keytool, args, pw)
+    csr.unlink()
+    for path in (ca_store, material.keystore, material.truststore):
+        path.chmod(0o600)
+    done.touch()
+    return material
+
+
+def _keytool_steps(material: TlsMaterial, ca_store: Path, csr: Path, crt: Path) -> list[list[str]]:
+    """The ``keytool`` runs, in order, that make the CA (``ca_store``, ``ca.pem``), sign the
+    broker's certificate (request ``csr``, certificate ``crt``) into its keystore, and make the
+    truststore."""
+    pw = material.store_password
     store = ["-storetype", "PKCS12", "-storepass", pw, "-keypass", pw]
-    steps = [
+    return [
         [
             "-genkeypair", "-alias", "ca", "-keyalg", "RSA", "-keysize", "2048",
             "-dname", "CN=gpuledger local CA", "-validity", str(VALIDITY_DAYS),
@@ -137,14 +152,6 @@ def ensure_tls(folder: Path, keytool: str) -> TlsMaterial:
             "-keystore", str(material.truststore), *store,
         ],
     ]  # fmt: skip
-    log.info("creating a local CA and the broker keystore in %s", folder)
-    for args in steps:
-        _keytool(keytool, args, pw)
-    csr.unlink()
-    for path in (ca_store, material.keystore, material.truststore):
-        path.chmod(0o600)
-    done.touch()
-    return material
 
 
 def _keytool(keytool: str, args: list[str], password: str) -> None:

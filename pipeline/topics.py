@@ -101,6 +101,83 @@ def _error_name(code: int) -> str:
         return "unknown error"
 
 
+def _connect_admin(
+    bootstrap: str, timeout_s: float, security: KafkaSecurity | None
+) -> KafkaAdminClient:
+    """An admin client of ``bootstrap``, retried until ``timeout_s`` (``TopicError`` if none)."""
+    from kafka.admin import KafkaAdminClient  # here: the CLI imports this module to start up
+
+    timeout_ms = max(1000, int(timeout_s * 1000))
+
+    def make(bootstrap_timeout_ms: int) -> KafkaAdminClient:
+        return KafkaAdminClient(
+            bootstrap_servers=bootstrap,
+            bootstrap_timeout_ms=bootstrap_timeout_ms,
+            request_timeout_ms=timeout_ms,
+            **client_kwargs(security),
+        )
+
+    try:
+        return connect(make, bootstrap, security, timeout_s, "create topics")
+    except KafkaAccessError as exc:
+        raise TopicError(str(exc)) from exc
+    except Exception as exc:
+        raise TopicError(f"cannot reach Kafka at {bootstrap} to create topics: {exc!r}") from exc
+
+
+def _create_missing(
+    admin: KafkaAdminClient, topics: dict[str, int], deadline: float, bootstrap: str
+) -> None:
+    """Ask for every topic; retry the ones refused with a retriable error until ``deadline``."""
+    pending = dict(topics)
+    while pending:
+        request = {
+            name: {"num_partitions": parts, "replication_factor": 1}
+            for name, parts in pending.items()
+        }
+        response = admin.create_topics(
+            request, timeout_ms=_remaining_ms(deadline), raise_errors=False
+        )
+        retry: dict[str, int] = {}
+        for result in response["topics"]:
+            name, code = result["name"], result["error_code"]
+            if code in (0, _TOPIC_ALREADY_EXISTS):
+                continue
+            if code in _RETRIABLE_CREATE_ERRORS and time.monotonic() < deadline:
+                retry[name] = pending[name]
+                continue
+            raise TopicError(
+                f"creating topic {name!r} on {bootstrap} failed: error {code} "
+                f"{result.get('error_message') or _error_name(code)}"
+            )
+        pending = retry
+        if pending:
+            time.sleep(0.5)
+
+
+def _warn_fewer_partitions(admin: KafkaAdminClient, topics: dict[str, int], bootstrap: str) -> None:
+    """A warning, with the command that adds them, for each topic with fewer partitions than
+    asked."""
+    for described in admin.describe_topics(list(topics)):
+        name = described["name"]
+        have = len(described.get("partitions") or [])
+        if have < topics[name]:
+            log.warning(
+                "topic %s exists with %d partitions, fewer than the %d asked for; it is left "
+                "as it is (at most %d workers of a group share it). To add partitions: "
+                "kafka-topics.sh --bootstrap-server %s --alter --topic %s --partitions %d "
+                "(records already published stay where they are; new records of a key may "
+                "go to another partition)",
+                name,
+                have,
+                topics[name],
+                have,
+                bootstrap,
+                name,
+                topics[name],
+            )
+
+
 def create_topics(
     bootstrap: str,
     topics: dict[str, int],
@@ -115,69 +192,12 @@ def create_topics(
     """
     if not topics:
         return
-    from kafka.admin import KafkaAdminClient  # here: the CLI imports this module to start up
-
     deadline = time.monotonic() + timeout_s
-    timeout_ms = max(1000, int(timeout_s * 1000))
-
-    def make(bootstrap_timeout_ms: int) -> KafkaAdminClient:
-        return KafkaAdminClient(
-            bootstrap_servers=bootstrap,
-            bootstrap_timeout_ms=bootstrap_timeout_ms,
-            request_timeout_ms=timeout_ms,
-            **client_kwargs(security),
-        )
-
+    admin = _connect_admin(bootstrap, timeout_s, security)
     try:
-        admin = connect(make, bootstrap, security, timeout_s, "create topics")
-    except KafkaAccessError as exc:
-        raise TopicError(str(exc)) from exc
-    except Exception as exc:
-        raise TopicError(f"cannot reach Kafka at {bootstrap} to create topics: {exc!r}") from exc
-    try:
-        pending = dict(topics)
-        while pending:
-            request = {
-                name: {"num_partitions": parts, "replication_factor": 1}
-                for name, parts in pending.items()
-            }
-            response = admin.create_topics(
-                request, timeout_ms=_remaining_ms(deadline), raise_errors=False
-            )
-            retry: dict[str, int] = {}
-            for result in response["topics"]:
-                name, code = result["name"], result["error_code"]
-                if code in (0, _TOPIC_ALREADY_EXISTS):
-                    continue
-                if code in _RETRIABLE_CREATE_ERRORS and time.monotonic() < deadline:
-                    retry[name] = pending[name]
-                    continue
-                raise TopicError(
-                    f"creating topic {name!r} on {bootstrap} failed: error {code} "
-                    f"{result.get('error_message') or _error_name(code)}"
-                )
-            pending = retry
-            if pending:
-                time.sleep(0.5)
+        _create_missing(admin, topics, deadline, bootstrap)
         admin.wait_for_topics(list(topics), timeout_ms=_remaining_ms(deadline))
-        for described in admin.describe_topics(list(topics)):
-            name = described["name"]
-            have = len(described.get("partitions") or [])
-            if have < topics[name]:
-                log.warning(
-                    "topic %s exists with %d partitions, fewer than the %d asked for; it is left "
-                    "as it is (at most %d workers of a group share it). To add partitions: "
-                    "kafka-topics.sh --bootstrap-server %s --alter --topic %s --partitions %d "
-                    "(records already published stay where they are; new records of a key may "
-                    "go to another partition)",
-                    name,
-                    have,
-                    topics[name],
-                    have,
-                    bootstrap,
-                    name,
-                    topics[name],
-                )
+        _warn_fewer_partitions(admin, topics, bootstrap)
     except TopicError:
         raise
     except Exception as exc:  # kafka-python raises its own error hierarchy
