@@ -55,6 +55,9 @@ TABLE_COLUMNS = (
     ("sources", "sources", "l"),
 )
 
+Keyed = Mapping[tuple[str, str], dict[str, Any]]
+"""Report rows by (group label, period)."""
+
 
 def lineage_footer(lineage: Mapping[str, Any] | None) -> str:
     """The page footer naming the lake table versions read and the ``--as-of`` value that
@@ -118,8 +121,27 @@ def utilisation_html(
     when = (generated_at or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC")
     periods = sorted({str(r["period"]) for r in rows})
     groups = sorted({group_label(r) for r in rows})
-    by_key = {(group_label(r), str(r["period"])): r for r in rows}
+    if not rows:
+        charts = '<p class="note">No rows: the lake has no records for this period.</p>'
+    else:
+        charts = _charts(rows, groups, periods)
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{escape(title)}</title><style>{CSS}</style></head>"
+        f"<body><h1>{escape(title)}</h1>"
+        f'<p class="meta">{len(rows)} rows, {len(periods)} periods, {len(groups)} groups; '
+        f"generated {escape(when)} by gpuledger.</p>"
+        f"{charts}<h2>Figures</h2>{_table(rows)}"
+        f"{lineage_footer(None if lineage is None else lineage.to_json())}"
+        f"<script>{CHECK_SCRIPT}</script></body></html>\n"
+    )
 
+
+def _charts(rows: Sequence[dict[str, Any]], groups: list[str], periods: list[str]) -> str:
+    """The heat map, the GPU-hour flow and the idle-capacity bars of (non-empty) ``rows``."""
+    by_key = {(group_label(r), str(r["period"])): r for r in rows}
     has_util = any(r.get("utilisation") is not None for r in rows)
     metric = "utilisation" if has_util else "allocation_rate"
     heat = {k: r.get(metric) for k, r in by_key.items()}
@@ -129,6 +151,23 @@ def utilisation_html(
         else "No GPU samples in these rows, so the map shows the allocation rate "
         "(allocated / capacity GPU-hours) instead of utilisation."
     )
+    flow = _flow(by_key, groups, periods)
+    idle = _idle(by_key, groups, periods)
+    return (
+        f"<h2>{'Utilisation' if has_util else 'Allocation rate'} by group and period</h2>"
+        f'<p class="note">{escape(heat_note)} Grey: no capacity figure.</p>'
+        f"<figure>{heatmap(groups, periods, heat, 'heatmap of ' + metric)}</figure>"
+        "<h2>Capacity, allocated and busy GPU-hours</h2>"
+        f"<figure>{line_chart(periods, flow, 'GPU-hours per period', 'GPU-h')}</figure>"
+        "<h2>Idle capacity</h2>"
+        '<p class="note">Capacity not allocated to any tenant (GPU-hours): what a '
+        "data centre could still offer, for instance on the compute-voucher market.</p>"
+        f"<figure>{stacked_bars(periods, idle, 'idle capacity per period', 'GPU-h')}</figure>"
+    )
+
+
+def _flow(by_key: Keyed, groups: list[str], periods: list[str]) -> dict[str, list[float | None]]:
+    """Capacity, allocated and (where any) busy GPU-hours per period, summed over groups."""
 
     def per_period(col: str) -> list[float | None]:
         return [
@@ -142,7 +181,12 @@ def utilisation_html(
     }
     if all(v is None for v in flow["busy"]):
         del flow["busy"]
+    return flow
 
+
+def _idle(by_key: Keyed, groups: list[str], periods: list[str]) -> dict[str, list[float | None]]:
+    """Idle capacity per period of the ``MAX_BAR_GROUPS`` groups with the most, the rest
+    summed as one ``<n> others`` series."""
     idle_total = {
         g: sum(
             (by_key[(g, p)].get("idle_capacity_gpu_h") or 0.0) for p in periods if (g, p) in by_key
@@ -159,30 +203,4 @@ def utilisation_html(
             _sum([(by_key.get((g, p)) or {}).get("idle_capacity_gpu_h") for g in rest])
             for p in periods
         ]
-
-    if not rows:
-        charts = '<p class="note">No rows: the lake has no records for this period.</p>'
-    else:
-        charts = (
-            f"<h2>{'Utilisation' if has_util else 'Allocation rate'} by group and period</h2>"
-            f'<p class="note">{escape(heat_note)} Grey: no capacity figure.</p>'
-            f"<figure>{heatmap(groups, periods, heat, 'heatmap of ' + metric)}</figure>"
-            "<h2>Capacity, allocated and busy GPU-hours</h2>"
-            f"<figure>{line_chart(periods, flow, 'GPU-hours per period', 'GPU-h')}</figure>"
-            "<h2>Idle capacity</h2>"
-            '<p class="note">Capacity not allocated to any tenant (GPU-hours): what a '
-            "data centre could still offer, for instance on the compute-voucher market.</p>"
-            f"<figure>{stacked_bars(periods, idle, 'idle capacity per period', 'GPU-h')}</figure>"
-        )
-    return (
-        "<!DOCTYPE html>\n"
-        '<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{escape(title)}</title><style>{CSS}</style></head>"
-        f"<body><h1>{escape(title)}</h1>"
-        f'<p class="meta">{len(rows)} rows, {len(periods)} periods, {len(groups)} groups; '
-        f"generated {escape(when)} by gpuledger.</p>"
-        f"{charts}<h2>Figures</h2>{_table(rows)}"
-        f"{lineage_footer(None if lineage is None else lineage.to_json())}"
-        f"<script>{CHECK_SCRIPT}</script></body></html>\n"
-    )
+    return idle

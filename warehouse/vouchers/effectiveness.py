@@ -85,19 +85,13 @@ def effectiveness(
 def _effectiveness(
     con: duckdb.DuckDBPyConnection, programme_id: str, months: int, tz: str
 ) -> dict[str, Any]:
-    row = con.execute(
-        "SELECT eligible_datacentres, strftime(timezone($tz, valid_from), '%Y-%m-%d') "
-        "FROM programmes WHERE programme_id = $p",
-        {"p": programme_id, "tz": tz},
-    ).fetchone()
-    if row is None:
-        raise ValueError(f"no programme {programme_id!r} in the lake")
+    eligible, valid_from = _programme(con, programme_id, tz)
     attribute(con, tz)
     cursor = con.execute(load_sql("effectiveness_claims"), {"p": programme_id})
     names = [d[0] for d in cursor.description]
     claims = [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
-    start = date.fromisoformat(row[1]).replace(day=1)
-    dcs = sorted(row[0] or {c["datacentre"] for c in claims})
+    start = date.fromisoformat(valid_from).replace(day=1)
+    dcs = sorted(eligible or {c["datacentre"] for c in claims})
     lo, hi = _shift(start, -months), _shift(start, months)
     last_day = date.fromordinal(hi.toordinal() - 1)
     report = utilisation_report(
@@ -108,13 +102,55 @@ def _effectiveness(
         for r in report
         if r["datacentre"] in dcs
     ]
+    sums = _phase_sums(monthly)
+    after_cap = sum(v[0] for (_, phase), v in sums.items() if phase == "after")
+    after = [c for c in claims if start.strftime("%Y-%m") <= c["month"] < hi.strftime("%Y-%m")]
+    delays = [c["delay_days"] for c in claims]
+    return {
+        "programme_id": programme_id,
+        "start": start.isoformat(),
+        "datacentres": dcs,
+        "window": [lo.isoformat(), hi.isoformat()],
+        "monthly": monthly,
+        "phases": _phases(sums),
+        "subsidised_share": sum(c["metered_gpu_h"] for c in after) / after_cap
+        if after_cap
+        else None,
+        "claims": len(claims),
+        "subsidy_cny": round(sum(c["subsidy_cny"] for c in claims), 2),
+        "concentration": _concentrations(claims),
+        "median_claim_delay_days": statistics.median(delays) if delays else None,
+        **_reach(con, report, claims, (lo.strftime("%Y-%m"), hi.strftime("%Y-%m"))),
+        "lineage": lineage(con).to_json(),
+    }
+
+
+def _programme(con: duckdb.DuckDBPyConnection, programme_id: str, tz: str) -> tuple[Any, str]:
+    """The programme's ``eligible_datacentres`` and the local date of its ``valid_from``."""
+    row = con.execute(
+        "SELECT eligible_datacentres, strftime(timezone($tz, valid_from), '%Y-%m-%d') "
+        "FROM programmes WHERE programme_id = $p",
+        {"p": programme_id, "tz": tz},
+    ).fetchone()
+    if row is None:
+        raise ValueError(f"no programme {programme_id!r} in the lake")
+    return row[0], row[1]
+
+
+def _phase_sums(monthly: Sequence[dict[str, Any]]) -> dict[tuple[str, str], list[float]]:
+    """Σ capacity, allocated and busy GPU-hours per (data centre, phase)."""
     sums: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
     for r in monthly:
         acc = sums[(r["datacentre"], r["phase"])]
         acc[0] += r["capacity_gpu_h"] or 0.0
         acc[1] += r["allocated_gpu_h"] or 0.0
         acc[2] += r["busy_gpu_h"] or 0.0
-    phases = [
+    return sums
+
+
+def _phases(sums: dict[tuple[str, str], list[float]]) -> list[dict[str, Any]]:
+    """Per data centre, ``before`` then ``after``: capacity and the rates over the phase."""
+    return [
         {
             "datacentre": dc,
             "phase": phase,
@@ -126,31 +162,16 @@ def _effectiveness(
             sums.items(), key=lambda kv: (kv[0][0], kv[0][1] != "before")
         )
     ]
-    after_cap = sum(v[0] for (_, phase), v in sums.items() if phase == "after")
-    after = [c for c in claims if start.strftime("%Y-%m") <= c["month"] < hi.strftime("%Y-%m")]
+
+
+def _concentrations(claims: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Subsidy concentration by tenant and by tenant region."""
     by_tenant: dict[str, float] = defaultdict(float)
     by_region: dict[str, float] = defaultdict(float)
     for c in claims:
         by_tenant[c["tenant_id"]] += c["subsidy_cny"]
         by_region[c["tenant_region"]] += c["subsidy_cny"]
-    delays = [c["delay_days"] for c in claims]
-    return {
-        "programme_id": programme_id,
-        "start": start.isoformat(),
-        "datacentres": dcs,
-        "window": [lo.isoformat(), hi.isoformat()],
-        "monthly": monthly,
-        "phases": phases,
-        "subsidised_share": sum(c["metered_gpu_h"] for c in after) / after_cap
-        if after_cap
-        else None,
-        "claims": len(claims),
-        "subsidy_cny": round(sum(c["subsidy_cny"] for c in claims), 2),
-        "concentration": {"tenant": _concentration(by_tenant), "region": _concentration(by_region)},
-        "median_claim_delay_days": statistics.median(delays) if delays else None,
-        **_reach(con, report, claims, (lo.strftime("%Y-%m"), hi.strftime("%Y-%m"))),
-        "lineage": lineage(con).to_json(),
-    }
+    return {"tenant": _concentration(by_tenant), "region": _concentration(by_region)}
 
 
 REACH_COLUMNS = (
