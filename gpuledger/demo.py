@@ -180,16 +180,18 @@ def _compact(lake: Path) -> None:
     _say(f"  {built.line()}")
 
 
-def run_demo(lake: Path, port: int, data_dir: Path) -> int:
-    started = time.monotonic()
-    _say(INTRO)
+def _start_broker(port: int, data_dir: Path) -> tuple[str, str]:
+    """Step 1: the local broker and the topics of a fresh namespace; (bootstrap, namespace)."""
     _say("[1/6] local Kafka broker (Apache Kafka 4.3, KRaft, jars from Maven Central)")
     bootstrap = broker.start(broker.BrokerSettings(port=port, data_dir=data_dir))
     namespace = f"demo{int(time.time())}"
     ensure_topics(bootstrap, namespace)
     _say(f"  broker at {bootstrap}; topics {namespace}.gpu.samples.v1 and 7 more")
-    _prepare_lake(lake)
+    return bootstrap, namespace
 
+
+def _publish(bootstrap: str, namespace: str) -> int:
+    """Step 2: the Helios trace and the DCGM stream to Kafka; the number of records sent."""
     _say("[2/6] collectors publish to Kafka (keyed, gzip, 64 records per message)")
     sink = KafkaSink(PublishSettings(bootstrap=bootstrap, namespace=namespace))
     try:
@@ -205,13 +207,16 @@ def run_demo(lake: Path, port: int, data_dir: Path) -> int:
     finally:
         sink.close()
     _say(f"  published {sink.sent_records:,} records in {sink.sent_messages:,} messages")
+    return sink.sent_records
 
+
+def _ingest(bootstrap: str, namespace: str, lake: Path, sent: int) -> None:
+    """Step 3: ingest the namespace's topics into ``lake`` until idle, then compact it."""
     _say("[3/6] ingest: validate, dedup, one Delta commit per table with the Kafka offsets")
 
     def show(s: IngestStats) -> None:
         print(
-            f"\r  landed {s.landed:>9,} / {sink.sent_records:,} records, "
-            f"rejected {s.rejected:,}   ",
+            f"\r  landed {s.landed:>9,} / {sent:,} records, rejected {s.rejected:,}   ",
             end="",
             file=sys.stderr,
             flush=True,
@@ -231,25 +236,26 @@ def run_demo(lake: Path, port: int, data_dir: Path) -> int:
         f"  landed {stats.landed:,} records in {stats.commits:,} commits; "
         f"rejected {stats.rejected:,} (dead letters in {namespace}.<topic>.dlq)"
     )
-    if stats.landed != sink.sent_records:
-        _say(f"  WARNING: published {sink.sent_records:,} but landed {stats.landed:,}")
+    if stats.landed != sent:
+        _say(f"  WARNING: published {sent:,} but landed {stats.landed:,}")
     _compact(lake)
 
+
+def _report(lake: Path, db: Path, reports: Path, scenario: Path) -> VoucherAudit:
+    """Step 4: the utilisation reports of ``lake`` (CSV, JSON, HTML pages in ``reports``, the
+    monthly tables printed) and the voucher scenario's audits in ``scenario``."""
     _say(f"[4/6] monthly utilisation report ({DEFAULT_TZ}), per virtual cluster")
-    db = lake / "_warehouse.duckdb"
     con = connect(lake, db)
     by_scope = utilisation_report(con, period="month", by="scope", date_from=None, date_to=None)
     by_cluster = utilisation_report(con, period="month", by="cluster", date_from=None, date_to=None)
     daily = utilisation_report(con, period="day", by="scope", date_from=None, date_to=None)
     read = lineage(con)
     con.close()
-    reports = lake / "_reports"
     reports.mkdir(exist_ok=True)
     (reports / "utilisation_month_by_scope.csv").write_text(render(by_scope, "csv", lineage=read))
     (reports / "utilisation_month_by_cluster.json").write_text(
         render(by_cluster, "json", lineage=read)
     )
-    scenario = lake / "_voucher_scenario"
     vouchers = voucher_audit(scenario)
     pages = write_pages(reports, daily, read, vouchers)
     _say("  pages to open in a browser:")
@@ -259,10 +265,52 @@ def run_demo(lake: Path, port: int, data_dir: Path) -> int:
     sys.stdout.write(render(by_scope, "table", SHOWN))
     _say("\n  per cluster:")
     sys.stdout.write(render(by_cluster, "table", SHOWN, lineage=read))
+    return vouchers
 
-    _say("\n[5/6] compute-voucher audit on a generated programme landscape (planted anomalies)")
-    sys.stdout.write(vouchers.text())
 
+REGISTRY_SHOWN = (
+    "period",
+    "datacentres",
+    "capacity_gpu_h",
+    "allocated_gpu_h",
+    "busy_gpu_h",
+    "allocation_rate",
+    "utilisation",
+    "no_telemetry_share",
+)
+"""The columns of the demo's region / ownership tables, after the group's own column."""
+
+
+def registry_reports(lake: Path) -> str:
+    """The monthly utilisation of ``lake`` by region and by ownership of its data-centre
+    registry, as tables (as ``gpuledger report utilisation --by region`` / ``--by ownership``
+    compute them), the lake versions read under the second."""
+    from dataclasses import replace
+
+    from gpuledger.lake_args import open_engine
+
+    con, engine = open_engine(lake, None)
+    try:
+        con.execute("SET enable_progress_bar = false")  # a slow query's bar would go to stdout
+        rows = {
+            by: utilisation_report(con, period="month", by=by, tz=DEFAULT_TZ)
+            for by in ("region", "ownership")
+        }
+        read = replace(lineage(con), engine=engine)
+    finally:
+        con.close()
+    columns = {by: (REGISTRY_SHOWN[0], by, *REGISTRY_SHOWN[1:]) for by in rows}
+    return (
+        "\n  utilisation by region (the scenario's data-centre registry):\n"
+        + render(rows["region"], "table", columns["region"])
+        + "\n  by ownership:\n"
+        + render(rows["ownership"], "table", columns["ownership"], lineage=read)
+    )
+
+
+def _where(lake: Path, db: Path, reports: Path, scenario: Path, vouchers: VoucherAudit) -> None:
+    """Step 6: where the lake, the DuckDB file, the reports and the scenario are, and commands
+    to try on them."""
     _say("\n[6/6] where things are")
     _say(f"  lake (Delta Lake tables):        {lake.resolve()}")
     _say(f"  DuckDB file with views:          {db.resolve()}")
@@ -277,6 +325,7 @@ def run_demo(lake: Path, port: int, data_dir: Path) -> int:
         f"       gpuledger statement --lake {scenario / 'lake'} --tenant "
         f"{st['tenant']['tenant_id']} --month {st['month']}"
     )
+    _say(f"       gpuledger report utilisation --lake {scenario / 'lake'} --by region")
     _say(f"  try: gpuledger report utilisation --lake {lake} --period day --by scope --format csv")
     _say(f"       gpuledger lake history --lake {lake}")
     _say(
@@ -287,6 +336,25 @@ def run_demo(lake: Path, port: int, data_dir: Path) -> int:
         f'       python -c "import duckdb; '
         f"duckdb.connect('{db}').sql('FROM occupancy LIMIT 5').show()\""
     )
+
+
+def run_demo(lake: Path, port: int, data_dir: Path) -> int:
+    started = time.monotonic()
+    _say(INTRO)
+    bootstrap, namespace = _start_broker(port, data_dir)
+    _prepare_lake(lake)
+    sent = _publish(bootstrap, namespace)
+    _ingest(bootstrap, namespace, lake, sent)
+    db = lake / "_warehouse.duckdb"
+    reports = lake / "_reports"
+    scenario = lake / "_voucher_scenario"
+    vouchers = _report(lake, db, reports, scenario)
+
+    _say("\n[5/6] compute-voucher audit on a generated programme landscape (planted anomalies)")
+    sys.stdout.write(vouchers.text())
+    sys.stdout.write(registry_reports(scenario / "lake"))
+
+    _where(lake, db, reports, scenario, vouchers)
     _say(
         f"  the broker keeps running at {bootstrap}; stop it with: "
         f"gpuledger kafka stop --data-dir {data_dir}"
