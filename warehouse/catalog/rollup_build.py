@@ -111,65 +111,18 @@ def build_rollups(
     con = duckdb.connect(":memory:")
     try:
         versions, state = refresh_with_state(con, lake)
-        # every chunk's bins need the allocation spans and holds, which need the horizon of
-        # every cluster (a scan of all raw rows not yet rolled up): compute them once
-        for name in ("cluster_horizon", "allocation_spans", "allocation_hold_spans"):
-            con.execute(f"CREATE OR REPLACE TEMP TABLE _built_{name} AS SELECT * FROM {name}")
-            con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM _built_{name}")
+        _pin_spans(con)
         result = RollupResult(fresh=len(state.fresh))
         closed = [p for p in state.stats if p[1] < today.isoformat()]
         result.open = len(state.stats) - len(closed)
         todo = sorted((p for p in closed if p not in state.fresh), key=lambda p: (p[0] or "", p[1]))
         source_version = versions.get(rv.SAMPLES.table) or 0
-        bins_path, parts_path = rv.rollup_paths(lake)[rv.BINS], rv.rollup_paths(lake)[rv.PARTS]
+        paths = rv.rollup_paths(lake)
         for chunk in _chunks(todo, state.stats):
-            rv.open_views(con, state, set(chunk))
-            rows = con.execute(
-                "SELECT * EXCLUDE (date), CAST(date AS VARCHAR) AS date FROM gpu_bins_live "
-                "ORDER BY datacentre, date, cluster, gpu_uuid, bin_ms"
-            ).arrow()
-            if isinstance(rows, pa.RecordBatchReader):
-                rows = rows.read_all()
-            reach = {p: rv.day_ms(p[1])[1] for p in chunk}
-            con.register("_built", rows)
-            for dc, d, e in con.execute(
-                "SELECT datacentre, date, max(last_e_ms) FROM _built "
-                "WHERE last_e_ms IS NOT NULL GROUP BY ALL"
-            ).fetchall():
-                reach[(dc, d)] = max(reach[(dc, d)], int(e))
-            holds = rv.holds_fps(con, reach)
-            version = lakes.commit(
-                bins_path,
-                rows,
-                load_id="rollup",
-                replace_where=_predicate(chunk),
-                metadata={"gpuledger.rollup_source_version": source_version},
-            )
-            per_part: dict[rv.Part, int] = {}
-            for dc, d in zip(
-                rows.column("datacentre").to_pylist(), rows.column("date").to_pylist(), strict=True
-            ):
-                per_part[(dc, d)] = per_part.get((dc, d), 0) + 1
-            now = dt.datetime.now(dt.UTC)
-            manifest = pa.table(
-                {
-                    "datacentre": [dc for dc, _ in chunk],
-                    "date": [d for _, d in chunk],
-                    "files_fp": [rv.files_fp(state.stats, p) for p in chunk],
-                    "holds_fp": [holds[p] for p in chunk],
-                    "reach_ms": [reach[p] for p in chunk],
-                    "version": [version] * len(chunk),
-                    "source_version": [source_version] * len(chunk),
-                    "raw_rows": [state.stats[p].rows for p in chunk],
-                    "bins": [per_part.get(p, 0) for p in chunk],
-                    "built_at": [now] * len(chunk),
-                },
-                schema=MANIFEST_SCHEMA,
-            )
-            lakes.commit(parts_path, manifest, load_id="rollup", partition_by=None)
+            bins = _commit_chunk(con, state, chunk, paths, source_version)
             result.partitions += len(chunk)
             result.raw_rows += sum(state.stats[p].rows for p in chunk)
-            result.bins += rows.num_rows
+            result.bins += bins
             result.commits += 2
             if progress is not None:
                 progress(
@@ -181,3 +134,91 @@ def build_rollups(
     result.seconds = time.monotonic() - started
     log.info("%s", result.line())
     return result
+
+
+def _pin_spans(con: duckdb.DuckDBPyConnection) -> None:
+    """Every chunk's bins need the allocation spans and holds, which need the horizon of every
+    cluster (a scan of all raw rows not yet rolled up): compute them once, as temp tables
+    behind the views of the same names."""
+    for name in ("cluster_horizon", "allocation_spans", "allocation_hold_spans"):
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _built_{name} AS SELECT * FROM {name}")
+        con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM _built_{name}")
+
+
+def _commit_chunk(
+    con: duckdb.DuckDBPyConnection,
+    state: rv.RollupState,
+    chunk: list[rv.Part],
+    paths: dict[str, Path],
+    source_version: int,
+) -> int:
+    """Compute the chunk's bins, commit them (replacing its partitions), then the manifest
+    naming that commit; returns the number of bins."""
+    rv.open_views(con, state, set(chunk))
+    rows = con.execute(
+        "SELECT * EXCLUDE (date), CAST(date AS VARCHAR) AS date FROM gpu_bins_live "
+        "ORDER BY datacentre, date, cluster, gpu_uuid, bin_ms"
+    ).arrow()
+    if isinstance(rows, pa.RecordBatchReader):
+        rows = rows.read_all()
+    reach = _reach(con, rows, chunk)
+    holds = rv.holds_fps(con, reach)
+    version = lakes.commit(
+        paths[rv.BINS],
+        rows,
+        load_id="rollup",
+        replace_where=_predicate(chunk),
+        metadata={"gpuledger.rollup_source_version": source_version},
+    )
+    manifest = _manifest(state, chunk, rows, reach, holds, version, source_version)
+    lakes.commit(paths[rv.PARTS], manifest, load_id="rollup", partition_by=None)
+    return int(rows.num_rows)
+
+
+def _reach(
+    con: duckdb.DuckDBPyConnection, rows: pa.Table, chunk: list[rv.Part]
+) -> dict[rv.Part, int]:
+    """The end of each partition's sample coverage: its day's end, or its last sample's
+    when later."""
+    reach = {p: rv.day_ms(p[1])[1] for p in chunk}
+    con.register("_built", rows)
+    for dc, d, e in con.execute(
+        "SELECT datacentre, date, max(last_e_ms) FROM _built "
+        "WHERE last_e_ms IS NOT NULL GROUP BY ALL"
+    ).fetchall():
+        reach[(dc, d)] = max(reach[(dc, d)], int(e))
+    return reach
+
+
+def _manifest(
+    state: rv.RollupState,
+    chunk: list[rv.Part],
+    rows: pa.Table,
+    reach: dict[rv.Part, int],
+    holds: dict[rv.Part, str],
+    version: int,
+    source_version: int,
+) -> pa.Table:
+    """The manifest rows of the chunk's partitions: the fingerprints the bins were built from
+    and the bins commit that holds them."""
+    per_part: dict[rv.Part, int] = {}
+    for dc, d in zip(
+        rows.column("datacentre").to_pylist(), rows.column("date").to_pylist(), strict=True
+    ):
+        per_part[(dc, d)] = per_part.get((dc, d), 0) + 1
+    now = dt.datetime.now(dt.UTC)
+    return pa.table(
+        {
+            "datacentre": [dc for dc, _ in chunk],
+            "date": [d for _, d in chunk],
+            "files_fp": [rv.files_fp(state.stats, p) for p in chunk],
+            "holds_fp": [holds[p] for p in chunk],
+            "reach_ms": [reach[p] for p in chunk],
+            "version": [version] * len(chunk),
+            "source_version": [source_version] * len(chunk),
+            "raw_rows": [state.stats[p].rows for p in chunk],
+            "bins": [per_part.get(p, 0) for p in chunk],
+            "built_at": [now] * len(chunk),
+        },
+        schema=MANIFEST_SCHEMA,
+    )
