@@ -189,9 +189,6 @@ def register_lake(
     use): a pinned snapshot never changes, and a view over checkpointed views plans as one
     over tables (values cut at now() are those of the view's planning, at registration);
     ``Registered.release()`` lets them go."""
-    from pipeline.entities import ENTITIES
-    from warehouse.catalog.entities import voucher_views
-
     lake = Path(lake).resolve()
     paths = catalog.table_paths(lake)
     for key, value in SESSION_CONFS.items():
@@ -202,75 +199,108 @@ def register_lake(
     if missing:
         raise ValueError(f"versions names no version for {missing}")
     done = Registered({name: versions[name] for name in paths})
-    pinned = done.versions
     state = rollups if isinstance(rollups, rv.RollupState) else None
     if state is None:
-        state = rollup_state(lake, pinned, bool(rollups))
+        state = rollup_state(lake, done.versions, bool(rollups))
     done.rollups = state
-
-    def columns(view: str) -> list[str]:
-        return spark.table(bq(view)).columns
-
-    def describe(query: str) -> list[str]:
-        return spark.sql(query).columns
-
-    def frame(name: str, df: DataFrame) -> None:
-        if cache:
-            # computed on first use, then kept; later views see a leaf, not its whole plan
-            df = df.localCheckpoint(eager=False)
-            done.cached.append(df)
-        df.createOrReplaceTempView(name)
-        done.views.append(name)
-
-    def run(statement: str) -> None:
-        rendered = spark_sql(statement, columns, describe)
-        spark.sql(rendered)
-        name = rendered.split()[5].strip("`")
-        if cache:
-            frame(name, spark.table(bq(name)))
-        else:
-            done.views.append(name)
-
+    r = _Registrar(spark, paths, done, cache)
     for k in KINDS.values():
         raw, *views = catalog.kind_views(k, None)
-        frame(_view_name(raw), raw_frame(spark, k, paths[k.table], pinned[k.table]))
+        r.frame(_view_name(raw), raw_frame(spark, k, paths[k.table], done.versions[k.table]))
         for statement in views:
-            run(statement)
-    run(catalog.snapshot_view(pinned))
-    # the rollup views, where the DuckDB catalogue has them (``rollup_views``)
-    samples, bins = paths[rv.SAMPLES.table], paths[rv.BINS]
-    frame("gpu_bins_stored", bins_frame(spark, bins, pinned[rv.BINS], state.unchanged))
+            r.run(statement)
+    r.run(catalog.snapshot_view(done.versions))
+    _register_rollups(r, state)
+    _register_vouchers(r)
+    return done
+
+
+@dataclass
+class _Registrar:
+    """Registers views on ``spark`` into ``done``: DataFrames (``frame``) and DuckDB view
+    statements rendered for Spark (``run``), checkpointed with ``cache``."""
+
+    spark: SparkSession
+    paths: dict[str, Path]
+    done: Registered
+    cache: bool
+
+    @property
+    def pinned(self) -> dict[str, int | None]:
+        return self.done.versions
+
+    def columns(self, view: str) -> list[str]:
+        return self.spark.table(bq(view)).columns
+
+    def describe(self, query: str) -> list[str]:
+        return self.spark.sql(query).columns
+
+    def frame(self, name: str, df: DataFrame) -> None:
+        if self.cache:
+            # computed on first use, then kept; later views see a leaf, not its whole plan
+            df = df.localCheckpoint(eager=False)
+            self.done.cached.append(df)
+        df.createOrReplaceTempView(name)
+        self.done.views.append(name)
+
+    def run(self, statement: str) -> None:
+        rendered = spark_sql(statement, self.columns, self.describe)
+        self.spark.sql(rendered)
+        name = rendered.split()[5].strip("`")
+        if self.cache:
+            self.frame(name, self.spark.table(bq(name)))
+        else:
+            self.done.views.append(name)
+
+
+def _register_rollups(r: _Registrar, state: rv.RollupState) -> None:
+    """The rollup views, where the DuckDB catalogue has them (``rollup_views``), with the
+    ``warehouse/sql`` views between the stored and the open partitions' views."""
+    spark, pinned = r.spark, r.pinned
+    samples, bins = r.paths[rv.SAMPLES.table], r.paths[rv.BINS]
+    r.frame("gpu_bins_stored", bins_frame(spark, bins, pinned[rv.BINS], state.unchanged))
     rest = ~parts_filter(state.unchanged) if state.unchanged else None
     sample_version = pinned[rv.SAMPLES.table]
-    frame("raw_gpu_samples_rest", raw_frame(spark, rv.SAMPLES, samples, sample_version, rest))
-    run(catalog.load_sql("gpu_extent"))
-    for name in catalog.SQL_VIEWS:
-        sql = catalog.load_sql(name)
-        absent = [v for v in sql_inputs(sql) if v not in done.views]
-        if absent:
-            done.skipped[name] = f"needs {', '.join(absent)}"
-        else:
-            run(sql)
-    frame("gpu_bins_fresh", bins_frame(spark, bins, pinned[rv.BINS], state.fresh))
+    r.frame("raw_gpu_samples_rest", raw_frame(spark, rv.SAMPLES, samples, sample_version, rest))
+    r.run(catalog.load_sql("gpu_extent"))
+    _register_sql_views(r)
+    r.frame("gpu_bins_fresh", bins_frame(spark, bins, pinned[rv.BINS], state.fresh))
     open_parts = set(state.stats) - set(state.fresh)
     needed = open_parts | {(dc, rv.next_day(d)) for dc, d in open_parts}
     raw_open = raw_frame(spark, rv.SAMPLES, samples, sample_version, parts_filter(needed))
-    frame("raw_gpu_samples_open", raw_open)
+    r.frame("raw_gpu_samples_open", raw_open)
     recorder = _Recorder()
     rv.open_views(recorder, state, open_parts)  # type: ignore[arg-type]
     raw_statement, *open_statements = recorder.statements
     assert _view_name(raw_statement) == "raw_gpu_samples_open"
     for statement in [*open_statements, catalog.load_sql("gpu_bins")]:
-        run(statement)
+        r.run(statement)
+
+
+def _register_sql_views(r: _Registrar) -> None:
+    """The ``catalog.SQL_VIEWS`` whose inputs are registered; the others in ``skipped``."""
+    for name in catalog.SQL_VIEWS:
+        sql = catalog.load_sql(name)
+        absent = [v for v in sql_inputs(sql) if v not in r.done.views]
+        if absent:
+            r.done.skipped[name] = f"needs {', '.join(absent)}"
+        else:
+            r.run(sql)
+
+
+def _register_vouchers(r: _Registrar) -> None:
+    """The ``<entity>_history`` frames at their pinned versions, then the other voucher views."""
+    from pipeline.entities import ENTITIES
+    from warehouse.catalog.entities import voucher_views
+
     ledger = catalog.LEDGER_SNAPSHOT
     for k in ENTITIES.values():
         history = history_frame(
-            spark, k, paths[k.table], pinned[k.table], paths[ledger], pinned[ledger]
+            r.spark, k, r.paths[k.table], r.pinned[k.table], r.paths[ledger], r.pinned[ledger]
         )
-        frame(f"{k.table}_history", history)
+        r.frame(f"{k.table}_history", history)
     recorder = _Recorder()
     voucher_views(recorder, {})  # type: ignore[arg-type]
     for statement in recorder.statements:
         if not _view_name(statement).endswith("_history"):
-            run(statement)
-    return done
+            r.run(statement)
