@@ -173,7 +173,8 @@ def restated_counts(then: Mapping[str, Any], now: Mapping[str, Any]) -> dict[str
 def _figure(before: Any, after: Any) -> dict[str, Any] | None:
     b = 0.0 if before is None else float(before)
     a = 0.0 if after is None else float(after)
-    if abs(a - b) <= TOLERANCE and (before is None) == (after is None):
+    same_size = abs(a - b) <= TOLERANCE * max(1.0, abs(a), abs(b))  # relative, as ``same``
+    if same_size and (before is None) == (after is None):
         return None
     return {"before": before, "after": after, "delta": a - b}
 
