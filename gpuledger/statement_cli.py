@@ -59,7 +59,7 @@ TOTAL_COLUMNS = (
     "cny_at_stake",
     "findings",
 )
-CSV_COLUMNS = (
+CSV_HEAD = (
     "tenant_id",
     "month",
     "claim_id",
@@ -69,24 +69,11 @@ CSV_COLUMNS = (
     "period_start",
     "period_end",
     "submitted_at",
-    "claimed_gpu_hours",
-    "metered_gpu_h",
-    "covered_gpu_h",
-    "busy_gpu_h",
-    "telemetry_share",
-    "efficiency",
-    "unit_price_cny",
-    "invoice_cny",
-    "subsidy_cny",
-    "subsidy_per_metered_gpu_h",
-    "subsidy_per_busy_gpu_h",
-    "coverage",
-    "status",
-    "findings",
-    "cny_at_stake",
-    "allocations",
 )
-"""``--format csv``: one row per claim; ``findings`` and ``allocations`` as JSON lists."""
+CSV_TAIL = ("status", "findings", "cny_at_stake", "allocations")
+"""``--format csv``: one row per claim, ``CSV_HEAD``, the claim figures the statement copies
+(``warehouse.vouchers.statement.CLAIM_FIGURES``), ``CSV_TAIL``; ``findings`` and ``allocations``
+as JSON lists."""
 
 
 def statement_lineage(st: dict[str, Any]) -> Any:
@@ -107,9 +94,10 @@ def _claims(st: dict[str, Any]) -> list[dict[str, Any]]:
 
 def format_statement(st: dict[str, Any], fmt: str) -> str:
     """The statement as ``json`` (all of it, floats without noise), ``csv`` (a ``# lake
-    versions`` comment line, then ``CSV_COLUMNS``, one row per claim) or ``table`` (vouchers,
+    versions`` comment line, then the CSV columns, one row per claim) or ``table`` (vouchers,
     claims, the allocations metered, the totals, the lake versions)."""
     from warehouse.reports.render import render, to_json
+    from warehouse.vouchers.statement import CLAIM_FIGURES
 
     read = statement_lineage(st)
     if fmt == "json":
@@ -118,7 +106,7 @@ def format_statement(st: dict[str, Any], fmt: str) -> str:
     claims = _claims(st)
     if fmt == "csv":
         rows = [{**c, "tenant_id": tenant["tenant_id"], "month": st["month"]} for c in claims]
-        return render(rows, "csv", CSV_COLUMNS, lineage=read)
+        return render(rows, "csv", [*CSV_HEAD, *CLAIM_FIGURES, *CSV_TAIL], lineage=read)
     if fmt != "table":
         raise ValueError(f"unknown format {fmt!r}; expected table, csv, json or html")
     vouchers = [
