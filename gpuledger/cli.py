@@ -8,7 +8,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from gpuledger import audit_cli, datacentres_cli, lake_cli, ops_cli, stream_cli
+from gpuledger import audit_cli, datacentres_cli, deploy_cli, lake_cli, ops_cli, stream_cli
 from pipeline.defaults import DEFAULT_TZ
 from pipeline.errors import TerminalError, TransientError
 
@@ -82,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     datacentres_cli.add_commands(sub)
     ops_cli.add_commands(sub)
     lake_cli.add_commands(sub)
+    deploy_cli.add_commands(sub)
     _add_demo(sub)
     return parser
 

@@ -173,7 +173,12 @@ def _add_alerts(sub: Any) -> None:
         "Alertmanager-compatible webhook and/or to the alerts.v1 topic.",
     )
     p.add_argument("--lake", type=Path, required=True, help="lake folder")
-    p.add_argument("--rules", type=Path, help="rules TOML (default: deploy/alerts/rules.toml's)")
+    p.add_argument(
+        "--rules",
+        type=Path,
+        help="rules TOML (default: the package's alerts/rules.toml; "
+        "`gpuledger deploy export` writes a copy to start from)",
+    )
     p.add_argument("--webhook", metavar="URL", help="POST Alertmanager webhook payloads here")
     p.add_argument("--kafka", metavar="HOST:PORT", help="also publish to the alerts.v1 topic")
     add_kafka_config(p)

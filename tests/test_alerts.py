@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -12,11 +13,19 @@ import pytest
 
 from gpuledger.ops_cli import main
 from tests.ops_lake import MIN, occupancy, write_occupancy
-from warehouse.ops.alerts.rules import DEFAULT_RULES, Evaluator, load_rules
+from warehouse.ops.alerts.rules import (
+    DEFAULT_RULES,
+    DEFAULT_RULES_FILE,
+    AlertRule,
+    Evaluator,
+    load_rules,
+    parse_duration,
+)
 from warehouse.ops.alerts.runner import replay
 from warehouse.ops.alerts.sinks import WebhookSink
 
 REPO = Path(__file__).resolve().parents[1]
+RULES = REPO / "gpuledger" / "deploy" / "alerts" / "rules.toml"
 T0 = 1_780_000_000_000  # 2026-05-28T20:26:40Z
 
 
@@ -38,7 +47,52 @@ def idle_period_lake(lake: Path) -> None:
 
 
 def test_rules_file_is_the_default() -> None:
-    assert load_rules(REPO / "deploy" / "alerts" / "rules.toml") == DEFAULT_RULES
+    assert load_rules(RULES) == DEFAULT_RULES
+    assert DEFAULT_RULES_FILE.resolve() == RULES.resolve()
+    # what the file states (docs/operations.md's table of default rules, checked below)
+    assert (
+        AlertRule(
+            "GpuledgerIdleCapacity",
+            "idle_capacity",
+            0.5,
+            1800.0,
+            "warning",
+            "{datacentre}: {value:.0%} of GPU capacity unallocated for {for}",
+            for_text="30m",
+        ),
+        AlertRule(
+            "GpuledgerStaleTelemetry",
+            "stale_telemetry",
+            600.0,
+            300.0,
+            "warning",
+            "{datacentre}/{cluster}: no {kind} records for {value:.0f} s",
+            for_text="5m",
+        ),
+    ) == DEFAULT_RULES
+
+
+def prometheus_alert(name: str) -> tuple[float, str, str]:
+    """Threshold, for-duration and severity of the Prometheus alert ``name`` in rules.yml."""
+    text = (REPO / "gpuledger" / "deploy" / "prometheus" / "rules.yml").read_text()
+    block = re.search(
+        rf"- alert: {name}\n(.*?)(?=\n\s*- (?:alert|record):|\n  - name:|\Z)", text, re.S
+    )
+    assert block is not None, name
+    expr = re.search(r"^\s*expr: .* > (\d+(?:\.\d+)?)\s*$", block[1], re.M)
+    duration = re.search(r"^\s*for: (\S+)\s*$", block[1], re.M)
+    severity = re.search(r"^\s*severity: (\S+)\s*$", block[1], re.M)
+    assert expr and duration and severity, block[1]
+    return float(expr[1]), duration[1], severity[1]
+
+
+def test_default_rules_are_the_prometheus_rules_and_the_documented_ones() -> None:
+    doc = (REPO / "docs" / "operations.md").read_text()
+    for rule in DEFAULT_RULES:
+        threshold, duration, severity = prometheus_alert(rule.name)
+        assert (rule.threshold, rule.for_text, rule.severity) == (threshold, duration, severity)
+        assert parse_duration(duration) == rule.for_s
+        assert f"`{rule.name}`: > {rule.threshold:g} for {rule.for_text} |" in doc, rule.name
 
 
 def test_bad_rules_file_is_refused(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-GRAFANA = REPO / "deploy" / "grafana"
+GRAFANA = REPO / "gpuledger" / "deploy" / "grafana"
 
 
 def dashboards() -> list[dict]:
@@ -48,5 +48,5 @@ def test_dashboard_provider_points_where_compose_mounts_the_dashboards() -> None
     path = re.search(r"^\s*path:\s*(\S+)", provider, re.M)
     assert path is not None
     compose = (REPO / "docker-compose.yml").read_text()
-    assert f"./deploy/grafana/dashboards:{path[1]}:ro" in compose
-    assert "./deploy/grafana/provisioning:/etc/grafana/provisioning:ro" in compose
+    assert f"./gpuledger/deploy/grafana/dashboards:{path[1]}:ro" in compose
+    assert "./gpuledger/deploy/grafana/provisioning:/etc/grafana/provisioning:ro" in compose

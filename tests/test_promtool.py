@@ -15,7 +15,7 @@ from tests.ops_lake import mixed_lake
 from warehouse.ops.exporter import ExporterSettings, build_registry
 
 REPO = Path(__file__).resolve().parents[1]
-PROM = REPO / "deploy" / "prometheus"
+PROM = REPO / "gpuledger" / "deploy" / "prometheus"
 
 
 def tool(name: str) -> str:

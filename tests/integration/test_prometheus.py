@@ -1,6 +1,6 @@
 """A real Prometheus (Debian package) scrapes a running exporter: the idle-capacity rule of
-deploy/prometheus/rules.yml fires on an idle period and resolves after, and every panel of the
-Grafana dashboards returns data."""
+gpuledger/deploy/prometheus/rules.yml fires on an idle period and resolves after, and every panel
+of the Grafana dashboards returns data."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ from warehouse.ops.exporter import ExporterSettings, serve
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
-DASHBOARDS = REPO / "deploy" / "grafana" / "dashboards"
+DASHBOARDS = REPO / "gpuledger" / "deploy" / "grafana" / "dashboards"
 
 
 def get(url: str) -> Any:
@@ -79,7 +79,8 @@ def as_query(expr: str) -> str:
 @contextlib.contextmanager
 def running_stack(lake: Path, tmp_path: Path, settings: dict[str, Any]) -> Iterator[str]:
     """An exporter over ``lake`` and a real Prometheus scraping it every second with the rules
-    of deploy/prometheus/rules.yml (for-durations shortened); yields Prometheus' base URL."""
+    of gpuledger/deploy/prometheus/rules.yml (for-durations shortened); yields Prometheus' base
+    URL."""
     prometheus = shutil.which("prometheus")
     if prometheus is None:
         pytest.skip("prometheus is not installed (run .ci/install-prometheus.sh)")
@@ -93,7 +94,8 @@ def running_stack(lake: Path, tmp_path: Path, settings: dict[str, Any]) -> Itera
     exporter.start()
     conf = tmp_path / "prom"
     conf.mkdir()
-    (conf / "rules.yml").write_text(fast_rules((REPO / "deploy/prometheus/rules.yml").read_text()))
+    rules = REPO / "gpuledger" / "deploy" / "prometheus" / "rules.yml"
+    (conf / "rules.yml").write_text(fast_rules(rules.read_text()))
     (conf / "prometheus.yml").write_text(
         "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
         "rule_files: [rules.yml]\n"

@@ -1,5 +1,5 @@
 """Built-in alerting for sites without Prometheus: the idle-capacity and stale-telemetry
-conditions of ``deploy/prometheus/rules.yml``, evaluated over the warehouse.
+conditions of ``gpuledger/deploy/prometheus/rules.yml``, evaluated over the warehouse.
 
 ``Evaluator.evaluate(now_ms)`` computes every rule's condition at ``now_ms`` from
 ``warehouse.ops.fleet`` (the exporter's own figures) and runs Prometheus' alert life cycle per
@@ -18,6 +18,7 @@ import tomllib
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -53,30 +54,8 @@ class AlertRule:
     for_text: str = ""
 
 
-DEFAULT_RULES = (
-    AlertRule(
-        "GpuledgerIdleCapacity",
-        "idle_capacity",
-        0.5,
-        1800.0,
-        "warning",
-        "{datacentre}: {value:.0%} of GPU capacity unallocated for {for}",
-        for_text="30m",
-    ),
-    AlertRule(
-        "GpuledgerStaleTelemetry",
-        "stale_telemetry",
-        600.0,
-        300.0,
-        "warning",
-        "{datacentre}/{cluster}: no {kind} records for {value:.0f} s",
-        for_text="5m",
-    ),
-)
-
-
 def load_rules(path: Path) -> tuple[AlertRule, ...]:
-    """Rules from a TOML file of ``[[rule]]`` tables (see ``deploy/alerts/rules.toml``)."""
+    """Rules from a TOML file of ``[[rule]]`` tables (``DEFAULT_RULES_FILE`` is one)."""
     with open(path, "rb") as fh:
         doc = tomllib.load(fh)
     rules = []
@@ -105,6 +84,12 @@ def load_rules(path: Path) -> tuple[AlertRule, ...]:
     if not rules:
         raise ValueError(f"{path}: no [[rule]] tables")
     return tuple(rules)
+
+
+DEFAULT_RULES_FILE = Path(str(resources.files("gpuledger") / "deploy" / "alerts" / "rules.toml"))
+"""The package's rules file (an installed wheel carries it; ``gpuledger deploy export`` copies
+it out): the one statement of the default rules."""
+DEFAULT_RULES = load_rules(DEFAULT_RULES_FILE)
 
 
 @dataclass(frozen=True)
