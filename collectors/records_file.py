@@ -17,21 +17,28 @@ and the 1-based row number for Parquet.
 Memory stays bounded whatever the file size: every reader streams (Parquet a batch of
 ``PARQUET_BATCH_ROWS`` rows at a time). A file of at most ``buffer_records`` rows is read once
 and its records held until the whole file has passed; a longer one is read twice, a first pass
-that only validates and a second that yields. ``single_pass=True`` yields while validating and
-raises ``InputFileError`` at the end instead: only for a sink that commits nothing before its
-``flush`` (``pipeline.backfill.LakeSink`` under ``collectors.run.run_collector``, which does not
-flush when the collector raises), never for one that publishes as it goes (``KafkaSink``).
+that only validates and a second that yields (``collect_tables`` reads a long Parquet file
+once: its checked batches are spooled to a temporary Arrow file, read back once it passed).
+``single_pass=True`` yields while validating and raises ``InputFileError`` at the end instead:
+only for a sink that commits nothing before its ``flush`` (``pipeline.backfill.LakeSink`` under
+``collectors.run.run_collector``, which does not flush when the collector raises), never for
+one that publishes as it goes (``KafkaSink``).
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import queue
+import shutil
+import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pyarrow as pa
+import pyarrow.ipc as ipc
 
 from collectors.base import Emitted
 from pipeline.bounds import window_bounds
@@ -52,6 +59,8 @@ BUFFER_RECORDS = 10_000
 """A file with at most this many records is read once (its records held until it passed)."""
 PARQUET_TABLE_ROWS = 131_072
 """Rows per batch on the column-wise path (``collect_tables``)."""
+SPOOL_QUEUE = 4
+"""Checked tables waiting for the spool's writer thread (bounds memory)."""
 
 
 class InputFileError(TerminalError, ValueError):
@@ -120,11 +129,15 @@ class RecordsFileCollector:
             yield k, record
 
     def _refusable(
-        self, read: Callable[[_Problems], Iterator[_T]], size: Callable[[_T], int]
+        self,
+        read: Callable[[_Problems], Iterator[_T]],
+        size: Callable[[_T], int],
+        spool: Callable[[], _Spool] | None = None,
     ) -> Iterator[_T]:
         """What ``read`` yields, under the whole-file rule: nothing before the file passed
-        (held when it has at most ``buffer_records`` rows, else read again), unless
-        ``single_pass``; ``InputFileError`` with every problem otherwise."""
+        (held when it has at most ``buffer_records`` rows, else spooled by ``spool`` when
+        given, else read again), unless ``single_pass``; ``InputFileError`` with every
+        problem otherwise."""
         problems = _Problems(self.path, self.max_problems)
         if self.single_pass:
             yield from read(problems)
@@ -133,15 +146,28 @@ class RecordsFileCollector:
             return
         before = _stamp(self.path)
         held: list[_T] | None = []
+        spooled: _Spool | None = None
         rows = 0
-        for item in read(problems):  # first pass: validate everything
-            rows += size(item)
-            if held is not None:
-                held.append(item)
-                if rows > self.buffer_records:
-                    held = None  # too many to hold: read the file again below
-        if problems:
-            raise problems.error()
+        try:
+            for item in read(problems):  # first pass: validate everything
+                rows += size(item)
+                if spooled is not None:
+                    spooled.add(item)
+                elif held is not None:
+                    held.append(item)
+                    if rows > self.buffer_records:  # too many to hold: spool, or read again
+                        spooled = spool() if spool is not None else None
+                        for early in held if spooled is not None else ():
+                            spooled.add(early)
+                        held = None
+            if problems:
+                raise problems.error()
+            if spooled is not None:
+                yield from spooled.replay()
+                return
+        finally:
+            if spooled is not None:
+                spooled.close()
         if held is not None:
             yield from held
             return
@@ -189,8 +215,57 @@ class RecordsFileCollector:
     def _tables(self) -> Iterator[tuple[Kind, pa.Table]]:
         k = self.kind
         read = functools.partial(_parquet_tables, k, self.path)
-        for table in self._refusable(read, lambda t: t.num_rows):
+        spool = functools.partial(_Spool, k.arrow_schema())
+        for table in self._refusable(read, lambda t: t.num_rows, spool):  # type: ignore[arg-type]
             yield k, table
+
+
+class _Spool:
+    """Checked tables written to a temporary Arrow IPC file (LZ4) by a background thread, and
+    read back in order, a batch at a time (no memory map: RSS stays bounded)."""
+
+    def __init__(self, schema: pa.Schema) -> None:
+        self._dir = tempfile.mkdtemp(prefix="gpuledger-spool-")
+        self._path = os.path.join(self._dir, "checked.arrow")
+        self._schema = schema
+        self._queue: queue.Queue[pa.Table | None] = queue.Queue(maxsize=SPOOL_QUEUE)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._write, name="records-spool", daemon=True)
+        self._thread.start()
+
+    def _write(self) -> None:
+        options = ipc.IpcWriteOptions(compression="lz4")
+        try:
+            with (
+                pa.OSFile(self._path, "wb") as sink,
+                ipc.new_stream(sink, self._schema, options=options) as writer,
+            ):
+                while (table := self._queue.get()) is not None:
+                    writer.write_table(table)
+        except BaseException as exc:  # reported by ``replay``
+            self._error = exc
+            while self._queue.get() is not None:  # let ``add`` and ``_finish`` go on
+                pass
+
+    def add(self, table: pa.Table) -> None:
+        self._queue.put(table)
+
+    def _finish(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    def replay(self) -> Iterator[pa.Table]:
+        self._finish()
+        if self._error is not None:
+            raise self._error
+        with pa.OSFile(self._path, "rb") as source, ipc.open_stream(source) as reader:
+            for batch in reader:
+                yield pa.Table.from_batches([batch], self._schema)
+
+    def close(self) -> None:
+        self._finish()
+        shutil.rmtree(self._dir, ignore_errors=True)
 
 
 def _parquet_tables(k: Kind, path: Path, problems: _Problems) -> Iterator[pa.Table]:
