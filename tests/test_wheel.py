@@ -5,7 +5,9 @@ temporary folder gets it (the pinned dependencies come from the environment runn
 through a ``.pth`` file, so nothing is downloaded but the build backend), and ``gpuledger demo``
 runs there from a folder outside the checkout: the broker recipe, the audit thresholds, the SQL
 views and the demo's inputs (the Helios trace and the DCGM stream, both package data of
-``gpuledger/data/``) must all come from the installed package. The broker jars come from the
+``gpuledger/data/``) must all come from the installed package. The same installation's
+``gpuledger deploy export`` writes the operator files (Prometheus rules, Grafana dashboards, the
+alert rules) byte for byte as the package holds them. The broker jars come from the
 usual cache (``$GPULEDGER_CACHE``, else ``~/.cache/gpuledger``; fetched with Maven once), so a
 warm cache keeps this to the demo's run time.
 """
@@ -19,6 +21,7 @@ import socket
 import subprocess
 import sys
 import sysconfig
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -26,6 +29,7 @@ import pytest
 from tests.conftest import REPO
 
 HELIOS = REPO / "gpuledger" / "data" / "helios"
+DEPLOY = REPO / "gpuledger" / "deploy"
 PACKAGES = ("gpuledger", "collectors", "pipeline", "warehouse")
 PROBE = """
 from collectors.replay.helios import DEFAULT_HELIOS_DIR
@@ -112,20 +116,37 @@ def _outside(text: str) -> list[str]:
     return [p for p in paths if p == str(REPO) or p.startswith(f"{REPO}/")]
 
 
-def test_wheel_runs_the_demo_outside_the_checkout(tmp_path: Path) -> None:
-    why = _needs()
-    if why is not None:
-        pytest.skip(why)
-    assert not tmp_path.resolve().is_relative_to(REPO)
-    bin_dir = _install(tmp_path)
-    work = tmp_path / "work"
-    work.mkdir()
+@dataclass(frozen=True)
+class Installed:
+    """The wheel installed in a fresh venv: its bin/ and an environment that runs it."""
+
+    tmp: Path
+    bin_dir: Path
+    env: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
+    """One build and installation for the tests of this module."""
+    tmp = tmp_path_factory.mktemp("wheel")
+    assert not tmp.resolve().is_relative_to(REPO)
+    bin_dir = _install(tmp)
     env = {
         k: v
         for k, v in os.environ.items()
         if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "GPULEDGER_KAFKA_DEPLOY")
     }
     env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
+    return Installed(tmp, bin_dir, env)
+
+
+def test_wheel_runs_the_demo_outside_the_checkout(installed: Installed, tmp_path: Path) -> None:
+    why = _needs()
+    if why is not None:
+        pytest.skip(why)
+    bin_dir, env = installed.bin_dir, installed.env
+    work = tmp_path / "work"
+    work.mkdir()
 
     probe = subprocess.run(
         [bin_dir / "python", "-c", PROBE],
@@ -172,3 +193,62 @@ def test_wheel_runs_the_demo_outside_the_checkout(tmp_path: Path) -> None:
     assert "kafka.Kafka" in broker_cmdline
     assert _outside(broker_cmdline) == []
     assert _outside((work / "kafka" / "server.properties").read_text()) == []
+
+
+def test_wheel_exports_the_deploy_files(installed: Installed, tmp_path: Path) -> None:
+    """``gpuledger deploy export`` of the installed wheel writes every operator file of the
+    package byte for byte (the installed copy and the checkout's), refuses to overwrite without
+    ``--force``; the exported Prometheus rules pass promtool where it is installed."""
+    env, gpuledger = installed.env, str(installed.bin_dir / "gpuledger")
+    probe = "import gpuledger, warehouse.ops.alerts.rules as r; print(gpuledger.__file__)\n"
+    probe += "print(r.DEFAULT_RULES_FILE); print(len(r.DEFAULT_RULES))"
+    found = subprocess.run(
+        [installed.bin_dir / "python", "-c", probe],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert found.returncode == 0, found.stderr
+    package, rules_file, n_rules = found.stdout.split()
+    package_deploy = Path(package).parent / "deploy"
+    assert package_deploy.is_relative_to(installed.bin_dir.parent), package
+    assert Path(rules_file) == package_deploy / "alerts" / "rules.toml" and int(n_rules) >= 2
+
+    out = tmp_path / "ops"
+    export = [gpuledger, "deploy", "export", "--out", str(out)]
+    run = subprocess.run(export, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    parts = ("prometheus", "alerts", "grafana", "kafka", "audit")
+    expected = sorted(
+        p.relative_to(DEPLOY)
+        for part in parts
+        for p in (DEPLOY / part).rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    )
+    assert sorted(Path(p).relative_to(out) for p in run.stdout.split()) == expected
+    dashboards = [r for r in expected if r.parts[:2] == ("grafana", "dashboards")]
+    must = [Path("prometheus/rules.yml"), Path("alerts/rules.toml"), *dashboards]
+    assert (
+        dashboards and all(r.suffix == ".json" for r in dashboards) and set(must) <= set(expected)
+    )
+    for rel in expected:
+        data = (out / rel).read_bytes()
+        assert data == (DEPLOY / rel).read_bytes() == (package_deploy / rel).read_bytes(), rel
+
+    again = subprocess.run(
+        export, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert again.returncode == 2 and "--force" in again.stderr, again.stderr
+    forced = [*export, "--force"]
+    assert (
+        subprocess.run(forced, cwd=tmp_path, env=env, capture_output=True, timeout=120).returncode
+        == 0
+    )
+
+    promtool = shutil.which("promtool")  # as tests/test_promtool.py finds it
+    if promtool is not None:
+        check = [promtool, "check", "rules", str(out / "prometheus" / "rules.yml")]
+        r = subprocess.run(check, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0 and "SUCCESS" in r.stdout, r.stdout + r.stderr
