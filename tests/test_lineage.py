@@ -24,7 +24,7 @@ from pipeline.records import GPU_SAMPLE, OCCUPANCY, coerce
 from pipeline.write import write_records
 from warehouse.catalog import connect
 from warehouse.html import audit_html, utilisation_html
-from warehouse.html.utilisation import lineage_footer
+from warehouse.html.page import lineage_footer
 from warehouse.reports.query import QueryRefused, open_readonly, run_query, unique_names
 from warehouse.reports.render import Lineage, json_default, render
 from warehouse.reports.utilisation import lineage

@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
+from warehouse.html.page import cell_text, page, row_cells, table_head
 from warehouse.html.svg import stacked_bars
-from warehouse.html.utilisation import CHECK_SCRIPT, CSS, lineage_footer
 
 SEVERITY_ORDER = ("high", "medium", "low")
 SEVERITY_COLOURS = {"high": "#c8553d", "medium": "#e08a2c", "low": "#9aa5b1"}
@@ -35,16 +35,6 @@ PROGRAMME_COLUMNS = (
     ("busy_gpu_h", "busy GPU-h", "f"),
     ("subsidy_per_busy_gpu_h", "CNY per busy GPU-h", "f"),
 )
-
-
-def _fmt(value: Any, kind: str) -> str:
-    if value is None:
-        return "—"
-    if kind == "cny":
-        return f"¥{float(value):,.2f}"
-    if kind == "f":
-        return f"{float(value):,.1f}"
-    return escape(str(value))
 
 
 def _cny_by_finding(
@@ -98,7 +88,7 @@ def _findings_table(found: list[Mapping[str, Any]]) -> str:
         )
         rows.append(
             f"<tr><td class='l sev-{sev}'>{sev}</td>{cells}"
-            f"<td>{_fmt(f['cny_at_stake'], 'cny')}</td>"
+            f"<td>{cell_text(f['cny_at_stake'], 'cny')}</td>"
             f"<td class='l'><details><summary>show</summary><pre>{evidence}</pre></details></td>"
             "</tr>"
         )
@@ -106,19 +96,8 @@ def _findings_table(found: list[Mapping[str, Any]]) -> str:
 
 
 def _programme_table(programmes: list[Mapping[str, Any]]) -> str:
-    head = "".join(
-        f"<th class='{'l' if k == 'l' else ''}'>{escape(t)}</th>" for _, t, k in PROGRAMME_COLUMNS
-    )
-    body = "".join(
-        "<tr>"
-        + "".join(
-            f"<td class='{'l' if k == 'l' else ''}'>{_fmt(p.get(c), k)}</td>"
-            for c, _, k in PROGRAMME_COLUMNS
-        )
-        + "</tr>"
-        for p in programmes
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    body = "".join(f"<tr>{row_cells(p, PROGRAMME_COLUMNS)}</tr>" for p in programmes)
+    return f"<table>{table_head(PROGRAMME_COLUMNS)}<tbody>{body}</tbody></table>"
 
 
 def _restatement_section(restatement: Mapping[str, Any] | None) -> str:
@@ -195,18 +174,12 @@ def audit_html(
             + stacked_bars(names, flows, "subsidy per programme", "CNY", colours=FLOW_COLOURS)
             + "</figure>"
         )
-    return (
-        "<!DOCTYPE html>\n"
-        '<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{escape(title)}</title><style>{CSS}{AUDIT_CSS}</style></head>"
-        f"<body><h1>{escape(title)}</h1>"
+    body = (
         f"<p class='meta'>Local month in {escape(str(report['tz']))}; generated {escape(when)} "
         "by gpuledger.</p>"
         f"{kpis}{charts}"
         f"<h2>Findings, worst first</h2>{_findings_table(found) if found else '<p>None.</p>'}"
         f"<h2>Programmes</h2>{_programme_table(programmes)}"
         f"{_restatement_section(restatement)}"
-        f"{lineage_footer(report.get('lineage'))}"
-        f"<script>{CHECK_SCRIPT}</script></body></html>\n"
     )
+    return page(title, body, report.get("lineage"), css=AUDIT_CSS)

@@ -10,8 +10,8 @@ from html import escape
 from typing import Any
 
 from warehouse.html.audit import AUDIT_CSS
+from warehouse.html.page import cell_text, page, row_cells, table_head
 from warehouse.html.svg import stacked_bars
-from warehouse.html.utilisation import CHECK_SCRIPT, CSS, lineage_footer
 
 HOURS_COLOURS = {"busy": "#3b6ea8", "held, idle": "#e0b64a", "no telemetry": "#9aa5b1"}
 STATEMENT_CSS = ".clean{color:#1b7a3a;font-weight:600} td.sub{padding-left:24px;color:#444}\n"
@@ -38,42 +38,12 @@ ALLOCATION_COLUMNS = (
 )
 
 
-def _fmt(value: Any, kind: str) -> str:
-    if value is None:
-        return "—"
-    if kind == "cny":
-        return f"¥{float(value):,.2f}"
-    if kind == "f":
-        return f"{float(value):,.1f}"
-    if kind == "%":
-        return f"{float(value):.1%}"
-    if kind == "g":
-        return f"{float(value):g}"
-    if kind == "t":  # ISO-8601 in the statement's time zone, named in the heading
-        return escape(str(value)[:16].replace("T", " "))
-    return escape(str(value))
-
-
-def _cells(row: Mapping[str, Any], columns: Sequence[tuple[str, str, str]]) -> str:
-    return "".join(
-        f"<td class='{'l' if k in ('l', 't') else ''}'>{_fmt(row.get(c), k)}</td>"
-        for c, _, k in columns
-    )
-
-
-def _head(columns: Sequence[tuple[str, str, str]], extra: str = "") -> str:
-    cells = "".join(
-        f"<th class='{'l' if k in ('l', 't') else ''}'>{escape(t)}</th>" for _, t, k in columns
-    )
-    return f"<thead><tr>{cells}{extra}</tr></thead>"
-
-
 def _findings(claim: Mapping[str, Any]) -> str:
     if not claim["findings"]:
         return "<span class='clean'>clean</span>"
     return "<br>".join(
         f"<span class='sev-{escape(str(f['severity']))}'>{escape(str(f['finding']))}</span> "
-        f"{_fmt(f['cny_at_stake'], 'cny')}"
+        f"{cell_text(f['cny_at_stake'], 'cny')}"
         for f in claim["findings"]
     )
 
@@ -82,10 +52,10 @@ def _allocations(claim: Mapping[str, Any]) -> str:
     allocations = claim["allocations"]
     if not allocations:
         return "<p class='note sub'>No allocation metered for this claim.</p>"
-    body = "".join(f"<tr>{_cells(a, ALLOCATION_COLUMNS)}</tr>" for a in allocations)
+    body = "".join(f"<tr>{row_cells(a, ALLOCATION_COLUMNS)}</tr>" for a in allocations)
     return (
         f"<details><summary>{len(allocations)} allocation(s) metered</summary>"
-        f"<table>{_head(ALLOCATION_COLUMNS)}<tbody>{body}</tbody></table></details>"
+        f"<table>{table_head(ALLOCATION_COLUMNS)}<tbody>{body}</tbody></table></details>"
     )
 
 
@@ -94,22 +64,23 @@ def _voucher(voucher: Mapping[str, Any]) -> str:
     head = (
         f"<h3>Voucher {escape(str(voucher['voucher_id']))} "
         f"({escape(str(voucher['programme_id']))})</h3>"
-        f"<p class='meta'>Face value {_fmt(voucher['face_value_cny'], 'cny')}; claimed this "
-        f"month {_fmt(voucher['subsidy_claimed_cny'], 'cny')}; to date "
-        f"{_fmt(voucher['subsidy_to_date_cny'], 'cny')}; remaining "
-        f"{_fmt(voucher['remaining_cny'], 'cny')}; valid {_fmt(voucher['issued_at'], 't')} to "
-        f"{_fmt(voucher['expires_at'], 't')}.</p>"
+        f"<p class='meta'>Face value {cell_text(voucher['face_value_cny'], 'cny')}; claimed this "
+        f"month {cell_text(voucher['subsidy_claimed_cny'], 'cny')}; to date "
+        f"{cell_text(voucher['subsidy_to_date_cny'], 'cny')}; remaining "
+        f"{cell_text(voucher['remaining_cny'], 'cny')}; valid "
+        f"{cell_text(voucher['issued_at'], 't')} to "
+        f"{cell_text(voucher['expires_at'], 't')}.</p>"
     )
     if not claims:
         return head + "<p>No claim this month.</p>"
     width = len(CLAIM_COLUMNS) + 1
     rows = "".join(
-        f"<tr data-claim='{escape(str(c['claim_id']))}'>{_cells(c, CLAIM_COLUMNS)}"
+        f"<tr data-claim='{escape(str(c['claim_id']))}'>{row_cells(c, CLAIM_COLUMNS)}"
         f"<td class='l'>{_findings(c)}</td></tr>"
         f"<tr><td class='l sub' colspan='{width}'>{_allocations(c)}</td></tr>"
         for c in claims
     )
-    audit_head = _head(CLAIM_COLUMNS, "<th class='l'>audit</th>")
+    audit_head = table_head(CLAIM_COLUMNS, "<th class='l'>audit</th>")
     return head + f"<table>{audit_head}<tbody>{rows}</tbody></table>"
 
 
@@ -143,25 +114,19 @@ def statement_html(st: Mapping[str, Any], generated_at: datetime | None = None) 
         for value, label in (
             (str(total["claims"]), "claims"),
             (str(total["claims_clean"]), "clean claims"),
-            (_fmt(total["metered_gpu_h"], "f"), "metered GPU-h"),
-            (_fmt(total["busy_gpu_h"], "f"), "busy GPU-h"),
-            (_fmt(total["subsidy_cny"], "cny"), "subsidy claimed"),
-            (_fmt(total["cny_at_stake"], "cny"), "at stake"),
+            (cell_text(total["metered_gpu_h"], "f"), "metered GPU-h"),
+            (cell_text(total["busy_gpu_h"], "f"), "busy GPU-h"),
+            (cell_text(total["subsidy_cny"], "cny"), "subsidy claimed"),
+            (cell_text(total["cny_at_stake"], "cny"), "at stake"),
         )
     )
     vouchers = "".join(_voucher(v) for v in st["vouchers"]) or "<p>No voucher this month.</p>"
-    return (
-        "<!DOCTYPE html>\n"
-        '<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{escape(title)}</title><style>{CSS}{AUDIT_CSS}{STATEMENT_CSS}</style></head>"
-        f"<body><h1>{escape(title)}</h1>"
+    body = (
         f"<p class='meta'>Tenant {escape(str(tenant['tenant_id']))} "
         f"({escape(str(tenant['tenant_type']))}, {escape(str(tenant['region']))}); local month "
         f"in {escape(str(st['tz']))}; generated {escape(when)} by gpuledger. The figures are "
         "the monthly audit's.</p>"
         f"{kpis}{_hours_chart(claims) if claims else ''}"
         f"<h2>Vouchers and claims</h2>{vouchers}"
-        f"{lineage_footer(st.get('lineage'))}"
-        f"<script>{CHECK_SCRIPT}</script></body></html>\n"
     )
+    return page(title, body, st.get("lineage"), css=AUDIT_CSS + STATEMENT_CSS)

@@ -7,39 +7,11 @@ from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
+from warehouse.html.page import page
 from warehouse.html.svg import heatmap, line_chart, stacked_bars
 from warehouse.reports.render import Lineage
 
 MAX_BAR_GROUPS = 8
-
-CSS = """
-body{font-family:system-ui,sans-serif;margin:24px auto;max-width:1100px;color:#222;padding:0 16px}
-h1{font-size:22px;margin-bottom:4px} h2{font-size:17px;margin-top:32px}
-.meta{color:#666;font-size:13px} .note{color:#555;font-size:13px;max-width:780px}
-figure{margin:8px 0 0 0;overflow-x:auto}
-table{border-collapse:collapse;font-size:12px;margin-top:8px}
-th,td{padding:3px 8px;border-bottom:1px solid #e5e5e5;text-align:right;white-space:nowrap}
-th{background:#f4f4f4;position:sticky;top:0} td.l,th.l{text-align:left}
-footer.lineage{color:#555;font-size:12px;margin-top:32px;padding-top:8px}
-footer.lineage{border-top:1px solid #e5e5e5} footer.lineage code{overflow-wrap:anywhere}
-"""
-
-# Marks each chart that the browser really laid out with visible marks (used by the tests,
-# harmless for readers): data-drawn="yes" on the <svg>, and the count on <body>.
-CHECK_SCRIPT = """
-window.addEventListener('load', function () {
-  var drawn = 0;
-  document.querySelectorAll('svg.chart').forEach(function (svg) {
-    var box = svg.getBBox();
-    var marks = svg.querySelectorAll('rect.cell, rect.bar, polyline.series, circle').length;
-    var ok = box.width > 0 && box.height > 0 && marks > 0;
-    svg.setAttribute('data-drawn', ok ? 'yes' : 'no');
-    svg.setAttribute('data-marks', String(marks));
-    if (ok) { drawn += 1; }
-  });
-  document.body.setAttribute('data-charts-drawn', String(drawn));
-});
-"""
 
 TABLE_COLUMNS = (
     ("period", "period", "l"),
@@ -57,21 +29,6 @@ TABLE_COLUMNS = (
 
 Keyed = Mapping[tuple[str, str], dict[str, Any]]
 """Report rows by (group label, period)."""
-
-
-def lineage_footer(lineage: Mapping[str, Any] | None) -> str:
-    """The page footer naming the lake table versions read and the ``--as-of`` value that
-    reproduces the page (``Lineage.to_json`` form); empty without lineage."""
-    if not lineage:
-        return ""
-    tables = lineage.get("tables") or {}
-    read = ", ".join(f"{t} v{v}" for t, v in sorted(tables.items()))
-    as_of = escape(str(lineage.get("as_of", "")))
-    engine = f" by {escape(str(lineage['engine']))}" if lineage.get("engine") else ""
-    return (
-        f'<footer class="lineage" data-as-of="{as_of}">Lake versions read{engine}: '
-        f"{escape(read or 'none')}. Reproduce with <code>--as-of {as_of}</code>.</footer>"
-    )
 
 
 def group_label(row: dict[str, Any]) -> str:
@@ -125,18 +82,12 @@ def utilisation_html(
         charts = '<p class="note">No rows: the lake has no records for this period.</p>'
     else:
         charts = _charts(rows, groups, periods)
-    return (
-        "<!DOCTYPE html>\n"
-        '<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{escape(title)}</title><style>{CSS}</style></head>"
-        f"<body><h1>{escape(title)}</h1>"
+    body = (
         f'<p class="meta">{len(rows)} rows, {len(periods)} periods, {len(groups)} groups; '
         f"generated {escape(when)} by gpuledger.</p>"
         f"{charts}<h2>Figures</h2>{_table(rows)}"
-        f"{lineage_footer(None if lineage is None else lineage.to_json())}"
-        f"<script>{CHECK_SCRIPT}</script></body></html>\n"
     )
+    return page(title, body, None if lineage is None else lineage.to_json())
 
 
 def _charts(rows: Sequence[dict[str, Any]], groups: list[str], periods: list[str]) -> str:
