@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+from dataclasses import dataclass
 from pathlib import Path
 
 from gpuledger.source_spec import AddArgs, Build, Built, SourceSpec, iso_type, speed_arg
@@ -42,73 +44,90 @@ def _helios_args(p: argparse.ArgumentParser) -> None:
     speed_arg(p)
 
 
-def _openb(a: argparse.Namespace) -> Built:
-    from collectors.replay.openb import OpenbReplay
+@dataclass(frozen=True)
+class FolderReplay:
+    """A replay of a folder of trace files, one entry of ``FOLDER_REPLAYS``: ``--data-dir`` (the
+    folder, holding ``files``), ``--start`` (default ``start``, the instant of ``start_what``)
+    and, when ``paced``, ``--speed``. ``make`` names the collector's constructor
+    (``module:name``, imported when the command runs), called as ``make(data_dir, start=...)``
+    (and ``speed=...`` when paced)."""
 
-    return Built(
-        OpenbReplay(a.data_dir, start=a.start, speed=a.speed), describe=f"openb {a.data_dir}"
-    )
+    name: str
+    help: str
+    make: str
+    files: str
+    start: str | None
+    start_what: str
+    paced: bool = True
+    start_note: str = ""
+    """The ``--start`` help's note on its default, when ``start`` is None."""
 
+    def add_args(self, p: argparse.ArgumentParser) -> None:
+        _data_dir(p, self.files)
+        if self.start is None:
+            note = f"instant of {self.start_what} ({self.start_note})"
+            p.add_argument("--start", type=_iso, default=None, help=note)
+        else:
+            _start(p, self.start, self.start_what)
+        if self.paced:
+            speed_arg(p)
 
-def _openb_args(p: argparse.ArgumentParser) -> None:
-    _data_dir(p, "folder with openb_*.csv")
-    _start(p, "2023-01-01T00:00:00+08:00", "trace second 0")
-    speed_arg(p)
+    def build(self, a: argparse.Namespace) -> Built:
+        module, name = self.make.split(":")
+        make = getattr(importlib.import_module(module), name)
+        speed = {"speed": a.speed} if self.paced else {}
+        return Built(make(a.data_dir, start=a.start, **speed), describe=f"{self.name} {a.data_dir}")
 
-
-def _genai(a: argparse.Namespace) -> Built:
-    from collectors.replay.genai import GenaiReplay
-
-    return Built(
-        GenaiReplay(a.data_dir, start=a.start, speed=a.speed), describe=f"genai {a.data_dir}"
-    )
-
-
-def _genai_args(p: argparse.ArgumentParser) -> None:
-    _data_dir(p, "folder with pod_gpu_*_anon.csv.gz")
-    p.add_argument(
-        "--start",
-        type=_iso,
-        default=None,
-        help="instant of the first sample (default: the anonymised epoch as is)",
-    )
-    speed_arg(p)
-
-
-def _dlrm(a: argparse.Namespace) -> Built:
-    from collectors.replay.dlrm import DlrmReplay
-
-    return Built(
-        DlrmReplay(a.data_dir, start=a.start, speed=a.speed), describe=f"dlrm {a.data_dir}"
-    )
+    def spec(self) -> SourceSpec:
+        return _replay(self.name, self.help, self.add_args, self.build)
 
 
-def _dlrm_args(p: argparse.ArgumentParser) -> None:
-    _data_dir(p, "folder with disaggregated_DLRM_trace.csv")
-    _start(p, "2025-01-01T00:00:00+08:00", "trace second 0")
-    speed_arg(p)
-
-
-def _spot(a: argparse.Namespace) -> Built:
-    from collectors.replay.spot import spot_replay
-
-    return Built(spot_replay(a.data_dir, start=a.start), describe=f"spot {a.data_dir}")
-
-
-def _spot_args(p: argparse.ArgumentParser) -> None:
-    _data_dir(p, "folder with node_info_df.csv")
-    _start(p, "2026-01-01T00:00:00+08:00", "the inventory's valid_from")
-
-
-def _pai(a: argparse.Namespace) -> Built:
-    from collectors.replay.pai import pai_replay
-
-    return Built(pai_replay(a.data_dir, start=a.start), describe=f"pai {a.data_dir}")
-
-
-def _pai_args(p: argparse.ArgumentParser) -> None:
-    _data_dir(p, "folder with pai_machine_spec.csv (header)")
-    _start(p, "2020-07-01T00:00:00+08:00", "the inventory's valid_from")
+FOLDER_REPLAYS = (
+    FolderReplay(
+        "openb",
+        "Alibaba openb 2023 nodes (inventory) and pods (allocations)",
+        "collectors.replay.openb:OpenbReplay",
+        "folder with openb_*.csv",
+        "2023-01-01T00:00:00+08:00",
+        "trace second 0",
+    ),
+    FolderReplay(
+        "genai",
+        "Alibaba GenAI 2026 per-pod GPU duty cycle and memory",
+        "collectors.replay.genai:GenaiReplay",
+        "folder with pod_gpu_*_anon.csv.gz",
+        None,
+        "the first sample",
+        start_note="default: the anonymised epoch as is",
+    ),
+    FolderReplay(
+        "dlrm",
+        "Alibaba DLRM serving 2025: GPU-node instances (allocations)",
+        "collectors.replay.dlrm:DlrmReplay",
+        "folder with disaggregated_DLRM_trace.csv",
+        "2025-01-01T00:00:00+08:00",
+        "trace second 0",
+    ),
+    FolderReplay(
+        "spot",
+        "Alibaba spot-GPU 2026 node table (inventory)",
+        "collectors.replay.spot:spot_replay",
+        "folder with node_info_df.csv",
+        "2026-01-01T00:00:00+08:00",
+        "the inventory's valid_from",
+        paced=False,
+    ),
+    FolderReplay(
+        "pai",
+        "Alibaba PAI 2020 machine spec (inventory)",
+        "collectors.replay.pai:pai_replay",
+        "folder with pai_machine_spec.csv (header)",
+        "2020-07-01T00:00:00+08:00",
+        "the inventory's valid_from",
+        paced=False,
+    ),
+)
+"""The replays of a trace folder that take only ``--data-dir``, ``--start`` (and ``--speed``)."""
 
 
 def _philly(a: argparse.Namespace) -> Built:
@@ -165,15 +184,7 @@ REPLAYS = (
         _helios_args,
         _helios,
     ),
-    _replay(
-        "openb", "Alibaba openb 2023 nodes (inventory) and pods (allocations)", _openb_args, _openb
-    ),
-    _replay("genai", "Alibaba GenAI 2026 per-pod GPU duty cycle and memory", _genai_args, _genai),
-    _replay(
-        "dlrm", "Alibaba DLRM serving 2025: GPU-node instances (allocations)", _dlrm_args, _dlrm
-    ),
-    _replay("spot", "Alibaba spot-GPU 2026 node table (inventory)", _spot_args, _spot),
-    _replay("pai", "Alibaba PAI 2020 machine spec (inventory)", _pai_args, _pai),
+    *(r.spec() for r in FOLDER_REPLAYS),
     _replay(
         "philly", "Microsoft Philly machines (inventory), listed or seen", _philly_args, _philly
     ),
