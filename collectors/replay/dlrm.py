@@ -29,13 +29,12 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Iterable
-from datetime import datetime
-from pathlib import Path
 
 from collectors.base import Emitted
 from collectors.pace import paced
 from collectors.replay.table import Row, read_rows
-from pipeline.records import ALLOCATION, Record, parse_ts
+from collectors.replay.trace import AnchoredReplay
+from pipeline.records import ALLOCATION, Record
 
 log = logging.getLogger(__name__)
 
@@ -45,27 +44,14 @@ TIMES = ("creation_time", "scheduled_time", "deletion_time")
 COLUMNS = ("instance_sn", "role", "app_name", "gpu_request", *TIMES)
 
 
-class DlrmReplay:
-    """``collect()`` yields the HN instances' allocations in ``event_ts`` order."""
+class DlrmReplay(AnchoredReplay):
+    """``collect()`` yields the HN instances' allocations in ``event_ts`` order; ``skipped``
+    counts the instances not emitted, by reason (``cpu_only``, ``unscheduled``)."""
 
-    def __init__(
-        self,
-        data_dir: Path,
-        *,
-        start: datetime,
-        speed: float | None = None,
-        datacentre: str = "alibaba-dlrm",
-        cluster: str = "dlrm",
-    ) -> None:
-        self.data_dir = Path(data_dir)
-        self.start_ms = parse_ts(start)  # refuses a naive datetime
-        self.speed = speed
-        self.datacentre = datacentre
-        self.cluster = cluster
-        self.end_s: float | None = None
-        """The trace's largest time, seconds from its start; set by ``collect()``."""
-        self.skipped: dict[str, int] = {}
-        """Instances not emitted, by reason (``cpu_only``, ``unscheduled``)."""
+    DATACENTRE = "alibaba-dlrm"
+    CLUSTER = "dlrm"
+    end_s: float | None = None
+    """The trace's largest time, seconds from its start; set by ``collect()``."""
 
     def collect(self) -> Iterable[Emitted]:
         rows = list(read_rows(self.data_dir / TRACE_FILE, COLUMNS))

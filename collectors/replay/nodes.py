@@ -30,6 +30,38 @@ Reader = Callable[[Path], Iterable[tuple[Row, Node | None]]]
 """A node table's reader: each row with its node, or None for a row that is no GPU node."""
 
 
+@dataclass(frozen=True)
+class NodeTable:
+    """A trace's node table: the file of the trace folder it is read from, its reader, the
+    ``source`` of its records and the site (``datacentre``, ``cluster``) they name unless the
+    replay is told another."""
+
+    file: str
+    reader: Reader
+    source: str
+    datacentre: str
+    cluster: str
+
+    def replay(
+        self,
+        data_dir: Path,
+        *,
+        start: datetime,
+        datacentre: str | None = None,
+        cluster: str | None = None,
+    ) -> NodeTableReplay:
+        """The replay of this table in ``data_dir``, its nodes valid from ``start``; the
+        table's site unless ``datacentre`` / ``cluster`` are given."""
+        return NodeTableReplay(
+            Path(data_dir) / self.file,
+            self.reader,
+            start,
+            self.datacentre if datacentre is None else datacentre,
+            self.cluster if cluster is None else cluster,
+            self.source,
+        )
+
+
 @dataclass
 class NodeTableReplay:
     """``collect()`` yields one ``inventory`` record per GPU node of ``path``, valid from

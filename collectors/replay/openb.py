@@ -23,13 +23,13 @@ import csv
 import logging
 from collections import Counter
 from collections.abc import Iterable
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from collectors.base import Emitted
 from collectors.pace import paced
-from pipeline.records import ALLOCATION, INVENTORY, Record, parse_ts
+from collectors.replay.trace import AnchoredReplay
+from pipeline.records import ALLOCATION, INVENTORY, Record
 
 log = logging.getLogger(__name__)
 
@@ -38,25 +38,12 @@ POD_FILE = "openb_pod_list_default.csv"
 SOURCE = "replay:openb"
 
 
-class OpenbReplay:
-    """``collect()`` yields the inventory (at ``start``), then allocations in ``event_ts`` order."""
+class OpenbReplay(AnchoredReplay):
+    """``collect()`` yields the inventory (at ``start``), then allocations in ``event_ts`` order;
+    ``skipped`` counts the pods not emitted, by reason (``pending``, ``no_gpu``)."""
 
-    def __init__(
-        self,
-        data_dir: Path,
-        *,
-        start: datetime,
-        speed: float | None = None,
-        datacentre: str = "alibaba-openb",
-        cluster: str = "openb",
-    ) -> None:
-        self.data_dir = Path(data_dir)
-        self.start_ms = parse_ts(start)  # refuses a naive datetime
-        self.speed = speed
-        self.datacentre = datacentre
-        self.cluster = cluster
-        self.skipped: dict[str, int] = {}
-        """Pods not emitted, by reason (``pending``, ``no_gpu``); filled by ``collect()``."""
+    DATACENTRE = "alibaba-openb"
+    CLUSTER = "openb"
 
     def collect(self) -> Iterable[Emitted]:
         items: list[tuple[int, Emitted]] = [

@@ -11,10 +11,9 @@ counted, not emitted. The table is CC BY 4.0 (Alibaba Group).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 
-from collectors.replay.nodes import Node, NodeTableReplay
+from collectors.replay.nodes import Node, NodeTable
 from collectors.replay.table import Row, read_rows
 
 MACHINE_FILE = "pai_machine_spec.csv"
@@ -29,13 +28,6 @@ def read_machines(path: Path) -> Iterator[tuple[Row, Node | None]]:
         yield row, Node(row.text("machine"), model or None, count) if gpu else None
 
 
-def pai_replay(
-    data_dir: Path,
-    *,
-    start: datetime,
-    datacentre: str = "alibaba-pai",
-    cluster: str = "pai",
-) -> NodeTableReplay:
-    return NodeTableReplay(
-        Path(data_dir) / MACHINE_FILE, read_machines, start, datacentre, cluster, SOURCE
-    )
+PAI = NodeTable(MACHINE_FILE, read_machines, SOURCE, datacentre="alibaba-pai", cluster="pai")
+pai_replay = PAI.replay
+"""``pai_replay(data_dir, *, start, datacentre=None, cluster=None)``: ``NodeTable.replay``."""

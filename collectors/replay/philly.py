@@ -25,17 +25,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from collectors.replay.nodes import Node, NodeTableReplay, Reader
+from collectors.replay.nodes import Node, NodeTable, NodeTableReplay
 from collectors.replay.table import Row, read_rows
 
 Counts = Literal["machine-list", "telemetry"]
 COUNTS: tuple[Counts, ...] = ("machine-list", "telemetry")
 MACHINE_FILE = "cluster_machine_list"
 TELEMETRY_FILE = "revised_machine_list.csv"
-SOURCES: dict[Counts, str] = {
-    "machine-list": "replay:philly",
-    "telemetry": "replay:philly:telemetry",
-}
 
 
 def read_machine_list(path: Path) -> Iterator[tuple[Row, Node | None]]:
@@ -49,10 +45,19 @@ def read_telemetry_counts(path: Path) -> Iterator[tuple[Row, Node | None]]:
         yield row, Node(row.text("machineId"), None, row.count("number of GPUs"))
 
 
-_READERS: dict[Counts, tuple[str, Reader]] = {
-    "machine-list": (MACHINE_FILE, read_machine_list),
-    "telemetry": (TELEMETRY_FILE, read_telemetry_counts),
+TABLES: dict[Counts, NodeTable] = {
+    "machine-list": NodeTable(
+        MACHINE_FILE, read_machine_list, "replay:philly", "microsoft-philly", "philly"
+    ),
+    "telemetry": NodeTable(
+        TELEMETRY_FILE,
+        read_telemetry_counts,
+        "replay:philly:telemetry",
+        "microsoft-philly",
+        "philly",
+    ),
 }
+SOURCES: dict[Counts, str] = {counts: table.source for counts, table in TABLES.items()}
 
 
 def philly_replay(
@@ -60,12 +65,10 @@ def philly_replay(
     *,
     start: datetime,
     counts: Counts = "machine-list",
-    datacentre: str = "microsoft-philly",
-    cluster: str = "philly",
+    datacentre: str | None = None,
+    cluster: str | None = None,
 ) -> NodeTableReplay:
-    if counts not in _READERS:
+    """The replay of the ``counts`` table (``TABLES``); its site unless told another."""
+    if counts not in TABLES:
         raise ValueError(f"counts must be one of {', '.join(COUNTS)}, not {counts!r}")
-    name, reader = _READERS[counts]
-    return NodeTableReplay(
-        Path(data_dir) / name, reader, start, datacentre, cluster, SOURCES[counts]
-    )
+    return TABLES[counts].replay(data_dir, start=start, datacentre=datacentre, cluster=cluster)

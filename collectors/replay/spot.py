@@ -11,10 +11,9 @@ it is read from a path, never copied.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 
-from collectors.replay.nodes import Node, NodeTableReplay
+from collectors.replay.nodes import Node, NodeTable
 from collectors.replay.table import Row, read_rows
 
 NODE_FILE = "node_info_df.csv"
@@ -28,13 +27,6 @@ def read_nodes(path: Path) -> Iterator[tuple[Row, Node | None]]:
         yield row, node if count > 0 else None
 
 
-def spot_replay(
-    data_dir: Path,
-    *,
-    start: datetime,
-    datacentre: str = "alibaba-spot",
-    cluster: str = "spot",
-) -> NodeTableReplay:
-    return NodeTableReplay(
-        Path(data_dir) / NODE_FILE, read_nodes, start, datacentre, cluster, SOURCE
-    )
+SPOT = NodeTable(NODE_FILE, read_nodes, SOURCE, datacentre="alibaba-spot", cluster="spot")
+spot_replay = SPOT.replay
+"""``spot_replay(data_dir, *, start, datacentre=None, cluster=None)``: ``NodeTable.replay``."""
