@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from deltalake.exceptions import DeltaError
 
@@ -176,44 +176,28 @@ def _day(text: str) -> date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD") from None
 
 
-def _lake_arg(p: argparse.ArgumentParser) -> None:
+def _before_arg(p: argparse.ArgumentParser, help_: str) -> None:
+    p.add_argument("--before", type=_day, metavar="YYYY-MM-DD", help=help_)
+
+
+def _format_arg(p: argparse.ArgumentParser, *choices: str) -> None:
     p.add_argument(
-        "--lake", type=Path, default=DEFAULT_LAKE, help=f"lake folder (default {DEFAULT_LAKE})"
+        "--format", choices=list(choices), default="table", help="output (default table)"
     )
 
 
-def _add_compact(lake_sub: argparse._SubParsersAction, tables: list[str]) -> None:
-    c = lake_sub.add_parser(
-        "compact",
-        help="rewrite each closed partition as one sorted file (one commit per partition)",
-        description="Rewrite every closed (datacentre, date) partition that has several files, "
-        "or one not yet compacted, as one file sorted by GPU and time. Views and --as-of reads "
-        "are unchanged; a partition touched by a concurrent commit is skipped and reported.",
-    )
-    _lake_arg(c)
+def _compact_options(c: argparse.ArgumentParser) -> None:
+    tables = [k.table for k in KINDS.values()]
     c.add_argument("--table", choices=tables, help="only this table (default: every table)")
-    c.add_argument(
-        "--before",
-        type=_day,
-        metavar="YYYY-MM-DD",
-        help="compact dates before this one (default yesterday, UTC: today's and yesterday's "
+    _before_arg(
+        c,
+        "compact dates before this one (default yesterday, UTC: today's and yesterday's "
         "partitions still take late data)",
     )
-    c.add_argument(
-        "--format", choices=["table", "json"], default="table", help="output (default table)"
-    )
-    c.set_defaults(func=_guarded(cmd_compact))
+    _format_arg(c, "table", "json")
 
 
-def _add_vacuum(lake_sub: argparse._SubParsersAction) -> None:
-    v = lake_sub.add_parser(
-        "vacuum",
-        help="delete files no version within the retention reads (e.g. replaced by compact)",
-        description="Delete the data files that no table version of the last N days reads. "
-        "--as-of reads older than the retention stop working; _staging and _pre_delta are "
-        "left alone.",
-    )
-    _lake_arg(v)
+def _vacuum_options(v: argparse.ArgumentParser) -> None:
     v.add_argument(
         "--retain-days",
         type=int,
@@ -223,70 +207,97 @@ def _add_vacuum(lake_sub: argparse._SubParsersAction) -> None:
         "stays reproducible with --as-of)",
     )
     v.add_argument("--dry-run", action="store_true", help="list the files, delete nothing")
-    v.set_defaults(func=_guarded(cmd_vacuum))
 
 
-def _add_history(lake_sub: argparse._SubParsersAction) -> None:
-    h = lake_sub.add_parser(
-        "history",
-        help="every commit of every table: loads, compactions, vacuums",
-        description="List the commits of the lake's tables (oldest first per table): "
-        "operation, load id, rows, files added/removed, origin, Kafka offsets (json/csv).",
-    )
-    _lake_arg(h)
+def _history_options(h: argparse.ArgumentParser) -> None:
     h.add_argument("--table", help="only this table (e.g. gpu_samples, vouchers/claims)")
-    h.add_argument(
-        "--format", choices=["table", "json", "csv"], default="table", help="output (default table)"
-    )
-    h.set_defaults(func=_guarded(cmd_history))
+    _format_arg(h, "table", "json", "csv")
 
 
-def _add_rollup(lake_sub: argparse._SubParsersAction) -> None:
-    r = lake_sub.add_parser(
-        "rollup",
-        help="build or refresh the GPU-sample rollups (15-minute bins) of closed partitions",
-        description="Compute the 15-minute GPU-sample bins of every closed (datacentre, date) "
-        "partition that has none or whose raw rows, next day or allocation holds changed "
-        "since, and commit them with a manifest of what they were built from. Reports read "
-        "fresh bins and compute everything else from raw rows, with the same figures. "
-        "Running it again with nothing changed does nothing.",
+def _rollup_options(r: argparse.ArgumentParser) -> None:
+    _before_arg(
+        r, "roll up dates before this one (default today, UTC: today's partitions are read raw)"
     )
-    _lake_arg(r)
-    r.add_argument(
-        "--before",
-        type=_day,
-        metavar="YYYY-MM-DD",
-        help="roll up dates before this one (default today, UTC: today's partitions are read raw)",
-    )
-    r.add_argument(
-        "--format", choices=["table", "json"], default="table", help="output (default table)"
-    )
-    r.set_defaults(func=_guarded(cmd_rollup))
+    _format_arg(r, "table", "json")
 
 
-def _add_migrate(lake_sub: argparse._SubParsersAction) -> None:
-    m = lake_sub.add_parser(
-        "migrate",
-        help="turn an old-layout lake (plain Hive Parquet) into Delta tables",
-        description="Convert every old-layout table to a Delta table in one commit (same "
-        "rows, same duplicate winners); the old files move to <lake>/_pre_delta. Stop the "
-        "writers first. Tables that are Delta already are skipped.",
-    )
-    _lake_arg(m)
+def _migrate_options(m: argparse.ArgumentParser) -> None:
     m.add_argument(
         "--remove-old",
         action="store_true",
         help="delete <lake>/_pre_delta copies of tables that are Delta now",
     )
-    m.set_defaults(func=_guarded(cmd_migrate))
+
+
+class LakeCommand(NamedTuple):
+    """One ``lake`` sub-command: its name, one-line help and ``--help`` description, the
+    command and its options besides ``--lake``."""
+
+    name: str
+    help: str
+    description: str
+    cmd: Callable[[argparse.Namespace], int]
+    options: Callable[[argparse.ArgumentParser], None]
+
+
+LAKE_COMMANDS = (
+    LakeCommand(
+        "compact",
+        "rewrite each closed partition as one sorted file (one commit per partition)",
+        "Rewrite every closed (datacentre, date) partition that has several files, or one not yet "
+        "compacted, as one file sorted by GPU and time. Views and --as-of reads are unchanged; a "
+        "partition touched by a concurrent commit is skipped and reported.",
+        cmd_compact,
+        _compact_options,
+    ),
+    LakeCommand(
+        "vacuum",
+        "delete files no version within the retention reads (e.g. replaced by compact)",
+        "Delete the data files that no table version of the last N days reads. --as-of reads "
+        "older than the retention stop working; _staging and _pre_delta are left alone.",
+        cmd_vacuum,
+        _vacuum_options,
+    ),
+    LakeCommand(
+        "history",
+        "every commit of every table: loads, compactions, vacuums",
+        "List the commits of the lake's tables (oldest first per table): operation, load id, "
+        "rows, files added/removed, origin, Kafka offsets (json/csv).",
+        cmd_history,
+        _history_options,
+    ),
+    LakeCommand(
+        "rollup",
+        "build or refresh the GPU-sample rollups (15-minute bins) of closed partitions",
+        "Compute the 15-minute GPU-sample bins of every closed (datacentre, date) partition that "
+        "has none or whose raw rows, next day or allocation holds changed since, and commit them "
+        "with a manifest of what they were built from. Reports read fresh bins and compute "
+        "everything else from raw rows, with the same figures. Running it again with nothing "
+        "changed does nothing.",
+        cmd_rollup,
+        _rollup_options,
+    ),
+    LakeCommand(
+        "migrate",
+        "turn an old-layout lake (plain Hive Parquet) into Delta tables",
+        "Convert every old-layout table to a Delta table in one commit (same rows, same duplicate "
+        "winners); the old files move to <lake>/_pre_delta. Stop the writers first. Tables that "
+        "are Delta already are skipped.",
+        cmd_migrate,
+        _migrate_options,
+    ),
+)
+"""The ``lake`` sub-commands, in ``--help`` order."""
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Add ``lake`` and its sub-commands to the CLI's sub-command parsers."""
     p = sub.add_parser("lake", help="lake maintenance: compact, vacuum, history, migrate, rollup")
     lake_sub = p.add_subparsers(dest="lake_command", required=True, metavar="COMMAND")
-    _add_compact(lake_sub, [k.table for k in KINDS.values()])
-    _add_vacuum(lake_sub)
-    _add_history(lake_sub)
-    _add_rollup(lake_sub)
-    _add_migrate(lake_sub)
+    for c in LAKE_COMMANDS:
+        s = lake_sub.add_parser(c.name, help=c.help, description=c.description)
+        s.add_argument(
+            "--lake", type=Path, default=DEFAULT_LAKE, help=f"lake folder (default {DEFAULT_LAKE})"
+        )
+        c.options(s)
+        s.set_defaults(func=_guarded(c.cmd))  # on an existing lake, errors as one line
