@@ -124,6 +124,15 @@ class Installed:
     bin_dir: Path
     env: dict[str, str]
 
+    def run(
+        self, *argv: str | Path, cwd: Path, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        """``argv`` (the first a name in bin/) run in ``cwd``, its output captured."""
+        command = [self.bin_dir / argv[0], *argv[1:]]
+        return subprocess.run(
+            command, cwd=cwd, env=self.env, capture_output=True, text=True, timeout=timeout
+        )
+
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
@@ -148,14 +157,7 @@ def test_wheel_runs_the_demo_outside_the_checkout(installed: Installed, tmp_path
     work = tmp_path / "work"
     work.mkdir()
 
-    probe = subprocess.run(
-        [bin_dir / "python", "-c", PROBE],
-        cwd=work,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    probe = installed.run("python", "-c", PROBE, cwd=work)
     assert probe.returncode == 0, probe.stderr
     used = probe.stdout.split()
     assert len(used) == 8
@@ -199,17 +201,9 @@ def test_wheel_exports_the_deploy_files(installed: Installed, tmp_path: Path) ->
     """``gpuledger deploy export`` of the installed wheel writes every operator file of the
     package byte for byte (the installed copy and the checkout's), refuses to overwrite without
     ``--force``; the exported Prometheus rules pass promtool where it is installed."""
-    env, gpuledger = installed.env, str(installed.bin_dir / "gpuledger")
     probe = "import gpuledger, warehouse.ops.alerts.rules as r; print(gpuledger.__file__)\n"
     probe += "print(r.DEFAULT_RULES_FILE); print(len(r.DEFAULT_RULES))"
-    found = subprocess.run(
-        [installed.bin_dir / "python", "-c", probe],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    found = installed.run("python", "-c", probe, cwd=tmp_path)
     assert found.returncode == 0, found.stderr
     package, rules_file, n_rules = found.stdout.split()
     package_deploy = Path(package).parent / "deploy"
@@ -217,8 +211,8 @@ def test_wheel_exports_the_deploy_files(installed: Installed, tmp_path: Path) ->
     assert Path(rules_file) == package_deploy / "alerts" / "rules.toml" and int(n_rules) >= 2
 
     out = tmp_path / "ops"
-    export = [gpuledger, "deploy", "export", "--out", str(out)]
-    run = subprocess.run(export, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    export = ("gpuledger", "deploy", "export", "--out", str(out))
+    run = installed.run(*export, cwd=tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr
     parts = ("prometheus", "alerts", "grafana", "kafka", "audit")
     expected = sorted(
@@ -237,15 +231,9 @@ def test_wheel_exports_the_deploy_files(installed: Installed, tmp_path: Path) ->
         data = (out / rel).read_bytes()
         assert data == (DEPLOY / rel).read_bytes() == (package_deploy / rel).read_bytes(), rel
 
-    again = subprocess.run(
-        export, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
-    )
+    again = installed.run(*export, cwd=tmp_path)
     assert again.returncode == 2 and "--force" in again.stderr, again.stderr
-    forced = [*export, "--force"]
-    assert (
-        subprocess.run(forced, cwd=tmp_path, env=env, capture_output=True, timeout=120).returncode
-        == 0
-    )
+    assert installed.run(*export, "--force", cwd=tmp_path).returncode == 0
 
     promtool = shutil.which("promtool")  # as tests/test_promtool.py finds it
     if promtool is not None:
