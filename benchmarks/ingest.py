@@ -1,11 +1,15 @@
 """Ingest throughput, measured side by side in one run (not a test).
 
-For 1 and for 64 records per message, on one topic (``gpu.samples.v1`` of a fresh namespace):
-publish N records, then time (a) a bare kafka-python consume loop over all messages and
-(b) ``gpuledger ingest`` (validate, dedup, Parquet, commit) until all N are landed. Prints
-landed records/s of ingest divided by records/s of the bare loop.
+For each wire format (JSON v1, Arrow IPC v2: docs/wire.md) and for 1 and for 64 records per
+message, on one topic (``gpu.samples.v1`` of a fresh namespace): publish N records, then time
+(a) a bare kafka-python consume loop over all messages and (b) ``gpuledger ingest`` (decode,
+validate, dedup, Parquet, commit) until all N are landed. Prints landed records/s of ingest
+divided by records/s of the bare loop, timed from the launch of the ingest worker (joining the
+group included) and from its first poll that brought records; then the machine, the versions
+and the peak RSS.
 
     .venv/bin/python benchmarks/ingest.py --kafka 127.0.0.1:19292 [--records 200000]
+        [--wires json,arrow] [--batches 1,64]
 
 With ``--workers N``: scale-out instead. Publish the records once (64 per message) to a topic
 of ``--partitions`` partitions, then run 1 and then N ``gpuledger ingest`` processes, each
@@ -46,9 +50,12 @@ T0 = 1_588_262_400_000
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def publish(bootstrap: str, ns: str, n: int, batch: int) -> int:
+def publish(bootstrap: str, ns: str, n: int, batch: int, wire: str = "json") -> int:
     """Publish n samples of 256 GPUs; return the number of messages sent."""
-    sink = KafkaSink(PublishSettings(bootstrap=bootstrap, namespace=ns, batch_records=batch))
+    extra = {} if wire == "json" else {"wire": wire}
+    sink = KafkaSink(
+        PublishSettings(bootstrap=bootstrap, namespace=ns, batch_records=batch, **extra)
+    )
     for i in range(n):
         sink.add(
             GPU_SAMPLE,
@@ -93,9 +100,12 @@ def bare_consume(bootstrap: str, topic: str, messages: int) -> float:
     return elapsed
 
 
-def ours(bootstrap: str, ns: str, n: int) -> float:
+def ours(bootstrap: str, ns: str, n: int) -> tuple[float, float]:
+    """Seconds from the launch of an ingest worker, and from its first poll that brought
+    records, to the flush that landed the n-th record."""
     stop = threading.Event()
     done: list[float] = []
+    first: list[float] = []
 
     def progress(s: IngestStats) -> None:
         if s.landed >= n and not done:
@@ -112,11 +122,20 @@ def ours(bootstrap: str, ns: str, n: int) -> float:
                 max_batch_seconds=2.0,
             )
         )
+        poll = ingestor.consumer.poll
+
+        def timed_poll(*args: object, **kw: object) -> object:
+            polled = poll(*args, **kw)  # type: ignore[arg-type]
+            if polled and not first:
+                first.append(time.perf_counter())
+            return polled
+
+        ingestor.consumer.poll = timed_poll  # type: ignore[method-assign]
         started = time.perf_counter()
         ingestor.run(stop=stop, progress=progress)
     if not done:
         raise RuntimeError("ingest stopped before landing every record")
-    return done[0] - started
+    return done[0] - started, done[0] - first[0]
 
 
 # -- scale-out: N worker processes in one group ----------------------------------------------
@@ -237,7 +256,8 @@ def run_workers(a: argparse.Namespace, ns: str, workers: int, sampler: Sampler) 
     )  # fmt: skip
 
 
-def scale_out(a: argparse.Namespace) -> None:
+def machine(a: argparse.Namespace) -> None:
+    """Print the machine and the versions."""
     import deltalake
     import kafka
     import pyarrow
@@ -255,6 +275,34 @@ def scale_out(a: argparse.Namespace) -> None:
         f"deltalake {deltalake.__version__}, kafka-python {kafka.__version__}; broker "
         f"{a.kafka} (local recipe: Kafka {recipe.group(1) if recipe else '?'})"
     )
+
+
+def side_by_side(a: argparse.Namespace) -> None:
+    """Bare consume loop against ingest, per wire format and records per message."""
+    machine(a)
+    print(
+        f"{'wire':>5} {'records/msg':>11} {'records':>9} {'bare rec/s':>11} "
+        f"{'ingest rec/s':>12} {'ratio':>6} {'from 1st poll':>13} {'ratio':>6}"
+    )
+    for wire in a.wires.split(","):
+        for batch in (int(b) for b in a.batches.split(",")):
+            ns = f"bench{uuid.uuid4().hex[:8]}"
+            ensure_topics(a.kafka, ns)
+            messages = publish(a.kafka, ns, a.records, batch, wire)
+            topic = topic_for(GPU_SAMPLE, ns)
+            bare = a.records / bare_consume(a.kafka, topic, messages)
+            launch, polled = ours(a.kafka, ns, a.records)
+            landed, steady = a.records / launch, a.records / polled
+            print(
+                f"{wire:>5} {batch:>11} {a.records:>9,} {bare:>11,.0f} {landed:>12,.0f} "
+                f"{landed / bare:>6.3f} {steady:>13,.0f} {steady / bare:>6.3f}"
+            )
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS of this process (publisher, bare loop and ingest): {rss:,.0f} MiB")
+
+
+def scale_out(a: argparse.Namespace) -> None:
+    machine(a)
     ns = f"bench{uuid.uuid4().hex[:8]}"
     ensure_topics(a.kafka, ns, partitions=a.partitions)
     t = time.perf_counter()
@@ -318,25 +366,15 @@ def main() -> None:
     ap.add_argument(
         "--broker-pid", type=int, help="scale-out: also report the broker process's CPU time"
     )
+    ap.add_argument("--wires", default="json,arrow", help="wire formats to run (json, arrow)")
+    ap.add_argument("--batches", default="1,64", help="records per message to run")
     a = ap.parse_args()
     if a.records is None:  # scale-out: enough that start-up and joining do not dominate
         a.records = 1_000_000 if a.workers else 200_000
     if a.workers:
         scale_out(a)
-        return
-    print(
-        f"{'records/msg':>11} {'records':>9} {'bare rec/s':>11} {'ingest rec/s':>12} {'ratio':>6}"
-    )
-    for batch in (1, 64):
-        ns = f"bench{uuid.uuid4().hex[:8]}"
-        ensure_topics(a.kafka, ns)
-        messages = publish(a.kafka, ns, a.records, batch)
-        topic = topic_for(GPU_SAMPLE, ns)
-        bare = a.records / bare_consume(a.kafka, topic, messages)
-        landed = a.records / ours(a.kafka, ns, a.records)
-        print(f"{batch:>11} {a.records:>9,} {bare:>11,.0f} {landed:>12,.0f} {landed / bare:>6.3f}")
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak RSS of this process: {rss:,.0f} MiB")
+    else:
+        side_by_side(a)
 
 
 if __name__ == "__main__":

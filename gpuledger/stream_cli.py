@@ -96,6 +96,7 @@ def cmd_collect(a: argparse.Namespace) -> int:
             namespace=a.namespace,
             batch_records=a.batch_records,
             security=security,
+            wire=a.wire,
         )
     )
     try:
@@ -244,6 +245,12 @@ def _add_collect(sub: Any) -> None:
     p.add_argument("--namespace", default="", help="topic prefix, e.g. a site id (default none)")
     p.add_argument(
         "--batch-records", type=int, default=64, help="records per Kafka message (default 64)"
+    )
+    p.add_argument(
+        "--wire",
+        choices=("json", "arrow"),
+        default="json",
+        help="message format: json (wire v1, default) or arrow (Arrow IPC, wire v2; docs/wire.md)",
     )
     _add_partitions(p)
     p.set_defaults(func=cmd_collect)

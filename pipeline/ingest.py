@@ -1,9 +1,11 @@
 """``ingest``: the consumer group that lands Kafka records in the Delta lake, exactly once.
 
-Per message: decode the envelope; per partition and poll, validate every record of its
-messages at once, column-wise (``pipeline.columnar``; record by record, ``pipeline.validate``,
-when that cannot decide), send rejects to ``<topic>.dlq`` with the raw bytes and the reason;
-anything that raises while one message is decoded is a dead letter too, never a crash. Per
+Per partition and poll, decode its messages in runs of up to ``MAX_RUN``, at once
+(``pipeline.wire_batch``: JSON v1 envelopes and Arrow v2 streams into Arrow columns), validate
+every record of a run at once, column-wise (``pipeline.columnar``; message by message and
+record by record, ``pipeline.validate``, when that cannot decide), send rejects to
+``<topic>.dlq`` with the raw bytes and the reason; anything that raises while one message is
+decoded is a dead letter too, never a crash (docs/wire.md: the wire formats). Per
 partition, the validated rows are buffered as Arrow tables and flushed by size or age: dedup,
 make the dead letters durable, then one Delta commit per table carrying the rows and one app
 transaction per Kafka partition (``<group>:<topic>:<partition>`` -> last offset written;
@@ -31,7 +33,7 @@ from kafka.structs import TopicPartition
 from prometheus_client import CollectorRegistry
 
 from pipeline import lake as lakes
-from pipeline.columnar import land, per_message, validate
+from pipeline.columnar import land
 from pipeline.consume import (
     ClientSettings,
     Rebalance,
@@ -46,7 +48,7 @@ from pipeline.ingest_buffer import PartitionBuffer, take
 from pipeline.ingest_maintenance import start_compactor
 from pipeline.ingest_metrics import IngestMetrics
 from pipeline.ingest_settings import IngestSettings, IngestStats
-from pipeline.records import Kind, RecordError, dead_letter_topic
+from pipeline.records import Kind, dead_letter_topic
 from pipeline.topics import contract_topics, kind_for_topic
 from pipeline.wire import encode_record
 from pipeline.write import commit_rows
@@ -55,6 +57,8 @@ __all__ = ["Ingestor", "IngestSettings", "IngestStats"]
 
 log = logging.getLogger(__name__)
 LAG_CHECK_S = 1.0
+MAX_RUN = 1024
+"""Most messages of one partition decoded and validated at once (``pipeline.wire_batch``)."""
 
 
 class Ingestor:
@@ -162,58 +166,49 @@ class Ingestor:
     def _take_polled(
         self, polled: dict[TopicPartition, list[Any]], moved: set[TopicPartition]
     ) -> bool:
-        """Buffer and validate one poll's messages; whether any partition brought some."""
+        """Decode and validate one poll's messages, in runs per partition; whether any
+        partition brought some. Memory stays bounded inside one large poll: a flush as soon as
+        ``max_batch_records`` are buffered, the runs sized to fit what is left."""
         got = False
         for tp, messages in polled.items():
             if tp in moved:
                 continue  # fetched from before the seek: read again from the lake's offset
-            for msg in messages:
-                self._buffered += self._take(tp, msg)
+            at = 0
+            while at < len(messages):
+                run = messages[at : at + self._run_length(tp)]
+                at += len(run)
+                self._take(tp, run)
                 if self._buffered >= self.settings.max_batch_records:
-                    self.flush()  # bounded memory, even inside one large poll
-            if tp in self.buffers:
-                self._validate(tp, self.buffers[tp])
+                    self.flush()
             got = got or bool(messages)
         return got
+
+    def _run_length(self, tp: TopicPartition) -> int:
+        """Messages to decode at once: about what still fits before ``max_batch_records``, at
+        the partition's records per message so far (at least 1, at most ``MAX_RUN``)."""
+        buf = self.buffers.get(tp)
+        per_message = max(1.0, buf.taken / buf.messages) if buf and buf.messages else 1.0
+        room = self.settings.max_batch_records - self._buffered
+        return int(min(MAX_RUN, max(1, room // per_message)))
 
     def lag(self) -> int:
         s = self.settings
         return lag(self.consumer, s.lake, s.group, s.namespace, self._topics)
 
-    def _take(self, tp: TopicPartition, msg: Any) -> int:
-        """Buffer one message (``_validate`` checks its records); return how many it carried."""
-        self.stats.messages += 1
-        k = kind_for_topic(tp.topic, self.settings.namespace)
+    def _take(self, tp: TopicPartition, messages: list[Any]) -> int:
+        """Buffer a run of one partition's messages and dead-letter its rejects; return how
+        many records it carried (a dead message counts one)."""
+        self.stats.messages += len(messages)
         buf = self.buffers.get(tp)
         if buf is None:
-            buf = self.buffers[tp] = PartitionBuffer(k, first=msg.offset)
-        return take(buf, msg, tp.topic)
-
-    def _validate(self, tp: TopicPartition, buf: PartitionBuffer) -> None:
-        """Validate the records of the messages taken since the last call, all at once; dead
-        letters in message order, as if each message were validated alone."""
-        pending, buf.pending = buf.pending, []
-        batches = [rs for _, rs in pending if not isinstance(rs, RecordError)]
-        raws = [r for rs in batches for r in rs]
-        parts, bad = validate(buf.kind, raws) if raws else ([], [])
-        buf.parts.extend(p for p in parts if len(p))
-        listed = any(isinstance(p, list) and p for p in parts)
-        if not bad and not listed and len(batches) == len(pending):
-            return  # nothing to dead-letter, no origins to keep
-        rejects = iter(per_message(bad, map(len, batches)))
-        for msg, rs in pending:
-            if isinstance(rs, RecordError):
-                self._reject(tp, msg.offset, msg.value or b"", rs.reason, rs.error_class)
-                buf.rejected += 1
-                continue
-            mine = next(rejects)
-            for r in mine:
-                why = r.error.reason, r.error.error_class
-                self._reject(tp, msg.offset, encode_record(r.raw), *why, buf.kind, r.index)
-            buf.rejected += len(mine)
-            if listed:  # records, kept with their origins
-                bad_at = {r.index for r in mine}
-                buf.origins.extend((msg.offset, i) for i in range(len(rs)) if i not in bad_at)
+            k = kind_for_topic(tp.topic, self.settings.namespace)
+            buf = self.buffers[tp] = PartitionBuffer(k, first=messages[0].offset)
+        before = buf.taken
+        for letter in take(buf, messages, tp.topic):
+            raw, why = letter.raw, (letter.reason, letter.error_class)
+            self._reject(tp, letter.offset, raw, *why, letter.kind, letter.index)
+        self._buffered += buf.taken - before
+        return buf.taken - before
 
     def _reject(
         self,
@@ -248,8 +243,6 @@ class Ingestor:
         """Land every buffer: per table one commit with its partitions' offsets."""
         if not self.buffers:
             return
-        for tp, buf in self.buffers.items():
-            self._validate(tp, buf)
         batches: dict[str, list[tuple[TopicPartition, PartitionBuffer, pa.Table]]] = {}
         for tp, buf in self.buffers.items():
             batches.setdefault(buf.kind.name, []).append((tp, buf, self._rows(tp, buf)))

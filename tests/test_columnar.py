@@ -338,9 +338,8 @@ def test_ingest_letters_and_rows_match_validating_each_message_alone(tmp_path: P
         value = _envelope(k, raws)
         messages.append(_Message(offset, rng.choice([value] * 8 + [b"\x00junk", None])))
     ingestor = _ingestor(tmp_path)
-    assert sum(ingestor._take(tp, m) for m in messages) == ingestor.buffers[tp].taken
+    assert ingestor._take(tp, messages) == ingestor.buffers[tp].taken
     buf = ingestor.buffers[tp]
-    ingestor._validate(tp, buf)
     rows = ingestor._rows(tp, buf)
 
     expected: list[DeadLetter] = []  # what ingest sent validating message by message
