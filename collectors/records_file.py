@@ -156,9 +156,10 @@ class RecordsFileCollector:
                 elif held is not None:
                     held.append(item)
                     if rows > self.buffer_records:  # too many to hold: spool, or read again
-                        spooled = spool() if spool is not None else None
-                        for early in held if spooled is not None else ():
-                            spooled.add(early)
+                        if spool is not None:
+                            spooled = spool()
+                            for early in held:
+                                spooled.add(early)
                         held = None
             if problems:
                 raise problems.error()
@@ -216,7 +217,7 @@ class RecordsFileCollector:
         k = self.kind
         read = functools.partial(_parquet_tables, k, self.path)
         spool = functools.partial(_Spool, k.arrow_schema())
-        for table in self._refusable(read, lambda t: t.num_rows, spool):  # type: ignore[arg-type]
+        for table in self._refusable(read, lambda t: t.num_rows, spool):
             yield k, table
 
 

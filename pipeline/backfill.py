@@ -1,11 +1,12 @@
 """Backfill: the same validation, dedup and writing as ``ingest``, straight into the lake.
 
 ``LakeSink`` is the no-broker sink for collectors (history, public traces, a laptop). Records
-are validated and deduplicated in chunks and staged, in bounded memory, as Parquet under
-``<lake>/_staging/``; ``flush`` then lands each kind's rows in one Delta commit that also
-removes the rows an earlier run of the same load wrote (wherever their corrected values put
-them). The load id derives from the content (``backfill_load_id``), so a re-run replaces its
-own rows instead of adding to them. Rejected records go to ``<lake>/_quarantine/``.
+are validated and deduplicated in chunks and staged, in bounded memory, as the table's own data
+files under ``<lake>/_staging/`` (``pipeline.lake_files``); ``flush`` then lands each kind's
+rows in one Delta commit that also removes the rows an earlier run of the same load wrote
+(wherever their corrected values put them). The load id derives from the content
+(``backfill_load_id``), so a re-run replaces its own rows instead of adding to them. Rejected
+records go to ``<lake>/_quarantine/``.
 """
 
 from __future__ import annotations
@@ -21,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from pipeline import lake as lakes
 from pipeline.columnar import Part, land, validate
 from pipeline.dead_letter import DeadLetter, QuarantineWriter
+from pipeline.lake_files import StagedFiles, commit_staged
 from pipeline.records import Kind, Record
 from pipeline.validate import Reject
 from pipeline.wire import encode_record
@@ -76,8 +77,7 @@ class SinkStats:
 
 @dataclass
 class _Stage:
-    path: Path
-    writer: pq.ParquetWriter
+    files: StagedFiles
     rows: int = 0
     rejected: int = 0
 
@@ -163,10 +163,13 @@ class LakeSink:
         ]
         stage = self._stages.get(k.name)
         if stage is None:
-            self._staging.mkdir(parents=True, exist_ok=True)
-            path = self._staging / f"{k.table}.parquet"
-            stage = self._stages[k.name] = _Stage(path, pq.ParquetWriter(path, row_schema(k)))
-        stage.writer.write_table(rows)
+            if not self._stages:  # a failed run's leftovers
+                shutil.rmtree(self._staging, ignore_errors=True)
+            files = StagedFiles(
+                table_of(self.lake, k), self._staging / k.table, row_schema(k), load_id=self.load_id
+            )
+            stage = self._stages[k.name] = _Stage(files)
+        stage.files.write(rows)
         stage.rows += rows.num_rows
         stage.rejected += len(letters)
         if letters:
@@ -179,21 +182,24 @@ class LakeSink:
         self.stats.conflicts += conflicts
 
     def _commit(self, k: Kind, stage: _Stage) -> None:
-        stage.writer.close()
+        stage.files.close()
         quarantine = self._quarantine.pop(k.name, None)
         if quarantine is not None:  # durable before the commit that counts its records
             path = quarantine.close()
             self.stats.quarantine.append(path)
             log.warning("%d %s records rejected; see %s", stage.rejected, k.name, path)
         first = k.name not in self._committed
-        version = lakes.commit(
-            table_of(self.lake, k),
-            stage.path,
-            load_id=self.load_id,
-            metadata=load_metadata(k, self.origin, stage.rows, stage.rejected),
-            replace_load=first,
-        )
+        metadata = load_metadata(k, self.origin, stage.rows, stage.rejected)
+        version = commit_staged(stage.files, metadata=metadata, replace_load=first)
+        if version is None:  # another writer committed meanwhile: land the files restamped
+            version = lakes.commit(
+                table_of(self.lake, k),
+                stage.files,
+                load_id=self.load_id,
+                metadata=metadata,
+                replace_load=first,
+            )
         self._committed.add(k.name)
         self.stats.commits += 1
         self.stats.versions[k.table] = version
-        stage.path.unlink()
+        shutil.rmtree(stage.files.staging, ignore_errors=True)

@@ -202,7 +202,7 @@ def dedup_table(k: Kind, table: pa.Table) -> tuple[pa.Table, int, int]:
     """``dedup.dedup`` on Arrow rows: the rows kept (each key's last, in the order of last
     writes), the duplicates and the conflicts."""
     n = table.num_rows
-    if n < 2:
+    if n < 2 or _distinct_keys(k, table):
         return table, 0, 0
     keyed = table.select(list(k.key)).append_column("row", pa.array(np.arange(n)))
     last = keyed.group_by(list(k.key), use_threads=False).aggregate([("row", "max")])
@@ -221,6 +221,29 @@ def dedup_table(k: Kind, table: pa.Table) -> tuple[pa.Table, int, int]:
             else:
                 conflicts += 1
     return table.take(np.sort(last["row_max"].to_numpy())), duplicates, conflicts
+
+
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _distinct_keys(k: Kind, table: pa.Table) -> bool:
+    """True when no two rows share a key, found from a 64-bit hash of the keys (distinct
+    hashes prove distinct keys; a shared hash, or a null key, leaves it to the grouping)."""
+    mixed = np.zeros(table.num_rows, dtype=np.uint64)
+    for name in k.key:
+        col = table.column(name)
+        if col.null_count:
+            return False
+        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+            col = pc.dictionary_encode(col).combine_chunks().indices
+        elif pa.types.is_timestamp(col.type) or pa.types.is_integer(col.type):
+            col = col.cast(pa.int64())
+        else:
+            return False
+        values = col.to_numpy() if isinstance(col, pa.Array) else col.combine_chunks().to_numpy()
+        mixed = mixed * _MIX + values.astype(np.uint64)
+    mixed.sort()
+    return not bool((mixed[1:] == mixed[:-1]).any())
 
 
 def to_records(k: Kind, table: pa.Table) -> list[Record]:

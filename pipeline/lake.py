@@ -26,12 +26,13 @@ from __future__ import annotations
 import logging
 import time
 import urllib.parse
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
@@ -165,24 +166,52 @@ def stamp(data: pa.Table, version: int, load_id: str) -> pa.Table:
         if name in data.column_names:
             data = data.drop_columns([name])
     n = data.num_rows
-    data = data.append_column(LAKE_FIELDS[0], pa.array([version] * n, pa.int64()))
-    return data.append_column(LAKE_FIELDS[1], pa.array([load_id] * n, pa.string()))
+    data = data.append_column(LAKE_FIELDS[0], pa.array(np.full(n, version, dtype=np.int64)))
+    return data.append_column(LAKE_FIELDS[1], repeated_text(load_id, n))
+
+
+def repeated_text(text: str, n: int) -> pa.Array:
+    """A string array of ``n`` times ``text``, built from its buffers."""
+    raw = text.encode()
+    offsets = np.arange(n + 1, dtype=np.int64) * len(raw)
+    if offsets[-1] < 2**31:
+        offsets = offsets.astype(np.int32)
+        return pa.Array.from_buffers(
+            pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(raw * n)]
+        )
+    return pa.array([text] * n, pa.string())
 
 
 def _replace_predicate(load_id: str) -> str:
     return f"{LOAD_COL} = '" + load_id.replace("'", "''") + "'"
 
 
-def _stamped(data: pa.Table | Path, version: int, load_id: str) -> Any:
+class RowSource(Protocol):
+    """Rows to commit, read in chunks (``pipeline.lake_files.StagedFiles``)."""
+
+    rows_schema: pa.Schema
+
+    def rows(self) -> Iterator[pa.Table]: ...
+
+
+def _columns(data: pa.Table | Path | RowSource) -> pa.Schema:
+    if isinstance(data, pa.Table):
+        return data.schema
+    return pq.read_schema(data) if isinstance(data, Path) else data.rows_schema
+
+
+def _stamped(data: pa.Table | Path | RowSource, version: int, load_id: str) -> Any:
     if isinstance(data, pa.Table):
         return stamp(data, version, load_id)
-    source = pq.ParquetFile(data)
-    schema = pa.schema(list(source.schema_arrow) + LAKE_FIELDS)
-    batches = (
-        batch
-        for raw in source.iter_batches(batch_size=65_536)
-        for batch in stamp(pa.Table.from_batches([raw]), version, load_id).to_batches()
-    )
+    if isinstance(data, Path):
+        tables: Iterable[pa.Table] = (
+            pa.Table.from_batches([raw])
+            for raw in pq.ParquetFile(data).iter_batches(batch_size=65_536)
+        )
+    else:
+        tables = data.rows()
+    schema = pa.schema(list(_columns(data)) + LAKE_FIELDS)
+    batches = (b for t in tables for b in stamp(t, version, load_id).to_batches())
     return pa.RecordBatchReader.from_batches(schema, batches)
 
 
@@ -226,7 +255,7 @@ def _write(
 
 def commit(
     path: Path,
-    data: pa.Table | Path,
+    data: pa.Table | Path | RowSource,
     *,
     load_id: str,
     partition_by: list[str] | None = PARTITION_BY,
@@ -236,7 +265,7 @@ def commit(
     replace_where: str | None = None,
 ) -> int:
     """Write ``data`` (contract columns, plus ``date`` when partitioned; a table, or a Parquet
-    file streamed in bounded memory) as one commit; return its version.
+    file or a ``RowSource`` streamed in bounded memory) as one commit; return its version.
 
     The version is stamped into ``_version`` before writing and the commit is made with no
     retries: when another writer took that version first, the stamp is redone and the write
@@ -248,8 +277,7 @@ def commit(
     its offsets and metadata.
     """
     offsets = list(offsets)
-    columns = data.schema if isinstance(data, pa.Table) else pq.read_schema(data)
-    schema = pa.schema(list(columns) + LAKE_FIELDS)
+    schema = pa.schema(list(_columns(data)) + LAKE_FIELDS)
     ensure_table(path, schema, partition_by)
     props_meta = {k: str(v) for k, v in (metadata or {}).items()}
     props_meta["gpuledger.load_id"] = load_id
