@@ -122,7 +122,7 @@ class _File:
         }
         st = self.path.stat()
         return AddAction(
-            urllib.parse.quote(self.rel, safe="/="),
+            self.rel,  # the log holds it quoted
             st.st_size,
             self.values,
             int(st.st_mtime * 1000),
@@ -299,7 +299,8 @@ def _replacing(dt: DeltaTable, staged: StagedFiles) -> tuple[list[RemoveAction],
                 continue
             if rest.num_rows:
                 kept.append(_kept(staged, a, rest))
-        removes.append(RemoveAction(a["path"], True, now, a.get("size_bytes"), None))
+        path = urllib.parse.unquote(a["path"])  # quoted again in the log, as the add was
+        removes.append(RemoveAction(path, True, now, a.get("size_bytes"), None))
     return removes, kept
 
 
