@@ -15,10 +15,12 @@ own process (wall time and peak RSS from ``os.wait4``):
    sum util x covered hours, allocated = gpu_count x held hours, busy allocated = busy of the
    samples an allocation holds; all clipped to local (Asia/Shanghai) months.
 
-All must agree to 1e-9 relative. Not a test.
+All must agree to 1e-9 relative. Not a test. ``--samples FILE`` reuses a file written before
+(by ``--keep``, with the same fleet options) instead of generating one; ``--only backfill``
+stops after step 1, ``--only rollup`` after step 3 (skipping step 2), to time one step.
 
     .venv/bin/python benchmarks/fleet.py --gpus 100 --days 7 --step 15 [--lake DIR] [--keep]
-        [--compact]
+        [--compact] [--samples FILE] [--only backfill|rollup]
 """
 
 from __future__ import annotations
@@ -246,6 +248,8 @@ def main() -> int:
     p.add_argument("--lake", type=Path, help="lake folder (default: in a temporary folder)")
     p.add_argument("--keep", action="store_true", help="keep the temporary folder")
     p.add_argument("--compact", action="store_true", help="also compact the lake and report again")
+    p.add_argument("--samples", type=Path, help="reuse this samples file (same fleet options)")
+    p.add_argument("--only", choices=("backfill", "rollup"), help="stop after this step")
     p.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.worker:  # a step in its own process
@@ -272,26 +276,37 @@ def main() -> int:
         f"duckdb {duckdb.__version__}, deltalake {deltalake_version}"
     )
     fleet = ["--gpus", str(a.gpus), "--days", str(a.days), "--step", str(a.step)]
-    wall, rss, out = run(me(*fleet, "--worker", "generate", str(samples)), log)
-    rows = int(out)
-    size = samples.stat().st_size
-    print(f"generate: {rows:,} samples, {size / 2**20:,.1f} MiB Parquet, {wall:.1f} s, {mib(rss)}")
+    if a.samples:
+        samples = a.samples
+        rows = pq_rows(samples)
+        print(f"samples: {rows:,} from {samples}")
+    else:
+        wall, rss, out = run(me(*fleet, "--worker", "generate", str(samples)), log)
+        rows = int(out)
+        size = samples.stat().st_size
+        print(f"generate: {rows:,} samples, {size / 2**20:,.1f} MiB, {wall:.1f} s, {mib(rss)}")
     allocs.write_text("".join(json.dumps(r) + "\n" for r in allocations(a.gpus, a.days)))
 
     args = ["backfill", "--lake", str(lake), "records", "--kind"]
     wall, rss, _ = run(cli(*args, "gpu_sample", "--file", str(samples)), log)
     print(f"backfill: {wall:.1f} s, {rows / wall:,.0f} samples/s, peak RSS {mib(rss)}")
     run(cli(*args, "allocation", "--file", str(allocs)), log)
+    if a.only == "backfill":
+        return done(a, work)
 
-    raw_s, raw_rss, out = run(me(*fleet, "--worker", "raw", str(lake)), log)
-    raw = keyed(json.loads(out))
-    print(f"report, raw path: {raw_s:.2f} s, peak RSS {mib(raw_rss)}")
+    raw: dict = {}
+    if a.only is None:
+        raw_s, raw_rss, out = run(me(*fleet, "--worker", "raw", str(lake)), log)
+        raw = keyed(json.loads(out))
+        print(f"report, raw path: {raw_s:.2f} s, peak RSS {mib(raw_rss)}")
     wall, rss, out = run(cli("lake", "rollup", "--lake", str(lake), "--format", "json"), log)
     built = json.loads(out)
     print(
         f"rollup: {wall:.1f} s, {rows / wall:,.0f} samples/s, peak RSS {mib(rss)}, "
         f"{built['partitions']} partitions -> {built['bins']:,} bins"
     )
+    if a.only == "rollup":
+        return done(a, work)
     report = ["report", "utilisation", "--lake", str(lake), "--period", "month"]
     ours_s, ours_rss, out = run(cli(*report, "--by", "cluster", "--format", "json"), log)
     ours = keyed(json.loads(out))
@@ -325,6 +340,16 @@ def main() -> int:
             f"busy allocated {r['busy_allocated_gpu_h']:,.3f}"
         )
     print(f"agree: {len(ours)} rows x {len(FIGURES)} figures x 3 paths, worst relative {worst:.1e}")
+    return done(a, work)
+
+
+def pq_rows(path: Path) -> int:
+    import pyarrow.parquet as pq
+
+    return int(pq.ParquetFile(path).metadata.num_rows)
+
+
+def done(a: argparse.Namespace, work: Path) -> int:
     if a.keep:
         print(f"kept {work}")
     else:

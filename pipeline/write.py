@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipeline import lake as lakes
 from pipeline.records import Kind, Record
@@ -43,8 +44,11 @@ def row_schema(k: Kind) -> pa.Schema:
 
 def with_dates(k: Kind, table: pa.Table) -> pa.Table:
     """``table`` with the ``date`` partition column: the UTC date of the kind's time field."""
-    # = pc.strftime(..., format="%Y-%m-%d") over 0001..9999, an order of magnitude faster
-    dates = table.column(k.time_field).cast(pa.date32()).cast(pa.string())
+    # = pc.strftime(..., format="%Y-%m-%d") over 0001..9999, an order of magnitude faster;
+    # each distinct day formatted once
+    days = table.column(k.time_field).cast(pa.date32())
+    distinct = pc.unique(days)
+    dates = pc.take(distinct.cast(pa.string()), pc.index_in(days, value_set=distinct))
     return table.append_column(row_schema(k).field(lakes.DATE_COL), dates)
 
 
