@@ -160,6 +160,33 @@ def _legend(
     return out
 
 
+PLOT_LEFT, PLOT_TOP, PLOT_RIGHT = 60, 24, 170
+"""The margins of the line and bar charts' plot area: axis labels left, title top, legend
+right."""
+
+
+def _xy_chart(
+    kind: str,
+    xlabels: Sequence[str],
+    title: str,
+    unit: str,
+    ymax: float,
+    width: int,
+    height: int,
+) -> tuple[list[str], int, int]:
+    """The opening ``<svg>`` and the axes of a chart over ``xlabels`` up to ``ymax``, and its
+    plot area's width and height; the chart grows by the room its x labels need beyond 30."""
+    pw = width - PLOT_LEFT - PLOT_RIGHT
+    height += _bottom(xlabels, pw) - 30
+    ph = height - PLOT_TOP - _bottom(xlabels, pw)
+    out = [
+        f'<svg class="chart" data-chart="{kind}" role="img" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" {FONT}><title>{escape(title)}</title>'
+    ]
+    out += _axes(PLOT_LEFT, PLOT_TOP, pw, ph, ymax, xlabels, unit)
+    return out, pw, ph
+
+
 def line_chart(
     xlabels: Sequence[str],
     series: Mapping[str, Sequence[float | None]],
@@ -169,18 +196,10 @@ def line_chart(
     height: int = 260,
 ) -> str:
     """One polyline per series over the x labels; a None breaks the line."""
-    left, top, right = 60, 24, 170
-    pw = width - left - right
-    height += _bottom(xlabels, pw) - 30
-    ph = height - top - _bottom(xlabels, pw)
     vals = [v for s in series.values() for v in s if v is not None]
     ymax = nice_max(max(vals, default=0.0))
-    n = max(len(xlabels), 1)
-    out = [
-        f'<svg class="chart" data-chart="line" role="img" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" {FONT}><title>{escape(title)}</title>'
-    ]
-    out += _axes(left, top, pw, ph, ymax, xlabels, unit)
+    out, pw, ph = _xy_chart("line", xlabels, title, unit, ymax, width, height)
+    left, top, n = PLOT_LEFT, PLOT_TOP, max(len(xlabels), 1)
     for i, (name, vs) in enumerate(series.items()):
         colour = PALETTE[i % len(PALETTE)]
         runs: list[list[str]] = [[]]
@@ -217,19 +236,11 @@ def stacked_bars(
     colours: Mapping[str, str] | None = None,
 ) -> str:
     """One bar per x label, stacked by series (None and negatives count as 0)."""
-    left, top, right = 60, 24, 170
-    pw = width - left - right
-    height += _bottom(xlabels, pw) - 30
-    ph = height - top - _bottom(xlabels, pw)
-    n = max(len(xlabels), 1)
     totals = [sum(max(0.0, s[j] or 0.0) for s in series.values()) for j in range(len(xlabels))]
     ymax = nice_max(max(totals, default=0.0))
+    out, pw, ph = _xy_chart("bars", xlabels, title, unit, ymax, width, height)
+    left, top, n = PLOT_LEFT, PLOT_TOP, max(len(xlabels), 1)
     bw = max(1.0, pw / n * 0.8)
-    out = [
-        f'<svg class="chart" data-chart="bars" role="img" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" {FONT}><title>{escape(title)}</title>'
-    ]
-    out += _axes(left, top, pw, ph, ymax, xlabels, unit)
     for j in range(len(xlabels)):
         base = 0.0
         x = left + (j + 0.1) * pw / n
