@@ -184,12 +184,14 @@ class Ingestor:
         return got
 
     def _run_length(self, tp: TopicPartition) -> int:
-        """Messages to decode at once: about what still fits before ``max_batch_records``, at
-        the partition's records per message so far (at least 1, at most ``MAX_RUN``)."""
+        """Messages to decode at once: about what still fits before ``max_batch_records`` at
+        the partition's records per message so far (at least 1, at most ``MAX_RUN``; the
+        first run of a buffer is one message, to learn it)."""
         buf = self.buffers.get(tp)
-        per_message = max(1.0, buf.taken / buf.messages) if buf and buf.messages else 1.0
+        if buf is None or not buf.messages:
+            return 1
         room = self.settings.max_batch_records - self._buffered
-        return int(min(MAX_RUN, max(1, room // per_message)))
+        return int(min(MAX_RUN, max(1, room // max(buf.taken / buf.messages, 1.0))))
 
     def lag(self) -> int:
         s = self.settings
