@@ -6,6 +6,7 @@ from them."""
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from importlib.resources.abc import Traversable
@@ -38,12 +39,63 @@ def _sql_files() -> dict[str, Traversable]:
 
 
 def load_sql(name: str) -> str:
-    """The text of the warehouse's ``<name>.sql`` (the catalogue's or a subpackage's ``sql/``)."""
+    """The text of the warehouse's ``<name>.sql`` (the catalogue's or a subpackage's ``sql/``),
+    its template uses expanded (``expand_sql``)."""
     try:
         entry = _sql_files()[name]
     except KeyError:
         raise KeyError(f"no warehouse SQL file {name}.sql") from None
-    return entry.read_text(encoding="utf-8")
+    return expand_sql(entry.read_text(encoding="utf-8"), name)
+
+
+_USE = re.compile(r"^(?P<indent>[ \t]*)/\*(?P<name>\w+)[ \t]*\n(?P<body>.*?)\*/", re.M | re.S)
+_SLOT = re.compile(r"/\*(\w+)\*/")
+_PARAM = re.compile(r"(\w+):(?:\s+(.*))?")
+
+
+def expand_sql(text: str, where: str = "SQL") -> str:
+    """``text`` with each use of a template replaced by the template filled in.
+
+    A use stands on lines of its own: ``/*<template>`` (a SQL file of the warehouse), one
+    ``<slot>: <SQL>`` line per slot of the template (a line without ``name:`` continues the
+    one before it), ``*/``. The template's ``/*<slot>*/`` are replaced by that SQL, exactly;
+    its header comment lines and final ``;`` are left out, its lines indented as the use.
+    Every slot must be given, and nothing else: a use that does not fit raises ValueError."""
+    return _USE.sub(lambda m: _fill(m["name"], _params(m["body"], where), m["indent"], where), text)
+
+
+def _params(body: str, where: str) -> dict[str, str]:
+    params: dict[str, list[str]] = {}
+    key = None
+    for line in body.splitlines():
+        if not line.strip():
+            continue
+        m = _PARAM.fullmatch(line.strip())
+        if m is not None:
+            key = m[1]
+            if key in params:
+                raise ValueError(f"{where}: slot {key} given twice")
+            params[key] = [m[2] or ""]
+        elif key is None:
+            raise ValueError(f"{where}: a template use must start with '<slot>: ', not {line!r}")
+        else:
+            params[key].append(line.strip())
+    return {k: " ".join(v for v in lines if v) for k, lines in params.items()}
+
+
+def _fill(name: str, params: dict[str, str], indent: str, where: str) -> str:
+    lines = load_sql(name).strip().removesuffix(";").splitlines()
+    while lines and lines[0].startswith("--"):
+        lines.pop(0)
+    body = "\n".join(lines)
+    slots = set(_SLOT.findall(body))
+    if slots != set(params):
+        raise ValueError(
+            f"{where}: template {name}.sql has slots {', '.join(sorted(slots)) or 'none'}, "
+            f"given {', '.join(sorted(params)) or 'none'}"
+        )
+    filled = _SLOT.sub(lambda m: params[m[1]], body)
+    return "\n".join(indent + line if line else line for line in filled.split("\n"))
 
 
 def select_typed(columns: list[tuple[str, str]], source: str | None, provenance: bool) -> str:
