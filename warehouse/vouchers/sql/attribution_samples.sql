@@ -1,32 +1,13 @@
--- attribution_samples: covered and busy GPU-hours per claim from every GPU sample under its claimed allocations (by GPU uuid when the allocation lists its GPUs, else by job id / pod name), each sample's coverage clipped to the claimed allocation span (the raw path: exact for any claim period); inputs: claim_allocations, gpu_sample_coverage
+-- attribution_samples: covered and busy GPU-hours per claim from every GPU sample under its claimed allocations (claim_sample_pieces.sql: by GPU uuid when the allocation lists its GPUs, else by job id / pod name), each sample's coverage clipped to the claimed allocation span (the raw path: exact for any claim period); inputs: claim_allocations, gpu_sample_coverage
 WITH
-held AS (
-    SELECT claim_id, datacentre, cluster, unnest(gpu_uuids) AS ref, s_ms, e_ms
-    FROM claim_allocations
-    WHERE gpu_uuids IS NOT NULL
-),
-by_gpu AS (
-    SELECT
-        h.claim_id,
-        (least(s.e_ms, h.e_ms) - greatest(s.s_ms, h.s_ms)) / 3600000.0 AS cov_h,
-        s.util
-    FROM held AS h
-    JOIN gpu_sample_coverage AS s
-        ON s.datacentre = h.datacentre AND s.cluster = h.cluster AND s.gpu_uuid = h.ref
-        AND s.s_ms < h.e_ms AND s.e_ms > h.s_ms
-),
-by_job AS (
-    SELECT
-        ca.claim_id,
-        (least(s.e_ms, ca.e_ms) - greatest(s.s_ms, ca.s_ms)) / 3600000.0 AS cov_h,
-        s.util
-    FROM claim_allocations AS ca
-    JOIN gpu_sample_coverage AS s
-        ON s.datacentre = ca.datacentre AND s.cluster = ca.cluster
-        AND s.s_ms < ca.e_ms AND s.e_ms > ca.s_ms
-        AND (s.job_id = ca.job_id OR s.pod = ca.allocation_id OR s.pod = ca.job_id)
-    WHERE ca.gpu_uuids IS NULL
+pieces AS (
+    /*claim_sample_pieces
+        allocations: claim_allocations
+    */
 )
-SELECT claim_id, sum(cov_h) AS covered_gpu_h, coalesce(sum(util * cov_h), 0) AS busy_gpu_h
-FROM (SELECT * FROM by_gpu UNION ALL SELECT * FROM by_job)
+SELECT
+    claim_id,
+    sum((hi - lo) / 3600000.0) AS covered_gpu_h,
+    coalesce(sum(util * ((hi - lo) / 3600000.0)), 0) AS busy_gpu_h
+FROM pieces
 GROUP BY claim_id
