@@ -177,7 +177,7 @@ class Ingestor:
             while at < len(messages):
                 run = messages[at : at + self._run_length(tp)]
                 at += len(run)
-                self._take(tp, run)
+                self._buffered += self._take(tp, run)
                 if self._buffered >= self.settings.max_batch_records:
                     self.flush()
             got = got or bool(messages)
@@ -209,7 +209,6 @@ class Ingestor:
         for letter in take(buf, messages, tp.topic):
             raw, why = letter.raw, (letter.reason, letter.error_class)
             self._reject(tp, letter.offset, raw, *why, letter.kind, letter.index)
-        self._buffered += buf.taken - before
         return buf.taken - before
 
     def _reject(

@@ -4,6 +4,7 @@ as validated parts with the offsets they span."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,6 +14,8 @@ from pipeline.records import Kind, RecordError
 from pipeline.validate import Reject
 from pipeline.wire import encode_record
 from pipeline.wire_batch import Batch, decode_batch
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -50,8 +53,12 @@ def take(buf: PartitionBuffer, messages: Sequence[Any], topic: str) -> list[Lett
     letter (its ``RecordError``), whatever raised."""
     buf.last = messages[-1].offset
     buf.messages += len(messages)
-    batch = decode_batch(buf.kind, messages, topic)
-    fast = _validate_columns(buf.kind, batch)
+    try:
+        batch = decode_batch(buf.kind, messages, topic)
+        fast = _validate_columns(buf.kind, batch)
+    except Exception:  # a bug there must not cost a record: message by message decides
+        log.exception("decoding a run at once failed; decoding message by message")
+        fast = None
     if fast is None:  # the records, message by message and record by record where need be
         batch = decode_batch(buf.kind, messages, topic, arrow_json=False)
         raws = [r for rs in batch.records() for r in rs]

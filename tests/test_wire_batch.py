@@ -273,3 +273,20 @@ def test_a_null_inside_a_list_of_texts_is_judged_record_by_record(arrow: bool) -
     assert [(x.offset, x.index) for x in letters] == [(3, 1)]
     assert rows.num_rows == 11
     assert_same(k, messages)
+
+
+def test_v2_messages_whose_schemas_differ_only_in_nullability_and_metadata_land_together() -> None:
+    k = GPU_SAMPLE
+    loose = pa.schema([pa.field(f.name, f.type) for f in k.arrow_schema()])  # all nullable
+    values = []
+    for i, schema in enumerate([k.arrow_schema(), loose, loose.with_metadata({"x": "y"})]):
+        batch_ = pa.RecordBatch.from_pylist([dict(record(k), ts=T0 + i)], schema=schema)
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, schema) as w:
+            w.write_batch(batch_)
+        values.append(sink.getvalue().to_pybytes())
+    messages = [Message(i, v, ARROW_V2_HEADERS) for i, v in enumerate(values)]
+    assert decode_batch(k, messages, k.topic).columns is not None
+    letters, rows = together(k, messages, k.topic)
+    assert letters == [] and rows.num_rows == 3
+    assert_same(k, messages)
