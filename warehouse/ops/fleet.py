@@ -15,7 +15,8 @@ Both surfaces ask the same questions of the warehouse, so both read them from he
 - ``telemetry_newest``: the newest record instant per (datacentre, cluster, kind).
 - ``lake_loads``: rows landed / rejected and the newest write per kind, from ``_loads``.
 
-The SQL is in ``warehouse/sql/ops_*.sql``; ``now`` is a parameter, so replays and tests pick it.
+The SQL is in ``warehouse/ops/sql/ops_*.sql`` (the window's coverage is the catalogue's
+template ``coverage.sql``); ``now`` is a parameter, so replays and tests pick it.
 """
 
 from __future__ import annotations

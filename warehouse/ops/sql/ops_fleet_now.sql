@@ -1,8 +1,8 @@
--- ops_fleet_now: one row per (datacentre, cluster, scope) with capacity / allocated / busy GPUs at the instant $now_ms, from the newest record of each unit made in ($now_ms - $horizon_ms, $now_ms] (scope '' = whole cluster); inputs: raw_occupancy, raw_gpu_samples (read only in that span: the filter reaches the Parquet scan), inventory, allocations_current, allocation_hold_spans, cluster_sources; params: $now_ms, $horizon_ms
+-- ops_fleet_now: one row per (datacentre, cluster, scope) with capacity / allocated / busy GPUs at the instant $now_ms, from the newest record of each unit made in ($now_ms - $horizon_ms, $now_ms] (scope '' = whole cluster; rows as ops_fleet_rows.sql makes them: NULL where a chosen source is silent); inputs: raw_occupancy, raw_gpu_samples (read only in that span: the filter reaches the Parquet scan), inventory, allocations_current, allocation_hold_spans, cluster_sources; params: $now_ms, $horizon_ms
 WITH
 occ AS (
     SELECT datacentre, cluster, coalesce(scope, '') AS scope,
-        arg_max(gpus_total, (ts, _version, _file, _row)) AS total,
+        arg_max(gpus_total, (ts, _version, _file, _row)) AS capacity,
         arg_max(gpus_allocated, (ts, _version, _file, _row)) AS allocated
     FROM raw_occupancy
     WHERE ts > make_timestamptz(($now_ms - $horizon_ms) * 1000)
@@ -44,7 +44,7 @@ smp_held AS (
 ),
 smp_c AS (
     SELECT datacentre, cluster, count(*) AS gpus, sum(util) AS busy,
-        coalesce(sum(util) FILTER (WHERE held), 0) AS busy_held
+        coalesce(sum(util) FILTER (WHERE held), 0) AS busy_allocated
     FROM smp_held
     GROUP BY ALL
 ),
@@ -54,42 +54,30 @@ alc AS (
     WHERE epoch_ms("start") <= $now_ms AND ("end" IS NULL OR epoch_ms("end") > $now_ms)
     GROUP BY ALL
 ),
--- a cluster is split by scope only when occupancy gives both its capacity and allocated
-by_scope AS (
-    SELECT o.datacentre, o.cluster, o.scope, o.total AS capacity, o.allocated,
-        CAST(NULL AS DOUBLE) AS busy, CAST(NULL AS DOUBLE) AS busy_allocated
-    FROM occ AS o
-    JOIN cluster_sources AS s USING (datacentre, cluster)
-    WHERE s.capacity_source = 'occupancy' AND s.allocated_source = 'occupancy'
-),
-occ_c AS (
-    SELECT datacentre, cluster, sum(total) AS total, sum(allocated) AS allocated
+-- each source's GPUs now per cluster in long form, named by source (cluster_sources' names):
+-- allocation records say 0 when none runs now; a silent source has no figure
+figures AS (
+    SELECT datacentre, cluster, 'occupancy' AS source, sum(capacity) AS capacity,
+        sum(allocated) AS allocated
     FROM occ
-    GROUP BY ALL
-),
-whole AS (
-    SELECT
-        s.datacentre,
-        s.cluster,
-        '' AS scope,
-        CASE s.capacity_source
-            WHEN 'occupancy' THEN o.total
-            WHEN 'inventory' THEN i.total
-            WHEN 'gpu_samples' THEN c.gpus
-        END AS capacity,
-        CASE s.allocated_source
-            WHEN 'allocation' THEN coalesce(a.allocated, 0)
-            WHEN 'occupancy' THEN o.allocated
-        END AS allocated,
-        c.busy,
-        CASE WHEN s.allocated_source = 'allocation' THEN c.busy_held END AS busy_allocated
-    FROM cluster_sources AS s
-    LEFT JOIN occ_c AS o USING (datacentre, cluster)
-    LEFT JOIN inv AS i USING (datacentre, cluster)
-    LEFT JOIN smp_c AS c USING (datacentre, cluster)
+    GROUP BY datacentre, cluster
+    UNION ALL
+    SELECT datacentre, cluster, 'inventory', total, NULL FROM inv
+    UNION ALL
+    SELECT datacentre, cluster, 'gpu_samples', gpus, NULL FROM smp_c
+    UNION ALL
+    SELECT datacentre, cluster, 'allocation', NULL, coalesce(a.allocated, 0)
+    FROM (SELECT DISTINCT datacentre, cluster FROM allocations_current) AS k
     LEFT JOIN alc AS a USING (datacentre, cluster)
-    WHERE NOT (s.capacity_source = 'occupancy' AND s.allocated_source = 'occupancy')
+),
+fleet AS (
+    /*ops_fleet_rows
+        scopes: occ
+        figures: figures
+        silent: NULL
+        busy: smp_c
+    */
 )
 SELECT datacentre, cluster, scope, capacity, allocated, busy, busy_allocated
-FROM (SELECT * FROM by_scope UNION ALL SELECT * FROM whole)
+FROM fleet
 ORDER BY datacentre, cluster, scope;

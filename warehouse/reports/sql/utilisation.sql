@@ -44,31 +44,41 @@ alloc_p AS MATERIALIZED (
     JOIN periods AS p ON a.s_ms < p.p1 AND a.e_ms > p.p0
     GROUP BY ALL
 ),
--- units whose no-telemetry share is averaged: scopes, nodes, GPUs seen in the report window
-occ_units AS (
-    SELECT datacentre, cluster, count(*) AS n
-    FROM (SELECT DISTINCT datacentre, cluster, scope FROM occ_p)
-    GROUP BY ALL
-),
-inv_units AS (
-    SELECT datacentre, cluster, count(DISTINCT node) AS n FROM inv_p GROUP BY ALL
-),
-smp_units AS (
-    SELECT datacentre, cluster, count(DISTINCT gpu_uuid) AS n FROM smp_p GROUP BY ALL
-),
-occ_c AS (
-    SELECT period, datacentre, cluster, sum(cap_h) AS cap_h, sum(alloc_h) AS alloc_h, sum(cov_h) AS cov_h
-    FROM occ_p GROUP BY ALL
-),
-inv_c AS (
-    SELECT period, datacentre, cluster, sum(cap_h) AS cap_h, sum(cov_h) AS cov_h
-    FROM inv_p GROUP BY ALL
-),
-smp_c AS (
+-- each source's figures per (period, cluster) in long form, named by source (cluster_sources'
+-- names): capacity, allocated, busy, busy-allocated and the coverage of its units
+figures AS (
     SELECT
-        period, datacentre, cluster,
-        sum(cov_h) AS cov_h, sum(busy_h) AS busy_h, sum(busy_alloc_h) AS busy_alloc_h
-    FROM smp_p GROUP BY ALL
+        period, datacentre, cluster, 'occupancy' AS source, sum(cap_h) AS cap_h,
+        sum(alloc_h) AS alloc_h, CAST(NULL AS DOUBLE) AS busy_h,
+        CAST(NULL AS DOUBLE) AS busy_alloc_h, sum(cov_h) AS cov_h
+    FROM occ_p
+    GROUP BY period, datacentre, cluster
+    UNION ALL
+    SELECT period, datacentre, cluster, 'inventory', sum(cap_h), NULL, NULL, NULL, sum(cov_h)
+    FROM inv_p
+    GROUP BY period, datacentre, cluster
+    UNION ALL
+    SELECT
+        period, datacentre, cluster, 'gpu_samples', sum(cov_h), NULL, sum(busy_h),
+        sum(busy_alloc_h), sum(cov_h)
+    FROM smp_p
+    GROUP BY period, datacentre, cluster
+    UNION ALL
+    SELECT period, datacentre, cluster, 'allocation', NULL, alloc_h, NULL, NULL, NULL
+    FROM alloc_p
+),
+-- units whose no-telemetry share is averaged, per source: the scopes, nodes and GPUs seen in the
+-- report window
+units AS (
+    SELECT datacentre, cluster, 'occupancy' AS source, count(*) AS n
+    FROM (SELECT DISTINCT datacentre, cluster, scope FROM occ_p)
+    GROUP BY datacentre, cluster
+    UNION ALL
+    SELECT datacentre, cluster, 'inventory', count(DISTINCT node) FROM inv_p
+    GROUP BY datacentre, cluster
+    UNION ALL
+    SELECT datacentre, cluster, 'gpu_samples', count(DISTINCT gpu_uuid) FROM smp_p
+    GROUP BY datacentre, cluster
 ),
 clusters AS (
     SELECT DISTINCT datacentre, cluster FROM (
@@ -82,6 +92,8 @@ clusters AS (
 scoped AS (
     SELECT DISTINCT datacentre, cluster FROM occ_p WHERE scope IS NOT NULL
 ),
+-- a cluster's figures are those of the sources cluster_sources chose for it: 0 where the chosen
+-- source is silent in the period, NULL where it is none
 cluster_rows AS MATERIALIZED (
     SELECT
         p.period,
@@ -92,42 +104,30 @@ cluster_rows AS MATERIALIZED (
         s.capacity_source,
         s.allocated_source,
         s.busy_source,
-        CASE s.capacity_source
-            WHEN 'occupancy' THEN coalesce(oc.cap_h, 0)
-            WHEN 'inventory' THEN coalesce(ic.cap_h, 0)
-            WHEN 'gpu_samples' THEN coalesce(sc.cov_h, 0)
-        END AS capacity,
-        CASE s.allocated_source
-            WHEN 'allocation' THEN coalesce(ap.alloc_h, 0)
-            WHEN 'occupancy' THEN coalesce(oc.alloc_h, 0)
-        END AS allocated,
-        sc.busy_h AS busy,
+        CASE WHEN s.capacity_source <> 'none' THEN coalesce(c.cap_h, 0) END AS capacity,
+        CASE WHEN s.allocated_source <> 'none' THEN coalesce(a.alloc_h, 0) END AS allocated,
+        b.busy_h AS busy,
         CASE
-            WHEN s.allocated_source = 'allocation' AND sc.busy_h IS NOT NULL
-                THEN coalesce(sc.busy_alloc_h, 0)
+            WHEN s.allocated_source = 'allocation' AND b.busy_h IS NOT NULL
+                THEN coalesce(b.busy_alloc_h, 0)
         END AS busy_allocated,
-        CASE s.capacity_source
-            WHEN 'occupancy' THEN coalesce(oc.cov_h, 0)
-            WHEN 'inventory' THEN coalesce(ic.cov_h, 0)
-            WHEN 'gpu_samples' THEN coalesce(sc.cov_h, 0)
-            ELSE 0
-        END AS unit_cov_h,
-        coalesce(CASE s.capacity_source
-            WHEN 'occupancy' THEN ou.n
-            WHEN 'inventory' THEN iu.n
-            WHEN 'gpu_samples' THEN su.n
-        END, 1) AS n_units,
+        coalesce(c.cov_h, 0) AS unit_cov_h,
+        coalesce(u.n, 1) AS n_units,
         s.capacity_note
     FROM periods AS p
     CROSS JOIN clusters AS k
     JOIN cluster_sources AS s USING (datacentre, cluster)
-    LEFT JOIN occ_c AS oc ON oc.period = p.period AND oc.datacentre = k.datacentre AND oc.cluster = k.cluster
-    LEFT JOIN inv_c AS ic ON ic.period = p.period AND ic.datacentre = k.datacentre AND ic.cluster = k.cluster
-    LEFT JOIN smp_c AS sc ON sc.period = p.period AND sc.datacentre = k.datacentre AND sc.cluster = k.cluster
-    LEFT JOIN alloc_p AS ap ON ap.period = p.period AND ap.datacentre = k.datacentre AND ap.cluster = k.cluster
-    LEFT JOIN occ_units AS ou ON ou.datacentre = k.datacentre AND ou.cluster = k.cluster
-    LEFT JOIN inv_units AS iu ON iu.datacentre = k.datacentre AND iu.cluster = k.cluster
-    LEFT JOIN smp_units AS su ON su.datacentre = k.datacentre AND su.cluster = k.cluster
+    LEFT JOIN figures AS c
+        ON c.period = p.period AND c.datacentre = k.datacentre AND c.cluster = k.cluster
+        AND c.source = s.capacity_source
+    LEFT JOIN figures AS a
+        ON a.period = p.period AND a.datacentre = k.datacentre AND a.cluster = k.cluster
+        AND a.source = s.allocated_source
+    LEFT JOIN figures AS b
+        ON b.period = p.period AND b.datacentre = k.datacentre AND b.cluster = k.cluster
+        AND b.source = s.busy_source
+    LEFT JOIN units AS u
+        ON u.datacentre = k.datacentre AND u.cluster = k.cluster AND u.source = s.capacity_source
 ),
 -- one row per occupancy scope of a scoped cluster: only occupancy carries a scope, so capacity
 -- and allocated come from it and busy is not split
