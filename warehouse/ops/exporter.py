@@ -2,7 +2,7 @@
 
 ``build_registry(settings)`` returns a fresh ``CollectorRegistry`` holding one
 ``WarehouseCollector``; nothing registers itself at import. Every scrape opens the lake with
-an in-memory DuckDB catalogue (``connect(lake, ":memory:")``), so the exporter never holds the
+an in-memory DuckDB catalogue (``fleet.connect_ops``), so the exporter never holds the
 warehouse file's lock and always sees the files written since the last scrape.
 
 Metrics (base units, ratios 0-1, ``_total`` counters; the fleet semantics are those of
@@ -12,7 +12,8 @@ Metrics (base units, ratios 0-1, ``_total`` counters; the fleet semantics are th
   ``gpuledger_idle_gpus``, ``gpuledger_held_idle_gpus`` {datacentre, cluster, scope}: now.
 - ``gpuledger_allocation_ratio``, ``gpuledger_utilisation_ratio`` {datacentre, cluster, scope,
   window}:
-  allocated / capacity and busy / capacity GPU-seconds over the last 5 minutes and 1 hour.
+  allocated / capacity and busy / capacity GPU-seconds over the last 5 minutes and 1 hour
+  (the whole 15-minute bins of a window from the rollup where it is fresh: docs/rollups.md).
 - ``gpuledger_telemetry_newest_timestamp_seconds`` and ``gpuledger_telemetry_age_seconds``
   {datacentre, cluster, kind}: stale telemetry.
 - ``gpuledger_lake_records_landed_total``, ``gpuledger_lake_records_rejected_total`` {topic},
@@ -50,7 +51,6 @@ from pipeline.health import KafkaHealth
 from pipeline.kafka_config import KafkaSecurity
 from pipeline.records import KINDS
 from pipeline.topics import kind_for_topic
-from warehouse.catalog import connect
 from warehouse.ops import fleet
 from warehouse.reports.utilisation import lineage
 from warehouse.vouchers.gauge import RestatedFindings
@@ -153,7 +153,7 @@ class WarehouseCollector(Collector):
         yield took
 
     def _warehouse(self, now_ms: int) -> Iterator[Metric]:
-        con = connect(self.settings.lake, ":memory:")
+        con = fleet.connect_ops(self.settings.lake)
         try:
             if self.settings.as_of == "data":
                 now_ms = fleet.data_now_ms(con) or now_ms

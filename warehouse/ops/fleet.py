@@ -10,8 +10,10 @@ Both surfaces ask the same questions of the warehouse, so both read them from he
   the rows of a datacentre therefore never counts a GPU twice.
 - ``fleet_window``: capacity / allocated / busy GPU-seconds in ``[now - window, now)`` per
   (datacentre, cluster, scope) (scopes as in ``fleet_now``), with docs/semantics.md coverage,
-  clipping
-  and source precedence (occupancy and samples read from ``MAX_INTERVAL_S`` before the window).
+  clipping and source precedence (occupancy and samples read from ``MAX_INTERVAL_S`` before
+  the window). On a connection from ``connect_ops``, the GPU-sample figures of the window's
+  whole 15-minute bins come from the rollup bins of fresh partitions (docs/rollups.md), the
+  same figures to rounding; raw samples elsewhere.
 - ``telemetry_newest``: the newest record instant per (datacentre, cluster, kind).
 - ``lake_loads``: rows landed / rejected and the newest write per kind, from ``_loads``.
 
@@ -21,16 +23,27 @@ template ``coverage.sql``); ``now`` is a parameter, so replays and tests pick it
 
 from __future__ import annotations
 
+from collections.abc import Container, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import duckdb
 
-from warehouse.catalog import load_sql
+from pipeline.sqltext import sql_literal
+from warehouse.catalog import load_sql, refresh_with_state
+from warehouse.catalog.rollups import GRAIN_MS, Part
 
 MAX_INTERVAL_S = 3600.0
 """Longest sampling interval expected (DCGM 30 s-5 min, occupancy 1 min): the windowed query
-reads records from this long before the window on, so the scrape cost follows the window, not
-the size of the lake. A record with a longer interval that starts earlier is not counted."""
+reads records from this long before the window (and before each of its edge bins) on, so the
+scrape cost follows the window, not the size of the lake. A record with a longer interval that
+starts earlier is not counted."""
+
+MAX_INTERVAL_MS = int(MAX_INTERVAL_S * 1000)
+DAY_MS = 86_400_000
+PARTITIONS = "ops_gpu_partitions"
+"""The temporary view ``connect_ops`` adds: every GPU-sample lake partition (datacentre, date)
+and whether its rollup bins are fresh (read by the catalogue's ``gpu_bins_fresh``)."""
 
 
 @dataclass(frozen=True)
@@ -104,10 +117,85 @@ def fleet_now(
     return [FleetNow(*r) for r in rows]
 
 
+def connect_ops(lake: Path, rollups: bool = True) -> duckdb.DuckDBPyConnection:
+    """The catalogue over ``lake`` in an in-memory DuckDB (the operator surfaces never hold the
+    warehouse file's lock), with ``PARTITIONS``: which partitions ``fleet_window`` may read
+    from their bins (none with ``rollups=False``)."""
+    con = duckdb.connect(":memory:")
+    try:
+        _, state = refresh_with_state(con, Path(lake), rollups=rollups)
+        con.execute(partitions_view(state.stats, state.fresh))
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def partitions_view(parts: Iterable[Part], fresh: Container[Part]) -> str:
+    rows = ", ".join(
+        f"({'NULL' if dc is None else sql_literal(dc)}, DATE {sql_literal(date)}, "
+        f"{'true' if (dc, date) in fresh else 'false'})"
+        for dc, date in sorted(parts, key=lambda p: (p[0] or "", p[1]))
+    )
+    body = (
+        f"SELECT * FROM (VALUES {rows}) AS p(datacentre, date, fresh)"
+        if rows
+        else "SELECT NULL::VARCHAR AS datacentre, NULL::DATE AS date, NULL::BOOLEAN AS fresh "
+        "WHERE false"
+    )
+    return f"CREATE OR REPLACE TEMP VIEW {PARTITIONS} AS {body}"
+
+
+@dataclass(frozen=True)
+class WindowQuery:
+    """The SQL file ``fleet_window`` runs for a window, and its parameters."""
+
+    sql: str
+    params: dict[str, int]
+
+    @property
+    def from_bins(self) -> bool:
+        return self.sql == "ops_fleet_window_bins"
+
+
+def window_query(con: duckdb.DuckDBPyConnection, now_ms: int, window_s: float) -> WindowQuery:
+    """``ops_fleet_window`` (raw samples) unless the window holds a whole 15-minute bin that
+    a fresh partition may have bins in (``PARTITIONS``, on a ``connect_ops`` connection): then
+    ``ops_fleet_window_bins``, reading the raw samples of the other partitions only from the
+    first to the end of the last of them (and one longest interval on: their coverage)."""
+    w0, w1 = now_ms - int(window_s * 1000), now_ms
+    lo = w0 - MAX_INTERVAL_MS
+    raw = WindowQuery("ops_fleet_window", {"w0_ms": w0, "w1_ms": w1, "lo_ms": lo})
+    b0, b1 = -(-w0 // GRAIN_MS) * GRAIN_MS, w1 // GRAIN_MS * GRAIN_MS
+    if b1 <= b0 or not _has_partitions_view(con):
+        return raw
+    rows = con.execute(
+        f"SELECT CAST(date - DATE '1970-01-01' AS BIGINT), fresh FROM {PARTITIONS} "
+        "WHERE date - DATE '1970-01-01' BETWEEN $first AND $last",
+        {"first": lo // DAY_MS, "last": (b1 - 1) // DAY_MS},
+    ).fetchall()
+    # a day's bins reach at most one longest interval into the next day
+    if not any(fresh and day >= (b0 - MAX_INTERVAL_MS) // DAY_MS for day, fresh in rows):
+        return raw
+    stale = [int(day) for day, fresh in rows if not fresh]
+    m0, m1 = b0, b0
+    if stale:
+        m0 = max(lo, min(stale) * DAY_MS)
+        m1 = min(b1, (max(stale) + 1) * DAY_MS + MAX_INTERVAL_MS)
+    params = raw.params | {"b0_ms": b0, "b1_ms": b1, "t0_ms": b1 - MAX_INTERVAL_MS}
+    return WindowQuery("ops_fleet_window_bins", params | {"m0_ms": m0, "m1_ms": m1})
+
+
+def _has_partitions_view(con: duckdb.DuckDBPyConnection) -> bool:
+    found = con.execute(
+        "SELECT count(*) FROM duckdb_views() WHERE view_name = $name", {"name": PARTITIONS}
+    ).fetchone()
+    return bool(found and found[0])
+
+
 def fleet_window(con: duckdb.DuckDBPyConnection, now_ms: int, window_s: float) -> list[FleetWindow]:
-    w0 = now_ms - int(window_s * 1000)
-    params = {"w0_ms": w0, "w1_ms": now_ms, "lo_ms": w0 - int(MAX_INTERVAL_S * 1000)}
-    rows = con.execute(load_sql("ops_fleet_window"), params).fetchall()
+    q = window_query(con, now_ms, window_s)
+    rows = con.execute(load_sql(q.sql), q.params).fetchall()
     return [FleetWindow(*r) for r in rows]
 
 

@@ -12,10 +12,9 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from pipeline.atomic import write_atomic
-from warehouse.catalog import connect
 from warehouse.ops.alerts.rules import Alert, Evaluator
 from warehouse.ops.alerts.sinks import AlertSink, undelivered
-from warehouse.ops.fleet import data_now_ms
+from warehouse.ops.fleet import connect_ops, data_now_ms
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +33,7 @@ def evaluate_once(
     lake: Path, evaluator: Evaluator, now_ms: int, as_of_data: bool = False
 ) -> list[Alert]:
     """One evaluation at ``now_ms`` (or, ``as_of_data``, at the newest instant in the lake)."""
-    con = connect(lake, ":memory:")  # never holds the warehouse file's lock
+    con = connect_ops(lake)  # in memory: never holds the warehouse file's lock
     try:
         if as_of_data:
             now_ms = data_now_ms(con) or now_ms
@@ -49,7 +48,7 @@ def replay(
     """Evaluate at ``start_ms``, ``start_ms + step``, ... up to ``end_ms`` (inclusive)."""
     if step_s <= 0:
         raise ValueError("step must be positive")
-    con = connect(lake, ":memory:")
+    con = connect_ops(lake)
     try:
         t = start_ms
         while t <= end_ms:
