@@ -26,6 +26,7 @@ from pipeline.topics import kind_for_topic
 from pipeline.write import table_of
 
 log = logging.getLogger(__name__)
+MAX_POLL_RECORDS = 5000
 
 
 @dataclass(frozen=True)
@@ -89,14 +90,48 @@ def lag(
     return total
 
 
-def commit_for_lag(consumer: KafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
-    """Tell Kafka how far the group got (monitoring only: a failure is logged, not raised)."""
+def commit_for_lag(
+    consumer: KafkaConsumer, offsets: dict[TopicPartition, int], *, wait: bool = True
+) -> None:
+    """Tell Kafka how far the group got (monitoring only: a failure is logged, not raised);
+    ``wait=False`` sends it without waiting for the answer."""
     if not offsets:
         return
+    committed = {tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()}
     try:
-        consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()})
+        if wait:
+            consumer.commit(committed)
+        else:
+            consumer.commit_async(committed, callback=_commit_answered)
     except (KafkaError, AssertionError, OSError) as exc:  # e.g. after a rebalance, or closed
         log.info("offset commit for lag monitoring failed (%r); the lake holds the offsets", exc)
+
+
+def _commit_answered(_offsets: Any, response: Any) -> None:
+    if isinstance(response, BaseException):
+        log.info(
+            "offset commit for lag monitoring failed (%r); the lake holds the offsets", response
+        )
+
+
+def read_to_end(consumer: KafkaConsumer, timeout_ms: int = 500) -> bool:
+    """Whether every assigned partition has been returned up to the end its last fetch saw
+    (its high watermark); False while any is unknown. Waits up to about ``timeout_ms`` for
+    positions being reset (a seek to the beginning)."""
+    try:
+        assigned = consumer.assignment()
+        if not assigned:
+            return False
+        for tp in assigned:
+            end = consumer.highwater(tp)
+            if end is None:
+                return False
+            position = consumer.position(tp, timeout_ms=timeout_ms)
+            if position is None or position < end:
+                return False
+    except Exception:  # e.g. a partition revoked meanwhile: not known to be at its end
+        return False
+    return True
 
 
 def new_consumer(settings: ClientSettings) -> KafkaConsumer:
@@ -106,7 +141,7 @@ def new_consumer(settings: ClientSettings) -> KafkaConsumer:
             group_id=settings.group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            max_poll_records=5000,
+            max_poll_records=MAX_POLL_RECORDS,
             max_poll_interval_ms=600_000,
             session_timeout_ms=settings.session_timeout_ms,
             heartbeat_interval_ms=max(100, settings.session_timeout_ms // 4),

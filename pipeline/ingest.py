@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -41,6 +41,7 @@ from pipeline.consume import (
     lag,
     new_consumer,
     new_producer,
+    read_to_end,
     stored_offsets,
 )
 from pipeline.dead_letter import DLQ_MAX_RAW_BYTES, DeadLetter
@@ -78,11 +79,16 @@ class Ingestor:
         self._dlq_errors: list[BaseException] = []
         self._rebalance = Rebalance()
         self._buffered = 0
+        self._unconfirmed: dict[TopicPartition, int] = {}
+        """Next offsets told Kafka without waiting (``flush``), confirmed when ``run`` ends."""
         self._topics = contract_topics(settings.namespace)
 
-    def _handle_rebalance(self) -> set[TopicPartition]:
-        """Apply queued rebalances; return the partitions just (re)positioned, whose records
-        from the poll that saw the rebalance must not be used."""
+    def _handle_rebalance(
+        self, polled: Mapping[TopicPartition, Sequence[Any]] | None = None
+    ) -> set[TopicPartition]:
+        """Apply queued rebalances; return the partitions whose records from the poll that saw
+        the rebalance must not be used: those revoked, and those just (re)positioned unless
+        ``polled`` brought their records from exactly where the lake resumes them."""
         moved: set[TopicPartition] = set()
         while self._rebalance.events:
             event, partitions = self._rebalance.events.popleft()
@@ -90,22 +96,43 @@ class Ingestor:
                 dropped = self.buffers.pop(tp, None)
                 if dropped:
                     self._buffered -= dropped.taken
+                self._unconfirmed.pop(tp, None)
+            moved.update(partitions)
             if event == "assigned":
-                self.resume(partitions)
-                moved.update(partitions)
+                moved -= self.resume(partitions, polled or {})
         return moved
 
-    def resume(self, partitions: list[TopicPartition]) -> None:
-        """Seek each partition to just after the offset its table holds (or its beginning)."""
+    def resume(
+        self,
+        partitions: list[TopicPartition],
+        polled: Mapping[TopicPartition, Sequence[Any]] | None = None,
+    ) -> set[TopicPartition]:
+        """Seek each partition to just after the offset its table holds (or its beginning);
+        return those whose ``polled`` records already start there (they are kept, unseeked:
+        reading them again would cost a fetch)."""
+        polled = polled or {}
         stored = stored_offsets(
             self.settings.lake, self.settings.group, self.settings.namespace, partitions
         )
+        fresh = [tp for tp, offset in stored.items() if offset is None and polled.get(tp)]
+        begins: dict[TopicPartition, int] = {}
+        if fresh:
+            try:
+                begins = self.consumer.beginning_offsets(fresh)
+            except Exception as exc:  # then they are read again from their beginning
+                log.info("no beginning offsets (%r); seeking to the beginning", exc)
+        kept: set[TopicPartition] = set()
         for tp, offset in stored.items():
-            if offset is None:
+            messages = polled.get(tp)
+            target = begins.get(tp) if offset is None else offset + 1
+            if messages and target is not None and messages[0].offset == target:
+                kept.add(tp)
+            elif offset is None:
                 self.consumer.seek_to_beginning(tp)
             else:
                 self.consumer.seek(tp, offset + 1)
             log.info("%s/%d resumes after lake offset %s", tp.topic, tp.partition, offset)
+        return kept
 
     # -- main loop --------------------------------------------------------------------------
     def run(
@@ -129,14 +156,14 @@ class Ingestor:
                     log.warning("poll failed (%r); retrying", exc)
                     stop.wait(1.0)
                     continue
-                moved = self._handle_rebalance()
+                moved = self._handle_rebalance(polled)
                 now = time.monotonic()
                 if self._take_polled(polled, moved):
                     last_record = now
                     oldest = oldest or now
                     drained_since = None
                 due = oldest is not None and now - oldest >= self.settings.max_batch_seconds
-                if self.buffers and (due or not polled):
+                if self.buffers and (due or not polled or self._caught_up()):
                     self.flush()
                     oldest = None
                     if progress:
@@ -156,6 +183,7 @@ class Ingestor:
                     log.info("drained, and no new records for %.1fs: stopping", idle)
                     break
             self.flush()
+            self._confirm_lag()
         finally:
             halt.set()
             self.close()
@@ -182,6 +210,13 @@ class Ingestor:
                     self.flush()
             got = got or bool(messages)
         return got
+
+    def _caught_up(self) -> bool:
+        """Whether to land now rather than wait for an empty poll or ``max_batch_seconds``:
+        at least half of ``max_batch_records`` is buffered and every assigned partition has
+        been read to its end (docs/wire.md#flush)."""
+        half = self._buffered * 2 >= self.settings.max_batch_records
+        return half and read_to_end(self.consumer)
 
     def _run_length(self, tp: TopicPartition) -> int:
         """Messages to decode at once: about what still fits before ``max_batch_records`` at
@@ -255,10 +290,17 @@ class Ingestor:
         landed: dict[TopicPartition, int] = {}
         for items in batches.values():
             landed.update(self._commit(items))
-        commit_for_lag(self.consumer, landed)
+        commit_for_lag(self.consumer, landed, wait=False)
+        self._unconfirmed.update(landed)
         self.buffers.clear()
         self._buffered = 0
         self.metrics.last_write.set_to_current_time()
+
+    def _confirm_lag(self) -> None:
+        """Tell Kafka, waiting, the last offsets landed of the partitions still ours."""
+        mine = self.consumer.assignment()
+        commit_for_lag(self.consumer, {tp: o for tp, o in self._unconfirmed.items() if tp in mine})
+        self._unconfirmed.clear()
 
     def _rows(self, tp: TopicPartition, buf: PartitionBuffer) -> pa.Table:
         """Dedup one partition's records into Arrow rows; dead-letter those Arrow refuses."""

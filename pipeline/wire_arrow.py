@@ -12,7 +12,6 @@ Format and reasons: docs/wire.md.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from functools import cache
 from typing import Any
 
 import pyarrow as pa
@@ -72,6 +71,61 @@ def read_arrow(k: Kind, value: bytes | None, topic: str) -> pa.Table:
     return pa.Table.from_arrays(table.columns, names=list(k.names))
 
 
+_CONTINUATION = b"\xff\xff\xff\xff"
+_EOS = _CONTINUATION + b"\x00\x00\x00\x00"
+
+
+def read_arrows(
+    k: Kind, values: Sequence[bytes | None], topic: str
+) -> list[pa.Table | RecordError]:
+    """``read_arrow`` of each value (its table, or the ``RecordError`` it raised), at a
+    fraction of the cost for a run of streams that share their schema: a value that starts
+    with the very schema message of an earlier one that was read, then holds exactly one
+    record batch and the end-of-stream marker, has only its batch read, against that schema
+    (what ``read_arrow`` makes of it; anything else is read alone)."""
+    out: list[pa.Table | Exception] = []
+    prefix: bytes | None = None
+    schema = pa.schema([])
+    for value in values:
+        if prefix is not None and type(value) is bytes and value.startswith(prefix):
+            table = _one_batch(value, len(prefix), schema)
+            if table is not None:
+                out.append(table)
+                continue
+        try:
+            table = read_arrow(k, value, topic)
+        except Exception as exc:  # the message's dead letter
+            out.append(exc)
+            continue
+        out.append(table)
+        prefix, schema = _schema_message(value), table.schema
+    return out
+
+
+def _schema_message(value: Any) -> bytes | None:
+    """The bytes of the schema message that opens a stream (None: not framed as today's)."""
+    if type(value) is not bytes or not value.startswith(_CONTINUATION) or len(value) < 8:
+        return None
+    end = 8 + int.from_bytes(value[4:8], "little", signed=True)
+    return value[:end] if 8 < end <= len(value) else None
+
+
+def _one_batch(value: bytes, start: int, schema: pa.Schema) -> pa.Table | None:
+    """The one record batch between ``start`` and the closing end-of-stream marker, as a
+    table of ``schema``; None when the value is not just that."""
+    if not value.endswith(_EOS) or len(value) - len(_EOS) <= start:
+        return None
+    try:
+        body = pa.py_buffer(value)[start : len(value) - len(_EOS)]
+        reader = pa.BufferReader(body)
+        message = pa.ipc.read_message(reader)
+        if message.type != "record batch" or reader.tell() != body.size:
+            return None
+        return pa.Table.from_batches([pa.ipc.read_record_batch(message, schema)])
+    except Exception:  # read alone, where whatever is wrong has its dead letter
+        return None
+
+
 def check_data(table: pa.Table) -> None:
     """Raise "bad_envelope" unless the data is valid Arrow (offsets in bounds, every text
     UTF-8): nothing invalid goes on to validation or the lake."""
@@ -100,9 +154,15 @@ def _check_schema(k: Kind, schema: pa.Schema, topic: str) -> None:
         )
 
 
-@cache
+_CONTRACTS: dict[str, pa.Schema] = {}
+
+
 def _contract(k: Kind) -> pa.Schema:
-    return k.arrow_schema()
+    """``k.arrow_schema()``, made once per kind (by name: hashing a ``Kind`` costs more)."""
+    schema = _CONTRACTS.get(k.name)
+    if schema is None:
+        schema = _CONTRACTS[k.name] = k.arrow_schema()
+    return schema
 
 
 def as_epoch_ms(k: Kind, table: pa.Table) -> pa.Table:

@@ -37,7 +37,7 @@ from pipeline.wire_arrow import (
     WIRE_HEADER,
     as_epoch_ms,
     check_data,
-    read_arrow,
+    read_arrows,
     records_of,
     wire_of,
 )
@@ -114,20 +114,28 @@ def decode_batch(k: Kind, messages: Sequence[Any], topic: str, *, arrow_json: bo
     values = [m.value for m in messages]
     batch = Batch(k, values, [None] * len(messages))
     runs: list[int] = []  # JSON messages for Arrow's reader
-    for i, msg in enumerate(messages):
+    wires = [_wire(msg) for msg in messages]
+    arrows = [i for i, wire in enumerate(wires) if wire == ARROW_V2]
+    for i, read in zip(arrows, read_arrows(k, [values[i] for i in arrows], topic), strict=True):
+        if isinstance(read, pa.Table):
+            batch._tables[i] = read
+        else:
+            batch.dead[i] = _as_error(read)
+    for i, wire in enumerate(wires):
+        if wire == ARROW_V2:
+            continue
         try:
-            wire = wire_of(getattr(msg, "headers", None))
-            if wire == ARROW_V2:
-                batch._tables[i] = read_arrow(k, msg.value, topic)
-            elif wire is not None:
+            if isinstance(wire, BaseException):
+                raise wire
+            if wire is not None:
                 text = show(wire.decode("utf-8", "replace"))
                 raise RecordError(
                     f"unknown wire format {text} (header {WIRE_HEADER})", "bad_envelope"
                 )
-            elif arrow_json and _plain(msg.value):
+            if arrow_json and _plain(values[i]):
                 runs.append(i)
             else:
-                batch._raws[i] = decode_json(k, msg.value, topic)
+                batch._raws[i] = decode_json(k, values[i], topic)
         except Exception as exc:  # the whole message is one dead letter, whatever raised
             batch.dead[i] = _as_error(exc)
     _check_tables(batch)
@@ -193,6 +201,14 @@ def _pieces(
             arrow.append(table)
     cut()
     return pieces, sizes
+
+
+def _wire(msg: Any) -> bytes | None | Exception:
+    """The message's ``gpuledger-wire`` header (None: JSON), or what raised reading it."""
+    try:
+        return wire_of(getattr(msg, "headers", None))
+    except Exception as exc:
+        return exc
 
 
 def _check_tables(batch: Batch) -> None:

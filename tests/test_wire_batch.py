@@ -290,3 +290,53 @@ def test_v2_messages_whose_schemas_differ_only_in_nullability_and_metadata_land_
     letters, rows = together(k, messages, k.topic)
     assert letters == [] and rows.num_rows == 3
     assert_same(k, messages)
+
+
+def _stream(schema: pa.Schema, *batches: pa.RecordBatch) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, schema) as w:
+        for b in batches:
+            w.write_batch(b)
+    return sink.getvalue().to_pybytes()
+
+
+def test_v2_streams_sharing_a_schema_are_read_by_their_batch_as_each_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A run of v2 streams of one schema has each later stream's batch read against the first
+    one's schema; what is not just one batch and the end marker is read alone, and every
+    outcome is what reading each message alone gives."""
+    from pipeline import wire_arrow
+
+    calls: list[bytes | None] = []
+    read_arrow = wire_arrow.read_arrow
+
+    def counted(k: Kind, value: bytes | None, topic: str) -> pa.Table:
+        calls.append(value)
+        return read_arrow(k, value, topic)
+
+    monkeypatch.setattr(wire_arrow, "read_arrow", counted)
+    k = GPU_SAMPLE
+    schema = k.arrow_schema()
+    rows = [[dict(record(k), ts=T0 + (i * 4 + j) * 60_000) for j in range(4)] for i in range(12)]
+    one = [pa.RecordBatch.from_pylist(r, schema=schema) for r in rows]
+    good = [_stream(schema, b) for b in one]
+    odd = {
+        3: _stream(schema, one[3], one[3]),  # two batches
+        4: _stream(schema),  # none
+        5: good[5] + b"trailing",
+        6: good[6] + good[6][-8:],  # a second end marker
+        7: good[7][:-40] + good[7][-8:],  # a body cut short
+        8: good[8][: len(good[8]) // 2] + b"\xff" * 8 + good[8][len(good[8]) // 2 + 8 :],
+    }
+    rows[9][1]["util"] = 2.0  # a reject inside a batch read alone or not
+    good[9] = _stream(schema, pa.RecordBatch.from_pylist(rows[9], schema=schema))
+    values = [odd.get(i, v) for i, v in enumerate(good)]
+    messages = [Message(i, v, ARROW_V2_HEADERS) for i, v in enumerate(values)]
+    assert_same(k, messages)
+    calls.clear()
+    letters, landed = together(k, messages, k.topic)
+    assert calls and len(calls) < len(messages) - 4  # the plain ones by their batch only
+    assert good[10] not in calls and good[11] not in calls
+    assert (9, 1, "out_of_range") in [(x.offset, x.index, x.error_class) for x in letters]
+    assert landed.num_rows > 30
