@@ -14,7 +14,8 @@ Both surfaces ask the same questions of the warehouse, so both read them from he
   the window). On a connection from ``connect_ops``, the GPU-sample figures of the window's
   whole 15-minute bins come from the rollup bins of fresh partitions (docs/rollups.md), the
   same figures to rounding; raw samples elsewhere.
-- ``telemetry_newest``: the newest record instant per (datacentre, cluster, kind).
+- ``telemetry_newest``: the newest record instant per (datacentre, cluster, kind) (on a
+  ``connect_ops`` connection, the GPU samples' from the fresh bins before the bin holding now).
 - ``lake_loads``: rows landed / rejected and the newest write per kind, from ``_loads``.
 
 The SQL is in ``warehouse/ops/sql/ops_*.sql`` (the window's coverage is the catalogue's
@@ -167,13 +168,9 @@ def window_query(con: duckdb.DuckDBPyConnection, now_ms: int, window_s: float) -
     lo = w0 - MAX_INTERVAL_MS
     raw = WindowQuery("ops_fleet_window", {"w0_ms": w0, "w1_ms": w1, "lo_ms": lo})
     b0, b1 = -(-w0 // GRAIN_MS) * GRAIN_MS, w1 // GRAIN_MS * GRAIN_MS
-    if b1 <= b0 or not _has_partitions_view(con):
+    rows = _partition_days(con, lo // DAY_MS, (b1 - 1) // DAY_MS) if b1 > b0 else None
+    if not rows:
         return raw
-    rows = con.execute(
-        f"SELECT CAST(date - DATE '1970-01-01' AS BIGINT), fresh FROM {PARTITIONS} "
-        "WHERE date - DATE '1970-01-01' BETWEEN $first AND $last",
-        {"first": lo // DAY_MS, "last": (b1 - 1) // DAY_MS},
-    ).fetchall()
     # a day's bins reach at most one longest interval into the next day
     if not any(fresh and day >= (b0 - MAX_INTERVAL_MS) // DAY_MS for day, fresh in rows):
         return raw
@@ -186,11 +183,22 @@ def window_query(con: duckdb.DuckDBPyConnection, now_ms: int, window_s: float) -
     return WindowQuery("ops_fleet_window_bins", params | {"m0_ms": m0, "m1_ms": m1})
 
 
-def _has_partitions_view(con: duckdb.DuckDBPyConnection) -> bool:
+def _partition_days(
+    con: duckdb.DuckDBPyConnection, first: int | None, last: int
+) -> list[tuple[int, bool]] | None:
+    """(day since the epoch, fresh) of each GPU-sample partition from day ``first`` (None:
+    the first) to ``last``; None on a connection without ``PARTITIONS``."""
     found = con.execute(
         "SELECT count(*) FROM duckdb_views() WHERE view_name = $name", {"name": PARTITIONS}
     ).fetchone()
-    return bool(found and found[0])
+    if not (found and found[0]):
+        return None
+    rows = con.execute(
+        f"SELECT CAST(date - DATE '1970-01-01' AS BIGINT) AS day, fresh FROM {PARTITIONS} "
+        "WHERE day BETWEEN coalesce($first, day) AND $last",
+        {"first": first, "last": last},
+    ).fetchall()
+    return [(int(day), bool(fresh)) for day, fresh in rows]
 
 
 def fleet_window(con: duckdb.DuckDBPyConnection, now_ms: int, window_s: float) -> list[FleetWindow]:
@@ -200,7 +208,17 @@ def fleet_window(con: duckdb.DuckDBPyConnection, now_ms: int, window_s: float) -
 
 
 def telemetry_newest(con: duckdb.DuckDBPyConnection, now_ms: int) -> list[Newest]:
-    rows = con.execute(load_sql("ops_telemetry"), {"now_ms": now_ms}).fetchall()
+    """On a ``connect_ops`` connection with a fresh partition before the bin holding
+    ``now_ms``, the GPU samples' newest instant before that bin comes from the stored bins
+    (``ops_telemetry_bins``); else every raw row is read (``ops_telemetry``)."""
+    sql, params = "ops_telemetry", {"now_ms": now_ms}
+    c = now_ms // GRAIN_MS * GRAIN_MS
+    days = _partition_days(con, None, (c - 1) // DAY_MS)
+    if any(fresh for _, fresh in days or ()):
+        stale = [day for day, fresh in days or () if not fresh]
+        m0 = min(stale) * DAY_MS if stale else c
+        sql, params = "ops_telemetry_bins", params | {"c_ms": c, "m0_ms": min(m0, c)}
+    rows = con.execute(load_sql(sql), params).fetchall()
     return [Newest(dc, cl, kind, int(ms)) for dc, cl, kind, ms in rows]
 
 
