@@ -121,6 +121,8 @@ def decode_batch(k: Kind, messages: Sequence[Any], topic: str, *, arrow_json: bo
             batch._tables[i] = read
         else:
             batch.dead[i] = _as_error(read)
+    jsons = [i for i, wire in enumerate(wires) if wire is None]
+    every = arrow_json and _all_plain([values[i] for i in jsons])
     for i, wire in enumerate(wires):
         if wire == ARROW_V2:
             continue
@@ -132,7 +134,7 @@ def decode_batch(k: Kind, messages: Sequence[Any], topic: str, *, arrow_json: bo
                 raise RecordError(
                     f"unknown wire format {text} (header {WIRE_HEADER})", "bad_envelope"
                 )
-            if arrow_json and _plain(values[i]):
+            if every or (arrow_json and _plain(values[i])):
                 runs.append(i)
             else:
                 batch._raws[i] = decode_json(k, values[i], topic)
@@ -166,6 +168,8 @@ def _pieces(
 ) -> tuple[list[pa.Table], list[int]]:
     """The live messages' records as tables in message order (consecutive JSON messages as
     one slice of the parsed records), and each live message's record count."""
+    if parsed is not None and not batch._tables and len(runs) == len(batch.live):
+        return [parsed[0]], parsed[1].tolist()  # every live message is one of the JSON run
     schema = build_schema(k)
     json_at = {i: j for j, i in enumerate(runs)}
     starts = np.cumsum([0, *parsed[1]]) if parsed is not None else np.zeros(1, np.int64)
@@ -242,6 +246,15 @@ def _trusted(k: Kind, columns: dict[str, pa.Array]) -> bool:
 def _plain(value: Any) -> bool:
     """A value Arrow's JSON reader may read for ``json.loads``: ASCII bytes on one line."""
     return type(value) is bytes and value.isascii() and b"\n" not in value and b"\r" not in value
+
+
+def _all_plain(values: list[Any]) -> bool:
+    """Whether every value is ``_plain`` (checked at once: ASCII bytes, no line breaks but
+    the ones that join them)."""
+    if not values or any(type(v) is not bytes for v in values):
+        return False
+    data = b"\n".join(values)
+    return data.isascii() and data.count(b"\n") == len(values) - 1 and b"\r" not in data
 
 
 def parse_json(k: Kind, values: list[bytes]) -> tuple[pa.Table, np.ndarray] | None:

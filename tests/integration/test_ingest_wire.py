@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from kafka import KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.structs import OffsetAndMetadata
 
 from collectors.publish import KafkaSink, PublishSettings
 from pipeline.ingest import Ingestor, IngestSettings, IngestStats
@@ -113,3 +114,50 @@ def test_a_corrupt_v2_message_is_dead_lettered_and_its_neighbours_land(
     assert all(dl.index is None and dl.origin == topic for dl in letters)
     offsets = sorted(dl.offset for dl in letters)
     assert offsets == sorted(offsets) and len(set(offsets)) == 3
+
+
+def test_ingest_resumes_from_the_lake_whatever_the_group_told_kafka(
+    kafka: str, namespace: str, lake: Path
+) -> None:
+    """The records of the poll that sees an assignment are used only when they start where
+    the lake resumes: with the group's Kafka offsets behind the lake (nothing twice), or
+    ahead of it (nothing lost); and a drained backlog of over half a batch lands at once."""
+    topic = topic_for(GPU_SAMPLE, namespace)
+    group = f"g-{namespace}"
+    settings = IngestSettings(
+        bootstrap=kafka,
+        lake=lake,
+        namespace=namespace,
+        group=group,
+        until_idle_s=1.0,
+        max_batch_records=300,
+    )
+
+    def send(first: int, n: int) -> None:
+        producer = KafkaProducer(bootstrap_servers=kafka)
+        for i in range(first, first + n):
+            value = encode(GPU_SAMPLE, [gpu_sample(T0 + i * 60_000)])
+            producer.send(topic, key=f"k{i % 7}".encode(), value=value)
+        producer.flush()
+        producer.close()
+
+    def tell_kafka(where: str) -> None:
+        consumer = KafkaConsumer(bootstrap_servers=kafka, group_id=group)
+        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
+        ends = consumer.end_offsets(parts)
+        consumer.commit(
+            {tp: OffsetAndMetadata(0 if where == "behind" else ends[tp], "", -1) for tp in parts}
+        )
+        consumer.close()
+
+    send(0, 500)
+    assert Ingestor(settings).run().landed == 500
+    send(500, 200)
+    tell_kafka("behind")
+    assert Ingestor(settings).run().landed == 200
+    send(700, 250)
+    tell_kafka("ahead")
+    stats = Ingestor(settings).run()
+    assert (stats.landed, stats.rejected, stats.fenced) == (250, 0, 0)
+    rows = lake_rows(lake, "gpu_samples")
+    assert sorted(r[0].timestamp() * 1000 for r in rows) == [T0 + i * 60_000 for i in range(950)]
