@@ -47,8 +47,12 @@ MAX_OPEN_FILES = 64
 its partition starts a new file)."""
 STAT_CHARS = 32
 """Text statistics longer than this are cut (a minimum) or left out (a maximum)."""
+DICTIONARY_SAMPLE = 1024
+"""Rows of a file's first piece that decide whether a number column is dictionary-encoded."""
 _QUEUE = 1
 """Chunks waiting for the writer thread (bounds memory)."""
+_Pieces = list[tuple[tuple[str, ...], pa.Table]]
+"""A chunk's rows by partition: the partition's values and its rows, as the files hold them."""
 
 
 def file_schema(rows: pa.Schema, partition_by: list[str]) -> pa.Schema:
@@ -64,9 +68,17 @@ def file_schema(rows: pa.Schema, partition_by: list[str]) -> pa.Schema:
     return pa.schema(fields + lakes.LAKE_FIELDS)
 
 
-def _file_options(schema: pa.Schema) -> dict[str, Any]:
-    """zstd, dictionaries for text only (for numbers they cost time and space)."""
+def _file_options(schema: pa.Schema, first: pa.Table | None = None) -> dict[str, Any]:
+    """zstd; dictionaries for text, and for the other flat columns whose first rows (of
+    ``first``) repeat a few values (for many distinct numbers they cost time and space)."""
     text = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_list(f.type)]
+    if first is not None:
+        for f in schema:
+            if f.name in text or pa.types.is_nested(f.type):
+                continue
+            head = first.column(f.name).slice(0, DICTIONARY_SAMPLE)
+            if pc.count_distinct(head).as_py() * 16 <= len(head):
+                text.append(f.name)
     return {"compression": "zstd", "use_dictionary": text}
 
 
@@ -83,8 +95,10 @@ def _stat(value: Any, exact_max: bool) -> Any:
         return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     if isinstance(value, str) and len(value) > STAT_CHARS:
         return None if exact_max else value[:STAT_CHARS]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None  # not JSON
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return None  # not JSON
+        return value + 0.0  # Parquet keeps a zero bound as -0.0
     return value
 
 
@@ -96,24 +110,38 @@ class _File:
     writer: pq.ParquetWriter
     rows: int = 0
     nulls: dict[str, int] = field(default_factory=dict)
-    lows: dict[str, Any] = field(default_factory=dict)
-    highs: dict[str, Any] = field(default_factory=dict)
 
     def add(self, part: pa.Table) -> None:
         self.writer.write_table(part)
         self.rows += part.num_rows
         for name, col in zip(part.column_names, part.columns, strict=True):
             self.nulls[name] = self.nulls.get(name, 0) + col.null_count
-            if pa.types.is_nested(col.type) or col.null_count == len(col):
+
+    def _bounds(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Each flat column's least and greatest value, from the statistics the Parquet
+        writer kept (a column with values but none kept in some row group has none)."""
+        lows: dict[str, Any] = {}
+        highs: dict[str, Any] = {}
+        meta = self.writer.writer.metadata
+        flat = {f.name for f in self.writer.schema if not pa.types.is_nested(f.type)}
+        for i in range(meta.num_columns):
+            name = meta.schema.column(i).path
+            if name not in flat:
                 continue
-            lo, hi = (s.as_py() for s in pc.min_max(col).values())
-            self.lows[name] = lo if name not in self.lows else min(self.lows[name], lo)
-            self.highs[name] = hi if name not in self.highs else max(self.highs[name], hi)
+            kept = [meta.row_group(g).column(i).statistics for g in range(meta.num_row_groups)]
+            if not kept or any(s is None or not s.has_null_count for s in kept):
+                continue
+            kept = [s for s in kept if s.num_values]  # those with values (not null)
+            if kept and all(s.has_min_max for s in kept):
+                lows[name] = min(s.min for s in kept)
+                highs[name] = max(s.max for s in kept)
+        return lows, highs
 
     def action(self) -> AddAction:
         self.writer.close()
-        lows = {n: _stat(v, False) for n, v in self.lows.items()}
-        highs = {n: _stat(v, True) for n, v in self.highs.items()}
+        low, high = self._bounds()
+        lows = {n: _stat(v, False) for n, v in low.items()}
+        highs = {n: _stat(v, True) for n, v in high.items()}
         stats = {
             "numRecords": self.rows,
             "minValues": {n: v for n, v in lows.items() if v is not None},
@@ -145,34 +173,45 @@ class _Writer:
         self.done: list[_File] = []
         self.error: BaseException | None = None
 
-    def run(self, todo: queue.Queue[pa.Table | None]) -> None:
+    def run(self, todo: queue.Queue[_Pieces | None]) -> None:
         try:
-            while (rows := todo.get()) is not None:
-                self.split(rows)
+            while (pieces := todo.get()) is not None:
+                for values, part in pieces:
+                    self.file(values, part).add(part)
         except BaseException as exc:  # raised by ``write`` or ``close``
             self.error = exc
             while todo.get() is not None:
                 pass
 
-    def split(self, rows: pa.Table) -> None:
+    def pieces(self, rows: pa.Table) -> _Pieces:
+        """``rows`` by partition, stamped as the files hold them: each partition's rows in
+        their order (a chunk of one partition as it is)."""
         n = rows.num_rows
         if n == 0:
-            return
+            return []
         keys = [pc.dictionary_encode(rows.column(c)).combine_chunks() for c in self.partition_by]
+        sizes = [len(key.dictionary) for key in keys]
         code = np.zeros(n, dtype=np.int64)
-        for key in keys:
-            code = code * len(key.dictionary) + key.indices.to_numpy(zero_copy_only=False)
-        order = np.argsort(code, kind="stable")
-        ordered = code[order]
-        starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+        for key, size in zip(keys, sizes, strict=True):
+            code = code * size + key.indices.to_numpy(zero_copy_only=False)
+        if math.prod(sizes) <= 1 << 20:
+            present = np.flatnonzero(np.bincount(code, minlength=1))
+        else:
+            present = np.unique(code)
         data = rows.drop_columns(self.partition_by)
-        for at, end in zip(starts, [*starts[1:], n], strict=True):
-            first = order[at]
-            values = tuple(str(k.dictionary[k.indices[first].as_py()]) for k in keys)
-            part = lakes.stamp(data.take(order[at:end]), self.version, self.load_id)
-            self.file(values).add(part.cast(self.schema))
+        out: _Pieces = []
+        for c in present.tolist():
+            part = data if len(present) == 1 else data.filter(pa.array(code == c))
+            values = []
+            for key, size in zip(keys[::-1], sizes[::-1], strict=True):  # the digits of c
+                c, at = divmod(c, size)
+                values.append(str(key.dictionary[at]))
+            part = lakes.stamp(part, self.version, self.load_id).cast(self.schema)
+            out.append((tuple(values[::-1]), part))
+        return out
 
-    def file(self, values: tuple[str, ...]) -> _File:
+    def file(self, values: tuple[str, ...], first: pa.Table) -> _File:
+        """The open file of partition ``values`` (a new one set up for rows like ``first``)."""
         f = self.open.pop(values, None)
         if f is None:
             if len(self.open) >= MAX_OPEN_FILES:  # the least recently written
@@ -182,7 +221,7 @@ class _Writer:
             rel = f"{_folder(self.partition_by, values)}/part-{uuid.uuid4()}.zstd.parquet"
             path = self.staging / rel  # the folder as the table has it (quoted values)
             path.parent.mkdir(parents=True, exist_ok=True)
-            writer = pq.ParquetWriter(path, self.schema, **_file_options(self.schema))
+            writer = pq.ParquetWriter(path, self.schema, **_file_options(self.schema, first))
             f = _File(rel, path, dict(zip(self.partition_by, values, strict=True)), writer)
         self.open[values] = f  # last written at the end: the order of recent use
         return f
@@ -207,7 +246,7 @@ class StagedFiles:
         self.version = 1 if dt is None else dt.version() + 1
         """The version the commit is planned at (a new table is created at 0)."""
         self._writer = _Writer(self)
-        self._queue: queue.Queue[pa.Table | None] = queue.Queue(maxsize=_QUEUE)
+        self._queue: queue.Queue[_Pieces | None] = queue.Queue(maxsize=_QUEUE)
         self._thread = threading.Thread(
             target=self._writer.run, args=(self._queue,), name="lake-files", daemon=True
         )
@@ -216,10 +255,11 @@ class StagedFiles:
         weakref.finalize(self, self._queue.put, None)  # a load that never closes: stop
 
     def write(self, rows: pa.Table) -> None:
-        """Queue ``rows`` (``rows_schema``) for writing; a writer's error is raised here."""
+        """Queue ``rows`` (``rows_schema``) for writing, split by partition here (the writer
+        thread only writes); a writer's error is raised here."""
         if self._writer.error is not None:
             raise self._writer.error
-        self._queue.put(rows)
+        self._queue.put(self._writer.pieces(rows))
 
     def close(self) -> list[_File]:
         """Every file written, closed; a writer's error is raised here."""
@@ -281,7 +321,8 @@ def _kept(staged: StagedFiles, a: dict[str, Any], rest: pa.Table) -> _File:
     rel = f"{folder}/part-{uuid.uuid4()}.zstd.parquet"
     path = staged.staging / rel
     path.parent.mkdir(parents=True, exist_ok=True)
-    f = _File(rel, path, values, pq.ParquetWriter(path, rest.schema, **_file_options(rest.schema)))
+    options = _file_options(rest.schema, rest)
+    f = _File(rel, path, values, pq.ParquetWriter(path, rest.schema, **options))
     f.add(rest)
     return f
 
