@@ -179,7 +179,11 @@ def window_query(con: duckdb.DuckDBPyConnection, now_ms: int, window_s: float) -
     if stale:
         m0 = max(lo, min(stale) * DAY_MS)
         m1 = min(b1, (max(stale) + 1) * DAY_MS + MAX_INTERVAL_MS)
-    params = raw.params | {"b0_ms": b0, "b1_ms": b1, "t0_ms": b1 - MAX_INTERVAL_MS}
+    # the samples near the edges: one scan where the two spans overlap (an OR of two spans
+    # would not prune the Parquet row groups)
+    t0 = b1 - MAX_INTERVAL_MS
+    e1, e2 = (w1, w1) if t0 <= b0 else (b0, t0)
+    params = raw.params | {"b0_ms": b0, "b1_ms": b1, "e1_ms": e1, "e2_ms": e2}
     return WindowQuery("ops_fleet_window_bins", params | {"m0_ms": m0, "m1_ms": m1})
 
 

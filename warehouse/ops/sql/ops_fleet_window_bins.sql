@@ -1,11 +1,20 @@
--- ops_fleet_window_bins: ops_fleet_window's rows and figures, its GPU-sample coverage (docs/rollups.md#where-they-are-used) cut at the window's whole 15-minute bins [$b0_ms, $b1_ms): inside them the stored bins of fresh partitions (gpu_bins_fresh, whole GPUs) and the raw samples of every other partition, read only from $m0_ms to $m1_ms (fleet.py: from the first to the end of the last partition not served by bins, and one longest sampling interval on for the coverage of its last samples), clipped to the bins; in the partial bins at the edges, [$w0_ms, $b0_ms) and [$b1_ms, $w1_ms), the raw samples near them (from $lo_ms to $b0_ms and from $t0_ms, $b1_ms minus the longest interval, to $w1_ms: one scan, never more rows than the raw path reads) clipped to the edges; each filter reaches its Parquet scan; inputs: raw_gpu_samples, gpu_bins_fresh, ops_gpu_partitions (fleet.py) and those of ops_fleet_window_rows.sql; params: $w0_ms, $w1_ms, $lo_ms, $b0_ms, $b1_ms, $t0_ms, $m0_ms, $m1_ms
+-- ops_fleet_window_bins: ops_fleet_window's rows and figures, its GPU-sample coverage (docs/rollups.md#where-they-are-used) cut at the window's whole 15-minute bins [$b0_ms, $b1_ms): inside them the stored bins of fresh partitions (gpu_bins_fresh, whole GPUs) and the raw samples of every other partition, read only from $m0_ms to $m1_ms (fleet.py: from the first to the end of the last partition not served by bins, and one longest sampling interval on for the coverage of its last samples), clipped to the bins; in the partial bins at the edges, [$w0_ms, $b0_ms) and [$b1_ms, $w1_ms), the raw samples near them (from $lo_ms to $e1_ms and from $e2_ms on: one longest sampling interval before each edge, in one scan where the two overlap, so never more rows than the raw path reads) clipped to the edges; each filter reaches its Parquet scan; inputs: raw_gpu_samples, gpu_bins_fresh, ops_gpu_partitions (fleet.py) and those of ops_fleet_window_rows.sql; params: $w0_ms, $w1_ms, $lo_ms, $b0_ms, $b1_ms, $e1_ms, $e2_ms, $m0_ms, $m1_ms
 WITH
--- the samples near the edges, in one scan (the two spans overlap in a short window)
-edge_cov AS (
+-- the samples near the edges (fleet.py: one scan to $w1_ms where the two spans overlap, else
+-- one to $b0_ms and one from $b1_ms minus the longest interval; an OR would not prune)
+edge_a AS (
     /*coverage
         rows: raw_gpu_samples
-            WHERE (ts >= make_timestamptz($lo_ms * 1000) AND ts < make_timestamptz($b0_ms * 1000))
-            OR (ts >= make_timestamptz($t0_ms * 1000) AND ts < make_timestamptz($w1_ms * 1000))
+            WHERE ts >= make_timestamptz($lo_ms * 1000) AND ts < make_timestamptz($e1_ms * 1000)
+        keys: datacentre, cluster, gpu_uuid
+        values: util
+        unit: datacentre, cluster, gpu_uuid
+    */
+),
+edge_b AS (
+    /*coverage
+        rows: raw_gpu_samples
+            WHERE ts >= make_timestamptz($e2_ms * 1000) AND ts < make_timestamptz($w1_ms * 1000)
         keys: datacentre, cluster, gpu_uuid
         values: util
         unit: datacentre, cluster, gpu_uuid
@@ -29,7 +38,7 @@ pieces AS (
     SELECT datacentre, cluster, util,
         greatest(least(e_ms, $b0_ms) - greatest(s_ms, $w0_ms), 0)
             + greatest(least(e_ms, $w1_ms) - greatest(s_ms, $b1_ms), 0) AS ms
-    FROM edge_cov
+    FROM (SELECT * FROM edge_a UNION ALL SELECT * FROM edge_b)
     WHERE (s_ms < $b0_ms AND e_ms > $w0_ms) OR (s_ms < $w1_ms AND e_ms > $b1_ms)
     UNION ALL
     SELECT c.datacentre, c.cluster, c.util,
