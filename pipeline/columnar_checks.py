@@ -132,7 +132,10 @@ def check(f: Field, arr: pa.Array, slow: set[int], window: tuple[int, int]) -> p
         if f.max_items is not None:
             _flag(slow, pc.greater(pc.list_value_length(arr), f.max_items))
         flat, parents = pc.list_flatten(arr), pc.list_parent_indices(arr)
-        for bad in _text_faults(f, flat, pc.binary_length(flat)):
+        faults = _text_faults(f, flat, pc.binary_length(flat))
+        if flat.null_count:  # a null entry: "must be a list of text"
+            faults.append(flat.is_null())
+        for bad in faults:
             slow.update(pc.filter(parents, bad).to_pylist())
         return arr
     if f.type is FieldType.FLOAT:

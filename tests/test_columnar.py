@@ -30,6 +30,7 @@ from pipeline.columnar import (
     records_of,
     to_records,
     validate,
+    validate_arrays,
     validate_table,
 )
 from pipeline.dead_letter import DLQ_MAX_RAW_BYTES, DeadLetter
@@ -276,6 +277,25 @@ def test_records_arrow_refuses_take_the_per_record_path() -> None:
     assert (duplicates, conflicts) == (result.duplicates, result.conflicts) == (0, 2)
     assert [r for r, _ in unwritable] == [refused] and len(expected) == 1
     assert repr(unwritable[0][1]) == repr(expected[0].error)
+
+
+def test_a_null_entry_in_a_text_list_from_arrow_is_rejected_as_record_by_record() -> None:
+    good = record(ALLOCATION, nodes=["n1"])
+    bad = dict(good, allocation_id="j2", nodes=["n1", None])
+    rows = [good, bad, dict(good, allocation_id="j3")]
+    table = pa.Table.from_pylist(rows, schema=ALLOCATION.arrow_schema())
+    columns = {
+        name: (col.cast(pa.int64()) if pa.types.is_timestamp(col.type) else col).combine_chunks()
+        for name, col in zip(table.column_names, table.columns, strict=True)
+    }
+    checked = validate_arrays(ALLOCATION, columns, 3, lambda at: [rows[i] for i in at])
+    assert checked is not None
+    accepted, rejects = checked
+    _, expected = validate_batch(ALLOCATION, rows)
+    got = [(r.index, r.error.reason, r.error.error_class) for r in rejects]
+    assert got == [(r.index, r.error.reason, r.error.error_class) for r in expected]
+    assert [(i, c) for i, _, c in got] == [(1, "bad_type")]
+    assert accepted.column("allocation_id").to_pylist() == [good["allocation_id"], "j3"]
 
 
 def test_the_date_partition_is_the_utc_date_over_the_representable_range() -> None:

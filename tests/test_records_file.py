@@ -361,3 +361,23 @@ def test_backfill_of_a_parquet_file_with_one_bad_row_writes_nothing(tmp_path: Pa
     assert f"{path}:15001: util=1.5 is above 1.0" in err and "refused whole" in err
     assert open_table(table_of(lake, GPU_SAMPLE)) is None
     assert not (lake / "_staging").exists() or not any((lake / "_staging").iterdir())
+
+
+def test_a_null_entry_in_a_text_list_refuses_a_parquet_file_on_both_paths(
+    tmp_path: Path,
+) -> None:
+    good = dict(EXPECTED_ALLOCATIONS[0])
+    rows = [good, dict(good, allocation_id="job-2", nodes=["node-01", None])]
+    path = tmp_path / "allocations.parquet"
+    pq.write_table(pa.Table.from_pylist(rows, schema=ALLOCATION.arrow_schema()), path)
+    problems = []
+    for tables in (False, True):
+        collector = RecordsFileCollector(ALLOCATION, path)
+        read = collector.collect_tables() if tables else collector.collect()
+        assert read is not None
+        with pytest.raises(InputFileError) as info:
+            list(read)
+        problems.append(info.value.problems)
+    assert problems[0] == problems[1]
+    assert [p.split(": ")[0] for p in problems[0]] == [f"{path}:2"]
+    assert "nodes must be a list of text" in problems[0][0]
