@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,11 +114,20 @@ def _commit_answered(_offsets: Any, response: Any) -> None:
         )
 
 
-def read_to_end(consumer: KafkaConsumer, timeout_ms: int = 500) -> bool:
+def read_to_end(
+    consumer: KafkaConsumer,
+    polled: Mapping[TopicPartition, Sequence[Any]] | None = None,
+    timeout_ms: int = 500,
+) -> bool:
     """Whether every assigned partition has been returned up to the end its last fetch saw
-    (its high watermark); False while any is unknown. Waits up to about ``timeout_ms`` for
-    positions being reset (a seek to the beginning)."""
+    (its high watermark); False while any is unknown. ``polled`` (the last poll's records)
+    answers at once for a partition it left short of its end. Waits up to about
+    ``timeout_ms`` for positions being reset (a seek to the beginning)."""
     try:
+        for tp, messages in (polled or {}).items():
+            end = consumer.highwater(tp) if messages else None
+            if end is not None and messages[-1].offset + 1 < end:
+                return False
         assigned = consumer.assignment()
         if not assigned:
             return False

@@ -163,7 +163,7 @@ class Ingestor:
                     oldest = oldest or now
                     drained_since = None
                 due = oldest is not None and now - oldest >= self.settings.max_batch_seconds
-                if self.buffers and (due or not polled or self._caught_up()):
+                if self.buffers and (due or not polled or self._caught_up(polled)):
                     self.flush()
                     oldest = None
                     if progress:
@@ -211,12 +211,12 @@ class Ingestor:
             got = got or bool(messages)
         return got
 
-    def _caught_up(self) -> bool:
+    def _caught_up(self, polled: Mapping[TopicPartition, Sequence[Any]]) -> bool:
         """Whether to land now rather than wait for an empty poll or ``max_batch_seconds``:
         at least half of ``max_batch_records`` is buffered and every assigned partition has
         been read to its end (docs/wire.md#flush)."""
         half = self._buffered * 2 >= self.settings.max_batch_records
-        return half and read_to_end(self.consumer)
+        return half and read_to_end(self.consumer, polled)
 
     def _run_length(self, tp: TopicPartition) -> int:
         """Messages to decode at once: about what still fits before ``max_batch_records`` at
