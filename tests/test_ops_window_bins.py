@@ -77,7 +77,9 @@ def rolled_lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def figures(con: Any, now: int, window_s: float) -> dict[tuple[str, str, str], tuple]:
     rows = fleet.fleet_window(con, now, window_s)
-    return {(r.datacentre, r.cluster, r.scope): (r.capacity_s, r.busy_s) for r in rows}
+    return {
+        (r.datacentre, r.cluster, r.scope): (r.capacity_s, r.allocated_s, r.busy_s) for r in rows
+    }
 
 
 def assert_same(got: dict, want: dict) -> None:
@@ -100,8 +102,9 @@ def check_windows(lake: Path) -> list[fleet.WindowQuery]:
         q = fleet.window_query(bins, *WINDOWS[1])
         params = {k: q.params[k] for k in ("w0_ms", "w1_ms", "lo_ms")}
         old = bins.execute(load_sql("ops_fleet_window"), params).fetchall()
-        assert_same(figures(bins, *WINDOWS[1]), {r[:3]: (r[3], r[5]) for r in old})
-        assert figures(bins, *WINDOWS[0])[("dc2", "k2", "")][1] is None  # util never known
+        assert_same(figures(bins, *WINDOWS[1]), {r[:3]: r[3:] for r in old})
+        assert figures(bins, *WINDOWS[0])[("dc2", "k2", "")][2] is None  # util never known
+        assert not fleet.window_query(raw, *WINDOWS[0]).from_bins  # a plain catalogue
         # the newest sample instant, from the bins before the bin holding now (at :15 and :45
         # no sample has come in that bin yet)
         instants = (START - M, START + 7_000, D1 - 45 * M + 3_000, D1 + 7 * M, D1 + 315 * M + 5)
@@ -118,7 +121,7 @@ def test_windows_from_fresh_bins_equal_the_raw_path(rolled_lake: Path) -> None:
     assert [q.from_bins for q in queries] == [True] * 5 + [False] * 3
     for q in queries[:5]:  # every partition fresh: no raw sample read inside the whole bins
         assert q.params["m0_ms"] == q.params["m1_ms"]
-    # without rollups (or on a plain catalogue connection) the raw query runs
+    # without rollups the raw query runs
     con = fleet.connect_ops(rolled_lake, rollups=False)
     try:
         assert not fleet.window_query(con, *WINDOWS[0]).from_bins
