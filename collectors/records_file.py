@@ -235,7 +235,7 @@ class _Spool:
         self._thread.start()
 
     def _write(self) -> None:
-        options = ipc.IpcWriteOptions(compression="lz4", use_threads=False)
+        options = ipc.IpcWriteOptions(compression="lz4")
         try:
             with (
                 pa.OSFile(self._path, "wb") as sink,
@@ -260,11 +260,7 @@ class _Spool:
         self._finish()
         if self._error is not None:
             raise self._error
-        options = ipc.IpcReadOptions(use_threads=False)  # a pool costs more than it saves here
-        with (
-            pa.OSFile(self._path, "rb") as source,
-            ipc.open_stream(source, options=options) as reader,
-        ):
+        with pa.OSFile(self._path, "rb") as source, ipc.open_stream(source) as reader:
             for batch in reader:
                 yield pa.Table.from_batches([batch], self._schema)
 
