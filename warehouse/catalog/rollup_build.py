@@ -29,8 +29,8 @@ from warehouse.catalog import rollups as rv
 
 log = logging.getLogger(__name__)
 
-CHUNK_ROWS = 16_000_000
-"""Raw rows per chunk (with the next days'): bounds the builder's memory."""
+CHUNK_ROWS = 8_000_000
+"""Raw rows per chunk (with a next day's read whole): bounds the builder's memory."""
 
 MANIFEST_SCHEMA = pa.schema(
     [
@@ -76,7 +76,10 @@ def _chunks(
     chunk: list[rv.Part] = []
     rows = 0
     for p in parts:
-        n = stats[p].rows + stats.get((p[0], rv.next_day(p[1])), rv.PartStats()).rows
+        # a next day is read whole only when the interval bound is unknown (rollups.open_views)
+        n = stats[p].rows
+        if not stats[p].iv_known:
+            n += stats.get((p[0], rv.next_day(p[1])), rv.PartStats()).rows
         if chunk and (rows + n > CHUNK_ROWS or len(chunk) >= 256):
             yield chunk
             chunk, rows = [], 0
@@ -109,9 +112,11 @@ def build_rollups(
     lake = Path(lake)
     today = today or dt.datetime.now(dt.UTC).date()
     con = duckdb.connect(":memory:")
+    # the bins are sorted before they are written; nothing else needs the rows' order
+    con.execute("SET preserve_insertion_order = false")
     try:
         versions, state = refresh_with_state(con, lake)
-        _pin_spans(con)
+        _pin_spans(con, state)
         result = RollupResult(fresh=len(state.fresh))
         closed = [p for p in state.stats if p[1] < today.isoformat()]
         result.open = len(state.stats) - len(closed)
@@ -136,10 +141,11 @@ def build_rollups(
     return result
 
 
-def _pin_spans(con: duckdb.DuckDBPyConnection) -> None:
+def _pin_spans(con: duckdb.DuckDBPyConnection, state: rv.RollupState) -> None:
     """Every chunk's bins need the allocation spans and holds, which need the horizon of every
-    cluster (a scan of all raw rows not yet rolled up): compute them once, as temp tables
-    behind the views of the same names."""
+    cluster (a scan of all raw rows not yet rolled up, read as the chunks read theirs): compute
+    them once, as temp tables behind the views of the same names."""
+    con.execute(f"CREATE OR REPLACE VIEW raw_gpu_samples_rest AS {rv.rest_raw(state, True)}")
     for name in ("cluster_horizon", "allocation_spans", "allocation_hold_spans"):
         con.execute(f"CREATE OR REPLACE TEMP TABLE _built_{name} AS SELECT * FROM {name}")
         con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM _built_{name}")
@@ -154,7 +160,7 @@ def _commit_chunk(
 ) -> int:
     """Compute the chunk's bins, commit them (replacing its partitions), then the manifest
     naming that commit; returns the number of bins."""
-    rv.open_views(con, state, set(chunk))
+    rv.open_views(con, state, set(chunk), numbered=True)
     rows = con.execute(
         "SELECT * EXCLUDE (date), CAST(date AS VARCHAR) AS date FROM gpu_bins_live "
         "ORDER BY datacentre, date, cluster, gpu_uuid, bin_ms"

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import math
 import urllib.parse
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -37,6 +38,7 @@ from deltalake import DeltaTable
 
 from pipeline import lake as lakes
 from pipeline.records import KINDS, Kind
+from pipeline.sqltext import ident
 
 GRAIN_MS = 900_000
 """Bin width: 15 minutes, so every period boundary of a time zone whose offset is a multiple
@@ -65,6 +67,9 @@ class PartStats:
     rows: int = 0
     vmin: int | None = None
     vmax: int | None = None
+    iv_max: float | None = None
+    """The greatest ``interval_s`` of its rows (the files' statistics); None when unknown."""
+    iv_known: bool = True
 
     def fp(self) -> str:
         return f"{self.rows}:{self.vmin}:{self.vmax}"
@@ -89,12 +94,17 @@ def partition_stats(table: DeltaTable | None) -> dict[Part, PartStats]:
     actions = pa.table(table.get_add_actions(flatten=True))
     names = set(actions.column_names)
     cols = ["path", "num_records", "partition.datacentre", "partition.date"]
-    stats = [c for c in ("min._version", "max._version") if c in names]
+    stats = [c for c in ("min._version", "max._version", "max.interval_s") if c in names]
     for row in actions.select(cols + stats).to_pylist():
         s = out[(row["partition.datacentre"], row["partition.date"])]
         rel = urllib.parse.unquote(row["path"])
         s.files.append(rel if rel.startswith("/") else f"{root}/{rel}")
         s.rows += int(row["num_records"] or 0)
+        iv = row.get("max.interval_s")
+        if iv is None:
+            s.iv_known = False
+        elif s.iv_max is None or iv > s.iv_max:
+            s.iv_max = float(iv)
         for key, pick in (("min._version", min), ("max._version", max)):
             value = row.get(key)
             if value is None:  # no statistics: a fingerprint that never matches
@@ -153,6 +163,52 @@ def _typed_raw(files: Sequence[str], stats: Mapping[Part, PartStats]) -> str:
     part_of = {f: dc for (dc, _), s in stats.items() for f in s.files}
     source = files_source([(f, {"datacentre": part_of[f]}) for f in sorted(files)], ["datacentre"])
     return select_typed(SAMPLES.duckdb_columns(), source, True)
+
+
+def _numbered_raw(
+    files: Sequence[str], stats: Mapping[Part, PartStats], until: Mapping[str, int] | None = None
+) -> str:
+    """The builder's reading of ``files``: the rows ``_typed_raw`` gives, except that ``_file``
+    is the file's position in the sorted list of paths: the same order as the path (all the
+    dedup of ``coverage.sql`` and ``gpu_extent.sql`` takes from it), an integer, much cheaper
+    to sort on. Partition values (``datacentre``) come from the log, by that position. With
+    ``until``, only the rows of those files with ts before that instant (epoch ms)."""
+    from warehouse.catalog.sources import select_typed
+
+    columns = SAMPLES.duckdb_columns()
+    if not files:
+        return select_typed(columns, None, True)
+    part_of = {f: dc for (dc, _), s in stats.items() for f in s.files}
+    ordered = sorted(files)
+    paths = ", ".join(_lit(f) for f in ordered)
+    dcs = ", ".join(_lit(part_of[f]) for f in ordered)
+    cols = [f"CAST({ident(n)} AS {t}) AS {ident(n)}" for n, t in columns]
+    cols += ["_version", "_load", "_file", "file_row_number AS _row"]
+    where = ""
+    if until:
+        ends = ", ".join(str(until[f]) if f in until else "NULL" for f in ordered)
+        where = f" WHERE [{ends}][_file + 1] IS NULL OR epoch_ms(ts) < [{ends}][_file + 1]"
+    return (
+        f"SELECT {', '.join(cols)} FROM (SELECT *, CAST(file_index AS BIGINT) AS _file, "
+        f"[{dcs}][CAST(file_index AS BIGINT) + 1] AS datacentre FROM read_parquet([{paths}], "
+        f"file_row_number = true, hive_partitioning = false)){where}"
+    )
+
+
+def _next_day_until(stats: Mapping[Part, PartStats], open_parts: set[Part]) -> dict[str, int]:
+    """For the files of the days after ``open_parts`` that are not open themselves: the instant
+    before which their rows can end the coverage of an open sample. An open sample starts before
+    its day ends and covers at most its interval, so only a next-day sample before midnight +
+    that interval can end it (coverage.sql); the copies of a sample share its ts, so the dedup of
+    the rows kept is unchanged. The interval is bounded by the open partitions' file statistics
+    (rounded up, plus a second). Empty (read them whole) when a bound is unknown."""
+    after = {(dc, next_day(d)) for dc, d in open_parts} - open_parts
+    after &= set(stats)
+    known = [stats[p] for p in open_parts if p in stats]
+    if not after or not all(s.iv_known and s.iv_max is not None for s in known):
+        return {}
+    bound = math.ceil(max((s.iv_max or 0.0 for s in known), default=0.0) * 1000) + 1000
+    return {f: day_ms(p[1])[0] + bound for p in after for f in stats[p].files}
 
 
 BIN_COLUMNS: dict[str, str] = {
@@ -239,10 +295,16 @@ def extent_views(
         p: v for p, (ffp, _, v, _) in manifest.items() if p in stats and ffp == files_fp(stats, p)
     }
     con.execute(_stored_view("gpu_bins_stored", bins, state.unchanged))
-    rest = [f for p, s in stats.items() if p not in state.unchanged for f in s.files]
-    con.execute(f"CREATE OR REPLACE VIEW raw_gpu_samples_rest AS {_typed_raw(rest, stats)}")
+    con.execute(f"CREATE OR REPLACE VIEW raw_gpu_samples_rest AS {rest_raw(state)}")
     con.execute(load_sql("gpu_extent"))
     return state
+
+
+def rest_raw(state: RollupState, numbered: bool = False) -> str:
+    """The SELECT behind ``raw_gpu_samples_rest``: the raw rows of every partition whose raw
+    inputs changed; ``numbered``: the builder's reading (``_numbered_raw``)."""
+    rest = [f for p, s in state.stats.items() if p not in state.unchanged for f in s.files]
+    return _numbered_raw(rest, state.stats) if numbered else _typed_raw(rest, state.stats)
 
 
 def _empty_bins() -> str:
@@ -265,15 +327,26 @@ def holds_fps(con: duckdb.DuckDBPyConnection, reach: Mapping[Part, int]) -> dict
     return {(dc, str(d)): str(h) for dc, d, h in rows}
 
 
-def open_views(con: duckdb.DuckDBPyConnection, state: RollupState, open_parts: set[Part]) -> None:
-    """``raw_gpu_samples_open`` (rows of ``open_parts`` and of their next days),
+def open_views(
+    con: duckdb.DuckDBPyConnection,
+    state: RollupState,
+    open_parts: set[Part],
+    numbered: bool = False,
+) -> None:
+    """``raw_gpu_samples_open`` (rows of ``open_parts`` and of their next days; ``numbered``:
+    the builder's reading, ``_numbered_raw``, of the next days only the rows that can end the
+    coverage of an open sample, ``_next_day_until``),
     ``gpu_sample_coverage_open`` (coverage of ``open_parts``' samples) and ``gpu_bins_live``."""
     from warehouse.catalog.sources import load_sql
 
     stats = state.stats
     needed = set(open_parts) | {(dc, next_day(d)) for dc, d in open_parts}
     files = [f for p in needed if p in stats for f in stats[p].files]
-    con.execute(f"CREATE OR REPLACE VIEW raw_gpu_samples_open AS {_typed_raw(files, stats)}")
+    if numbered:
+        raw = _numbered_raw(files, stats, _next_day_until(stats, open_parts))
+    else:
+        raw = _typed_raw(files, stats)
+    con.execute(f"CREATE OR REPLACE VIEW raw_gpu_samples_open AS {raw}")
     body = load_sql("gpu_sample_coverage").split("CREATE OR REPLACE VIEW gpu_sample_coverage AS")
     assert len(body) == 2 and body[1].count("FROM raw_gpu_samples)") == 1
     select = body[1].replace("FROM raw_gpu_samples)", "FROM raw_gpu_samples_open)").rstrip()

@@ -1,0 +1,93 @@
+"""The rollup builder's own reading of the raw rows: files numbered in path order, and a next
+day read only up to where it can still end a closed day's coverage; the bins stay exactly
+what ``gpu_bins_live`` gives over every raw row."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from pipeline.records import GPU_SAMPLE
+from pipeline.write import write_records
+from tests.conftest import gpu_sample
+from warehouse.catalog import connect, refresh_with_state
+from warehouse.catalog import rollup_build as rb
+from warehouse.catalog import rollups as rv
+
+D0 = int(dt.datetime(2026, 3, 1, tzinfo=dt.UTC).timestamp() * 1000)
+DAY, H = 86_400_000, 3_600_000
+BINS = "SELECT * FROM gpu_bins_live WHERE date < DATE '2026-03-04' ORDER BY ALL"
+
+
+def fleet(lake: Path) -> None:
+    """Four days, two GPUs, in two loads (two files a partition): GPU-0's last sample of a
+    day is ended by the next day's first (45 s after it, at 00:00:30), GPU-1's reports two hours and
+    is ended by a sample at 01:00; the rest of each next day cannot end anything."""
+    rows = []
+    for d in range(4):
+        t0 = D0 + d * DAY
+        rows += [gpu_sample(t0 + 30_000 + i * H, "GPU-0", (i % 7) / 7) for i in range(24)]
+        rows += [gpu_sample(t0 - 15_000 + DAY, "GPU-0", 0.25)]
+        rows += [gpu_sample(t0 + H + i * 6 * H, "GPU-1", 0.5, interval_s=7200.0) for i in range(4)]
+        rows += [gpu_sample(t0 + DAY - 30 * 60_000, "GPU-1", 0.75, interval_s=7200.0)]
+    write_records(lake, GPU_SAMPLE, rows[::2], "a")
+    write_records(lake, GPU_SAMPLE, rows[1::2], "b")
+
+
+def stored_bins(lake: Path) -> list[tuple]:
+    con = connect(lake, ":memory:")
+    return con.execute(BINS.replace("gpu_bins_live", "gpu_bins_fresh")).fetchall()
+
+
+@pytest.mark.parametrize("chunk_rows", [1, rb.CHUNK_ROWS])
+def test_bins_equal_the_live_view_over_every_raw_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk_rows: int
+) -> None:
+    lake = tmp_path / "lake"
+    fleet(lake)
+    want = connect(lake, ":memory:", rollups=False).execute(BINS).fetchall()
+    monkeypatch.setattr(rb, "CHUNK_ROWS", chunk_rows)  # 1: every partition its own chunk
+    result = rb.build_rollups(lake, today=dt.date(2026, 3, 4))
+    assert result.partitions == 3 and result.commits == (6 if chunk_rows == 1 else 2)
+    got = stored_bins(lake)
+    assert len(got) == len(want) > 50
+    for a, b in zip(got, want, strict=True):
+        assert all(
+            math.isclose(x, y, rel_tol=1e-12) if isinstance(x, float) else x == y
+            for x, y in zip(a, b, strict=True)
+        ), (a, b)
+
+
+def test_a_next_day_is_read_up_to_midnight_plus_the_longest_interval(tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    fleet(lake)
+    con = duckdb.connect()
+    _, state = refresh_with_state(con, lake)
+    day1, day2 = ("dc1", "2026-03-02"), ("dc1", "2026-03-03")
+    until = rv._next_day_until(state.stats, {day1})
+    assert set(until) == set(state.stats[day2].files) and len(until) == 2
+    assert set(until.values()) == {D0 + 2 * DAY + 7_201_000}
+    rv.open_views(con, state, {day1}, numbered=True)
+    # day 2's rows before 02:00:01 (and all of day 1); files numbered in path order
+    got = con.execute(
+        "SELECT count(*) FILTER (WHERE ts >= TIMESTAMPTZ '2026-03-03 00:00:00+00'), "
+        "max(ts), list(DISTINCT _file ORDER BY _file) FROM raw_gpu_samples_open"
+    ).fetchone()
+    assert got is not None and got[0] == 3 and got[2] == [0, 1, 2, 3]
+    assert got[1] == dt.datetime(2026, 3, 3, 1, 0, 30, tzinfo=dt.UTC)
+    paths = sorted(state.stats[day1].files + state.stats[day2].files)
+    numbered = con.execute("SELECT _file, _row, ts FROM raw_gpu_samples_open").fetchall()
+    named = (
+        connect(lake, ":memory:", rollups=False)
+        .execute("SELECT _file, _row, ts FROM raw_gpu_samples")
+        .fetchall()
+    )
+    by_path = {(f, r): ts for f, r, ts in named}
+    assert all(by_path[(paths[f], r)] == ts for f, r, ts in numbered)
+    # without the files' interval statistics the next day is read whole
+    state.stats[day1].iv_known = False
+    assert rv._next_day_until(state.stats, {day1}) == {}
