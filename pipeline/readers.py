@@ -110,6 +110,10 @@ def _epoch_ms(column: pa.Array) -> pa.Array | None:
         return None
 
 
+def _is_text(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t)
+
+
 def parquet_batches(
     k: Kind, path: Path, batch_rows: int
 ) -> Iterator[tuple[dict[str, pa.Array], int] | RecordError]:
@@ -118,7 +122,9 @@ def parquet_batches(
     nothing more), for unknown columns (the known ones still follow) and for a corrupt part
     further on (then nothing more)."""
     try:
-        pf = pq.ParquetFile(path)
+        text = [f.name for f in pq.read_schema(path) if _is_text(f.type)]
+        # text read as dictionaries: a repeated name is decoded once (readers decode them)
+        pf = pq.ParquetFile(path, read_dictionary=text)
     except Exception as exc:  # pyarrow raises several types for a broken or foreign file
         yield RecordError(f"not a readable Parquet file: {exc}", "bad_file")
         return
@@ -129,7 +135,7 @@ def parquet_batches(
             yield RecordError(f"unknown column(s) for {k.name}: {', '.join(unknown)}")
         columns = [c for c in names if c in k.name_set]
         timestamps = {f.name for f in k.fields if f.type is FieldType.TIMESTAMP}
-        batches = pf.iter_batches(batch_size=batch_rows, columns=columns)
+        batches = pf.iter_batches(batch_size=batch_rows, columns=columns, use_threads=False)
         n = 0
         while True:
             try:
