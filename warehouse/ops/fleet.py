@@ -30,6 +30,7 @@ from pathlib import Path
 
 import duckdb
 
+from pipeline.bounds import DAY_MS
 from pipeline.sqltext import sql_literal
 from warehouse.catalog import load_sql, refresh_with_state
 from warehouse.catalog.rollups import GRAIN_MS, Part
@@ -41,7 +42,6 @@ scrape cost follows the window, not the size of the lake. A record with a longer
 starts earlier is not counted."""
 
 MAX_INTERVAL_MS = int(MAX_INTERVAL_S * 1000)
-DAY_MS = 86_400_000
 PARTITIONS = "ops_gpu_partitions"
 """The temporary view ``connect_ops`` adds: every GPU-sample lake partition (datacentre, date)
 and whether its rollup bins are fresh (read by the catalogue's ``gpu_bins_fresh``)."""
