@@ -268,10 +268,12 @@ LAKE_COMMANDS = (
     ),
     LakeCommand(
         "rollup",
-        "build or refresh the GPU-sample rollups (15-minute bins) of closed partitions",
+        "build or refresh the GPU and occupancy rollups (15-minute bins) of closed partitions",
         "Compute the 15-minute GPU-sample bins of every closed (datacentre, date) partition that "
         "has none or whose raw rows, next day or allocation holds changed since, and commit them "
-        "with a manifest of what they were built from. Reports read fresh bins and compute "
+        "with a manifest of what they were built from; likewise the 15-minute occupancy bins "
+        "per scope of every closed partition whose raw occupancy or next day changed. Reports "
+        "read fresh bins and compute "
         "everything else from raw rows, with the same figures. Running it again with nothing "
         "changed does nothing.",
         cmd_rollup,

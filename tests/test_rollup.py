@@ -187,8 +187,10 @@ def test_helios_and_openb_rollup_equals_raw_path(tmp_path: Path) -> None:
         start = dt.datetime.fromisoformat("2020-04-01T00:00:00+08:00")
         run_collector(OpenbReplay(openb, start=start), sink)
         sink.flush()
-    build_rollups(lake)
-    assert_paths_agree(lake, [c for c in CASES if c[0] == "month"])
+    result = build_rollups(lake)
+    assert result.occupancy_partitions > 0  # Helios' virtual-cluster occupancy, per scope
+    scoped = [("day", "scope", "Australia/Adelaide"), ("month", "scope", "Asia/Shanghai")]
+    assert_paths_agree(lake, [c for c in CASES if c[0] == "month"] + scoped)
 
 
 def attribution(lake: Path, rollups: bool, source: str) -> list[dict[str, Any]]:

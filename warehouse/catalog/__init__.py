@@ -171,6 +171,15 @@ def refresh_with_state(
     for name in SQL_VIEWS:
         con.execute(load_sql(name))
     rv.bins_views(con, state, snapshots[rv.BINS])
+    from warehouse.catalog.occupancy_rollup import OCCUPANCY, occupancy_views
+
+    state.occupancy = occupancy_views(
+        con,
+        snapshots[OCCUPANCY.table],
+        snapshots[rv.OCC_BINS],
+        snapshots[rv.OCC_PARTS],
+        rollups,
+    )
     entity_views(con, snapshots)
     log.debug(
         "warehouse views over %s refreshed (%d statements, rollups fresh for %d of %d partitions)",

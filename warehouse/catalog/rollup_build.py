@@ -60,19 +60,23 @@ class RollupResult:
     bins: int = 0
     commits: int = 0
     seconds: float = 0.0
+    occupancy_partitions: int = 0
+    """Occupancy partitions (re)built (``warehouse.catalog.occupancy_rollup``)."""
+    occupancy_rows: int = 0
+    occupancy_bins: int = 0
 
     def line(self) -> str:
         rate = self.raw_rows / self.seconds if self.seconds else 0.0
         return (
             f"rolled up {self.partitions:,} partition(s) ({self.raw_rows:,} raw rows -> "
             f"{self.bins:,} bins, {rate:,.0f} rows/s, {self.commits} commit(s)); "
-            f"{self.fresh:,} already fresh, {self.open:,} still open"
+            f"{self.fresh:,} already fresh, {self.open:,} still open; occupancy: "
+            f"{self.occupancy_partitions:,} partition(s) ({self.occupancy_rows:,} raw rows -> "
+            f"{self.occupancy_bins:,} bins)"
         )
 
 
-def _chunks(
-    parts: Sequence[rv.Part], stats: dict[rv.Part, rv.PartStats]
-) -> Iterator[list[rv.Part]]:
+def chunks(parts: Sequence[rv.Part], stats: dict[rv.Part, rv.PartStats]) -> Iterator[list[rv.Part]]:
     chunk: list[rv.Part] = []
     rows = 0
     for p in parts:
@@ -89,7 +93,7 @@ def _chunks(
         yield chunk
 
 
-def _predicate(parts: Sequence[rv.Part]) -> str:
+def predicate(parts: Sequence[rv.Part]) -> str:
     def lit(v: str) -> str:
         return "'" + v.replace("'", "''") + "'"
 
@@ -123,7 +127,7 @@ def build_rollups(
         todo = sorted((p for p in closed if p not in state.fresh), key=lambda p: (p[0] or "", p[1]))
         source_version = versions.get(rv.SAMPLES.table) or 0
         paths = rv.rollup_paths(lake)
-        for chunk in _chunks(todo, state.stats):
+        for chunk in chunks(todo, state.stats):
             bins = _commit_chunk(con, state, chunk, paths, source_version)
             result.partitions += len(chunk)
             result.raw_rows += sum(state.stats[p].rows for p in chunk)
@@ -134,11 +138,30 @@ def build_rollups(
                     f"rollup: {result.partitions:,}/{len(todo):,} partitions, "
                     f"{result.raw_rows:,} raw rows"
                 )
+        _build_occupancy(con, state, lake, today, versions, result)
     finally:
         con.close()
     result.seconds = time.monotonic() - started
     log.info("%s", result.line())
     return result
+
+
+def _build_occupancy(
+    con: duckdb.DuckDBPyConnection,
+    state: rv.RollupState,
+    lake: Path,
+    today: dt.date,
+    versions: dict[str, int | None],
+    result: RollupResult,
+) -> None:
+    from warehouse.catalog.occupancy_rollup import OCCUPANCY, build_occupancy
+
+    if state.occupancy is None:
+        return
+    source = versions.get(OCCUPANCY.table) or 0
+    n, rows, bins, commits = build_occupancy(con, state.occupancy, lake, today, source)
+    result.occupancy_partitions, result.occupancy_rows, result.occupancy_bins = n, rows, bins
+    result.commits += commits
 
 
 def _pin_spans(con: duckdb.DuckDBPyConnection, state: rv.RollupState) -> None:
@@ -173,7 +196,7 @@ def _commit_chunk(
         paths[rv.BINS],
         rows,
         load_id="rollup",
-        replace_where=_predicate(chunk),
+        replace_where=predicate(chunk),
         metadata={"gpuledger.rollup_source_version": source_version},
     )
     manifest = _manifest(state, chunk, rows, reach, holds, version, source_version)

@@ -31,6 +31,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import pyarrow as pa
@@ -40,6 +41,9 @@ from pipeline import lake as lakes
 from pipeline.records import KINDS, Kind
 from pipeline.sqltext import ident
 
+if TYPE_CHECKING:
+    from warehouse.catalog.occupancy_rollup import OccupancyState
+
 GRAIN_MS = 900_000
 """Bin width: 15 minutes, so every period boundary of a time zone whose offset is a multiple
 of 15 minutes (all in use today, Australia/Adelaide's +9:30 and Asia/Kathmandu's +5:45
@@ -47,14 +51,17 @@ included) falls on a bin edge."""
 
 BINS = "rollup_gpu_bins"
 PARTS = "rollup_gpu_bins_parts"
-"""Snapshot names (what reports list in their lineage) of the bins table and its manifest."""
+OCC_BINS = "rollup_occupancy_bins"
+OCC_PARTS = "rollup_occupancy_bins_parts"
+"""Snapshot names (what reports list in their lineage) of the bins tables and their manifests."""
 
 SAMPLES: Kind = KINDS["gpu_sample"]
 
 
 def rollup_paths(lake: Path) -> dict[str, Path]:
-    bins, parts = (lake / lakes.ROLLUP_DIR / name for name in lakes.ROLLUP_TABLES)
-    return {BINS: bins, PARTS: parts}
+    names = (BINS, PARTS, OCC_BINS, OCC_PARTS)
+    assert len(names) == len(lakes.ROLLUP_TABLES)
+    return {n: lake / lakes.ROLLUP_DIR / t for n, t in zip(names, lakes.ROLLUP_TABLES, strict=True)}
 
 
 Part = tuple[str | None, str]
@@ -155,14 +162,16 @@ class RollupState:
     """(files_fp, holds_fp, bins version, reach_ms) of the newest manifest row per partition."""
     unchanged: dict[Part, int] = field(default_factory=dict)
     fresh: dict[Part, int] = field(default_factory=dict)
+    occupancy: OccupancyState | None = None
+    """The occupancy rollup's partitions (``warehouse.catalog.occupancy_rollup``)."""
 
 
-def _typed_raw(files: Sequence[str], stats: Mapping[Part, PartStats]) -> str:
+def _typed_raw(files: Sequence[str], stats: Mapping[Part, PartStats], kind: Kind = SAMPLES) -> str:
     from warehouse.catalog.sources import files_source, select_typed
 
     part_of = {f: dc for (dc, _), s in stats.items() for f in s.files}
     source = files_source([(f, {"datacentre": part_of[f]}) for f in sorted(files)], ["datacentre"])
-    return select_typed(SAMPLES.duckdb_columns(), source, True)
+    return select_typed(kind.duckdb_columns(), source, True)
 
 
 def _numbered_raw(
@@ -233,8 +242,14 @@ BIN_COLUMNS: dict[str, str] = {
 """The columns of a bins row (``gpu_bins_live.sql``), in order, with their DuckDB types."""
 
 
-def _stored_view(name: str, bins: DeltaTable | None, keep: Mapping[Part, int]) -> str:
-    """``name``: the stored bins rows of the partitions in ``keep``, written by its commit."""
+def _stored_view(
+    name: str,
+    bins: DeltaTable | None,
+    keep: Mapping[Part, int],
+    columns: Mapping[str, str] = BIN_COLUMNS,
+) -> str:
+    """``name``: the stored bins rows (``columns``) of the partitions in ``keep``, written by
+    its commit."""
     from warehouse.catalog.sources import files_source
 
     files = []
@@ -244,11 +259,11 @@ def _stored_view(name: str, bins: DeltaTable | None, keep: Mapping[Part, int]) -
         ]
     source = files_source(sorted(files), ["datacentre", "date"]) if files else None
     if source is None:
-        return f"CREATE OR REPLACE VIEW {name} AS {_empty_bins()}"
+        return f"CREATE OR REPLACE VIEW {name} AS {_empty_bins(columns)}"
     versions = ", ".join(
         f"({_lit(dc)}, {_lit(date)}, {int(v)})" for (dc, date), v in sorted(keep.items(), key=str)
     )
-    cols = ", ".join(f"CAST({c} AS {t}) AS {c}" for c, t in BIN_COLUMNS.items())
+    cols = ", ".join(f"CAST({c} AS {t}) AS {c}" for c, t in columns.items())
     return (
         f"CREATE OR REPLACE VIEW {name} AS SELECT {cols} FROM {source} "
         f"JOIN (VALUES {versions}) AS k(k_dc, k_date, k_version) "
@@ -307,8 +322,8 @@ def rest_raw(state: RollupState, numbered: bool = False) -> str:
     return _numbered_raw(rest, state.stats) if numbered else _typed_raw(rest, state.stats)
 
 
-def _empty_bins() -> str:
-    cols = ", ".join(f"CAST(NULL AS {t}) AS {c}" for c, t in BIN_COLUMNS.items())
+def _empty_bins(columns: Mapping[str, str] = BIN_COLUMNS) -> str:
+    cols = ", ".join(f"CAST(NULL AS {t}) AS {c}" for c, t in columns.items())
     return f"SELECT {cols} WHERE false"
 
 

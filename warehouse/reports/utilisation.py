@@ -136,9 +136,9 @@ def single_threaded(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
             con.execute(f"SET threads = {before}")
 
 
-def _gpu_parts(con: duckdb.DuckDBPyConnection, source: Source) -> str:
-    """The report's per-(period, GPU) sample part: from bins when every bound of
-    ``report_periods`` is on a bin edge, else from samples."""
+def _parts_source(con: duckdb.DuckDBPyConnection, source: Source) -> Source:
+    """Bins when ``source`` is bins and every bound of ``report_periods`` is on a bin edge,
+    else samples."""
     if source not in ("bins", "samples"):
         raise ValueError(f"source must be bins or samples, not {source!r}")
     if source == "bins":
@@ -148,7 +148,17 @@ def _gpu_parts(con: duckdb.DuckDBPyConnection, source: Source) -> str:
         ).fetchone()
         if row is None or not row[0]:
             source = "samples"
-    return _fragment(f"utilisation_gpu_{source}")
+    return source
+
+
+def _report_sql(con: duckdb.DuckDBPyConnection, source: Source) -> str:
+    """``utilisation.sql`` with its per-(period, GPU) sample part and its per-(period, scope)
+    occupancy part from bins or from samples (``_parts_source``)."""
+    chosen = _parts_source(con, source)
+    sql = load_sql("utilisation").replace(
+        "/*gpu_parts*/", _fragment(f"utilisation_gpu_{chosen}"), 1
+    )
+    return sql.replace("/*occ_parts*/", _fragment(f"utilisation_occ_{chosen}"), 1)
 
 
 def _fragment(name: str) -> str:
@@ -179,8 +189,9 @@ def utilisation_report(
 ) -> list[dict[str, Any]]:
     """Capacity, allocated and busy GPU-hours per period and grouping (see the module docstring).
 
-    ``source="bins"`` sums GPU samples from the 15-minute bins (rollups where fresh), unless
-    a period bound is off a bin edge; ``"samples"`` clips every sample (the raw path).
+    ``source="bins"`` sums GPU samples and occupancy from their 15-minute bins (rollups where
+    fresh), unless a period bound is off a bin edge; ``"samples"`` clips every sample and
+    snapshot (the raw path).
 
     Returns rows with exactly ``UTILISATION_COLUMNS`` as keys, sorted by period, datacentre,
     cluster, scope; by region or ownership ``grouped_columns(by)``, sorted by period, group.
@@ -201,7 +212,7 @@ def utilisation_report(
     }
     with single_threaded(con):
         con.execute(load_sql("report_periods"), params)
-        sql = load_sql("utilisation").replace("/*gpu_parts*/", _gpu_parts(con, source), 1)
+        sql = _report_sql(con, source)
         cursor = con.execute(sql, {"by": by})
         names = [d[0] for d in cursor.description]
         assert tuple(names) == UTILISATION_COLUMNS, names

@@ -45,7 +45,13 @@ from pipeline import lake as lakes
 from pipeline.records import KINDS
 from warehouse import catalog
 from warehouse.catalog import rollups as rv
-from warehouse.spark.frames import bins_frame, history_frame, parts_filter, raw_frame
+from warehouse.spark.frames import (
+    OCC_BIN_SPARK_COLUMNS,
+    bins_frame,
+    history_frame,
+    parts_filter,
+    raw_frame,
+)
 from warehouse.spark.sql import spark_sql
 from warehouse.spark.sql_code import bq
 
@@ -274,6 +280,32 @@ def _register_rollups(r: _Registrar, state: rv.RollupState) -> None:
     raw_statement, *open_statements = recorder.statements
     assert _view_name(raw_statement) == "raw_gpu_samples_open"
     for statement in [*open_statements, catalog.load_sql("gpu_bins")]:
+        r.run(statement)
+    _register_occupancy(r, state)
+
+
+def _register_occupancy(r: _Registrar, state: rv.RollupState) -> None:
+    """The occupancy rollup views (``occupancy_rollup.occupancy_views``): stored bins of the
+    partitions the DuckDB catalogue found fresh, live bins of the others."""
+    from warehouse.catalog import occupancy_rollup as orv
+
+    occ = state.occupancy
+    fresh = occ.fresh if occ is not None else {}
+    stats = occ.stats if occ is not None else {}
+    bins = bins_frame(
+        r.spark, r.paths[rv.OCC_BINS], r.pinned[rv.OCC_BINS], fresh, OCC_BIN_SPARK_COLUMNS
+    )
+    r.frame("occupancy_bins_fresh", bins)
+    open_parts = set(stats) - set(fresh)
+    needed = open_parts | {(dc, rv.next_day(d)) for dc, d in open_parts}
+    path, version = r.paths[orv.OCCUPANCY.table], r.pinned[orv.OCCUPANCY.table]
+    raw = raw_frame(r.spark, orv.OCCUPANCY, path, version, parts_filter(needed))
+    r.frame("raw_occupancy_open", raw)
+    for statement in (
+        orv.open_coverage(open_parts),
+        catalog.load_sql("occupancy_bins_live"),
+        catalog.load_sql("occupancy_bins"),
+    ):
         r.run(statement)
 
 

@@ -13,6 +13,7 @@ from pyspark.sql import functions as F
 
 from pipeline.records import Kind
 from warehouse.catalog import rollups as rv
+from warehouse.catalog.occupancy_rollup import OCC_BIN_COLUMNS
 from warehouse.spark.sql_code import bq
 
 SPARK_TYPES = {
@@ -86,15 +87,23 @@ def parts_filter(parts: Iterable[rv.Part]) -> Column:
 
 BIN_SPARK_COLUMNS = [(name, {"VARCHAR": "STRING"}.get(t, t)) for name, t in rv.BIN_COLUMNS.items()]
 """The columns of a bins row with their Spark types."""
+OCC_BIN_SPARK_COLUMNS = [
+    (name, {"VARCHAR": "STRING"}.get(t, t)) for name, t in OCC_BIN_COLUMNS.items()
+]
+"""The columns of an occupancy bins row with their Spark types."""
 
 
 def bins_frame(
-    spark: SparkSession, path: Path, version: int | None, keep: Mapping[rv.Part, int]
+    spark: SparkSession,
+    path: Path,
+    version: int | None,
+    keep: Mapping[rv.Part, int],
+    columns: list[tuple[str, str]] = BIN_SPARK_COLUMNS,
 ) -> DataFrame:
-    """The stored bins of the partitions in ``keep``, only the rows written by the bins commit
-    ``keep`` names for each (``rollup_views._stored_view``)."""
+    """The stored bins (``columns``) of the partitions in ``keep``, only the rows written by
+    the bins commit ``keep`` names for each (``rollups._stored_view``)."""
     if version is None or not keep:
-        return _empty(spark, BIN_SPARK_COLUMNS)
+        return _empty(spark, columns)
     df = spark.read.format("delta").option("versionAsOf", version).load(str(path))
     by_commit: dict[tuple[str | None, int], list[str]] = defaultdict(list)
     for (dc, day), v in keep.items():
@@ -106,7 +115,7 @@ def bins_frame(
             & F.col("date").cast("STRING").isin(sorted(days))
             & (F.col("_version") == F.lit(v))
         )
-    return df.where(cond).select(*_typed(df, BIN_SPARK_COLUMNS))
+    return df.where(cond).select(*_typed(df, columns))
 
 
 def history_frame(

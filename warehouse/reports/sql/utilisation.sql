@@ -1,19 +1,11 @@
--- utilisation report: one row per (period, datacentre[, cluster[, scope]]) with capacity / allocated / busy GPU-hours (docs/semantics.md); inputs: report_periods, occupancy_coverage, inventory_coverage, gpu_bins or gpu_sample_coverage, allocation_spans, allocation_hold_spans, cluster_sources, datacentres; params: $by ('datacentre'|'cluster'|'scope'|'region'|'ownership')
+-- utilisation report: one row per (period, datacentre[, cluster[, scope]]) with capacity / allocated / busy GPU-hours (docs/semantics.md); inputs: report_periods, occupancy_bins or occupancy_coverage, inventory_coverage, gpu_bins or gpu_sample_coverage, allocation_spans, allocation_hold_spans, cluster_sources, datacentres; params: $by ('datacentre'|'cluster'|'scope'|'region'|'ownership')
 WITH
 periods AS MATERIALIZED (SELECT * FROM report_periods),
--- occupancy: per (period, scope), every snapshot's coverage clipped to the period
+-- occupancy per (period, scope): capacity, allocated and covered hours, from the 15-minute
+-- occupancy bins (utilisation_occ_bins.sql) or, where a period bound is not on a bin edge, from
+-- every snapshot clipped to the period (utilisation_occ_samples.sql); reports.py inserts one here
 occ_p AS MATERIALIZED (
-    SELECT
-        p.period,
-        o.datacentre,
-        o.cluster,
-        o.scope,
-        sum(o.gpus_total * (least(o.e_ms, p.p1) - greatest(o.s_ms, p.p0))) / 3600000.0 AS cap_h,
-        sum(o.gpus_allocated * (least(o.e_ms, p.p1) - greatest(o.s_ms, p.p0))) / 3600000.0 AS alloc_h,
-        sum(least(o.e_ms, p.p1) - greatest(o.s_ms, p.p0)) / 3600000.0 AS cov_h
-    FROM occupancy_coverage AS o
-    JOIN periods AS p ON o.s_ms < p.p1 AND o.e_ms > p.p0
-    GROUP BY ALL
+    /*occ_parts*/
 ),
 -- inventory: per (period, node), gpu_count x validity overlap
 inv_p AS MATERIALIZED (

@@ -1,0 +1,175 @@
+"""The occupancy rollup: 15-minute bins per cluster scope, read where fresh, raw rows elsewhere.
+
+The sibling of the GPU-sample rollup (``warehouse.catalog.rollups``; docs/rollups.md): a Delta
+table of bins (``occupancy_bins_live.sql`` defines a row) and a manifest with one row per lake
+partition (datacentre, UTC date) of the occupancy table. A partition's stored bins are read
+only while its raw rows and those of the next day (whose first snapshot ends the coverage of the
+day's last one) are what they were built from (``rollups.files_fp``) and only rows of the bins
+commit the manifest names. Every other partition is computed live by the same SQL the builder
+runs. Occupancy does not depend on allocations, so there is no holds fingerprint.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+from deltalake import DeltaTable
+
+from pipeline import lake as lakes
+from pipeline.records import KINDS, Kind
+from warehouse.catalog import rollups as rv
+
+OCCUPANCY: Kind = KINDS["occupancy"]
+
+OCC_BIN_COLUMNS: dict[str, str] = {
+    "datacentre": "VARCHAR",
+    "date": "DATE",
+    "cluster": "VARCHAR",
+    "scope": "VARCHAR",
+    "bin_ms": "BIGINT",
+    "snapshots": "BIGINT",
+    "cov_ms": "BIGINT",
+    "total_ms": "DOUBLE",
+    "allocated_ms": "DOUBLE",
+    "down_ms": "DOUBLE",
+    "first_ms": "BIGINT",
+    "last_ms": "BIGINT",
+    "last_e_ms": "BIGINT",
+}
+"""The columns of an occupancy bins row (``occupancy_bins_live.sql``), in order."""
+
+
+@dataclass
+class OccupancyState:
+    """Which occupancy partitions the stored bins serve (``fresh``: partition -> bins commit)."""
+
+    stats: dict[rv.Part, rv.PartStats]
+    manifest: dict[rv.Part, tuple[str, str, int, int]]
+    fresh: dict[rv.Part, int] = field(default_factory=dict)
+
+
+def occupancy_views(
+    con: duckdb.DuckDBPyConnection,
+    occupancy: DeltaTable | None,
+    bins: DeltaTable | None,
+    parts: DeltaTable | None,
+    enabled: bool,
+) -> OccupancyState:
+    """``occupancy_bins_fresh``, the live views of every other partition and
+    ``occupancy_bins`` (the union); ``enabled=False``: every partition live."""
+    from warehouse.catalog.sources import load_sql
+
+    stats = rv.partition_stats(occupancy)
+    manifest = rv.read_manifest(con, parts) if enabled else {}
+    state = OccupancyState(dict(stats), manifest)
+    state.fresh = {
+        p: v
+        for p, (ffp, _, v, _) in manifest.items()
+        if p in stats and ffp == rv.files_fp(stats, p)
+    }
+    con.execute(rv._stored_view("occupancy_bins_fresh", bins, state.fresh, OCC_BIN_COLUMNS))
+    open_views(con, state.stats, set(state.stats) - set(state.fresh))
+    con.execute(load_sql("occupancy_bins"))
+    return state
+
+
+def open_views(
+    con: duckdb.DuckDBPyConnection,
+    stats: dict[rv.Part, rv.PartStats],
+    open_parts: set[rv.Part],
+) -> None:
+    """``raw_occupancy_open`` (rows of ``open_parts`` and of their next days),
+    ``occupancy_coverage_open`` (coverage of ``open_parts``' snapshots) and
+    ``occupancy_bins_live``."""
+    from warehouse.catalog.sources import load_sql
+
+    needed = set(open_parts) | {(dc, rv.next_day(d)) for dc, d in open_parts}
+    files = [f for p in needed if p in stats for f in stats[p].files]
+    raw = rv._typed_raw(files, stats, OCCUPANCY)
+    con.execute(f"CREATE OR REPLACE VIEW raw_occupancy_open AS {raw}")
+    con.execute(open_coverage(open_parts))
+    con.execute(load_sql("occupancy_bins_live"))
+
+
+def open_coverage(open_parts: set[rv.Part]) -> str:
+    """``occupancy_coverage_open``: ``occupancy_coverage.sql`` over ``raw_occupancy_open``,
+    only the snapshots that start in ``open_parts``."""
+    from warehouse.catalog.sources import load_sql
+
+    body = load_sql("occupancy_coverage").split("CREATE OR REPLACE VIEW occupancy_coverage AS")
+    assert len(body) == 2 and body[1].count("FROM raw_occupancy)") == 1
+    select = body[1].replace("FROM raw_occupancy)", "FROM raw_occupancy_open)").rstrip()
+    select = select.removesuffix(";")
+    keep = (
+        f"SEMI JOIN (VALUES {rv.parts_values(open_parts)}) AS o(o_dc, o_date) "
+        "ON c.datacentre IS NOT DISTINCT FROM o.o_dc AND CAST(epoch_ms(c.s_ms) AS DATE) = o.o_date"
+        if open_parts
+        else "WHERE false"
+    )
+    return (
+        f"CREATE OR REPLACE VIEW occupancy_coverage_open AS SELECT c.* FROM ({select}) AS c {keep}"
+    )
+
+
+def build_occupancy(
+    con: duckdb.DuckDBPyConnection,
+    state: OccupancyState,
+    lake: Path,
+    today: dt.date,
+    source_version: int,
+) -> tuple[int, int, int, int]:
+    """Commit the bins of every closed occupancy partition that is not fresh, in chunks (one
+    bins commit replacing the chunk's partitions, then its manifest). Returns (partitions
+    rebuilt, raw rows read, bins written, commits)."""
+    from warehouse.catalog.rollup_build import MANIFEST_SCHEMA, chunks, predicate
+
+    closed = [p for p in state.stats if p[1] < today.isoformat()]
+    todo = sorted((p for p in closed if p not in state.fresh), key=lambda p: (p[0] or "", p[1]))
+    paths = rv.rollup_paths(lake)
+    done = rows_read = written = commits = 0
+    for chunk in chunks(todo, state.stats):
+        open_views(con, state.stats, set(chunk))
+        rows = con.execute(
+            "SELECT * EXCLUDE (date), CAST(date AS VARCHAR) AS date FROM occupancy_bins_live "
+            "ORDER BY datacentre, date, cluster, scope, bin_ms"
+        ).arrow()
+        if isinstance(rows, pa.RecordBatchReader):
+            rows = rows.read_all()
+        version = lakes.commit(
+            paths[rv.OCC_BINS],
+            rows,
+            load_id="rollup",
+            replace_where=predicate(chunk),
+            metadata={"gpuledger.rollup_source_version": source_version},
+        )
+        counts: dict[rv.Part, int] = {}
+        for key in zip(
+            rows.column("datacentre").to_pylist(), rows.column("date").to_pylist(), strict=True
+        ):
+            counts[key] = counts.get(key, 0) + 1
+        now = dt.datetime.now(dt.UTC)
+        manifest = pa.table(
+            {
+                "datacentre": [dc for dc, _ in chunk],
+                "date": [d for _, d in chunk],
+                "files_fp": [rv.files_fp(state.stats, p) for p in chunk],
+                "holds_fp": [""] * len(chunk),
+                "version": [version] * len(chunk),
+                "reach_ms": [rv.day_ms(d)[1] for _, d in chunk],
+                "source_version": [source_version] * len(chunk),
+                "raw_rows": [state.stats[p].rows for p in chunk],
+                "bins": [counts.get(p, 0) for p in chunk],
+                "built_at": [now] * len(chunk),
+            },
+            schema=MANIFEST_SCHEMA,
+        )
+        lakes.commit(paths[rv.OCC_PARTS], manifest, load_id="rollup", partition_by=None)
+        done += len(chunk)
+        rows_read += sum(state.stats[p].rows for p in chunk)
+        written += int(rows.num_rows)
+        commits += 2
+    return done, rows_read, written, commits
