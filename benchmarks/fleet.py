@@ -17,10 +17,11 @@ own process (wall time and peak RSS from ``os.wait4``):
 
 All must agree to 1e-9 relative. Not a test. ``--samples FILE`` reuses a file written before
 (by ``--keep``, with the same fleet options) instead of generating one; ``--only backfill``
-stops after step 1, ``--only rollup`` after step 3 (skipping step 2), to time one step.
+stops after step 1, ``--only rollup`` after step 3 (skipping step 2), to time one step;
+``--no-compare`` skips steps 2 and 5 (a fleet whose raw rows do not fit in memory).
 
     .venv/bin/python benchmarks/fleet.py --gpus 100 --days 7 --step 15 [--lake DIR] [--keep]
-        [--compact] [--samples FILE] [--only backfill|rollup]
+        [--compact] [--samples FILE] [--only backfill|rollup] [--no-compare]
 """
 
 from __future__ import annotations
@@ -250,6 +251,11 @@ def main() -> int:
     p.add_argument("--compact", action="store_true", help="also compact the lake and report again")
     p.add_argument("--samples", type=Path, help="reuse this samples file (same fleet options)")
     p.add_argument("--only", choices=("backfill", "rollup"), help="stop after this step")
+    p.add_argument(
+        "--no-compare",
+        action="store_true",
+        help="skip the raw-path report and pandas (for fleets whose raw rows do not fit in RAM)",
+    )
     p.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.worker:  # a step in its own process
@@ -295,7 +301,7 @@ def main() -> int:
         return done(a, work)
 
     raw: dict = {}
-    if a.only is None:
+    if a.only is None and not a.no_compare:
         raw_s, raw_rss, out = run(me(*fleet, "--worker", "raw", str(lake)), log)
         raw = keyed(json.loads(out))
         print(f"report, raw path: {raw_s:.2f} s, peak RSS {mib(raw_rss)}")
@@ -311,6 +317,11 @@ def main() -> int:
     ours_s, ours_rss, out = run(cli(*report, "--by", "cluster", "--format", "json"), log)
     ours = keyed(json.loads(out))
     print(f"report from rollups: {ours_s:.2f} s, peak RSS {mib(ours_rss)}, {len(ours)} rows")
+    if a.no_compare:
+        for key in sorted(ours):
+            print(f"  {' '.join(key)}: capacity {ours[key]['capacity_gpu_h']:,.3f} GPU-h")
+        print("not compared (--no-compare): no raw-path report, no pandas")
+        return done(a, work)
     pandas_s, pandas_rss, out = run(
         me(*fleet, "--worker", "pandas", str(samples), str(allocs)), log
     )

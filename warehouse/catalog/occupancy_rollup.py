@@ -91,28 +91,8 @@ def open_views(
     files = [f for p in needed if p in stats for f in stats[p].files]
     raw = rv._typed_raw(files, stats, OCCUPANCY)
     con.execute(f"CREATE OR REPLACE VIEW raw_occupancy_open AS {raw}")
-    con.execute(open_coverage(open_parts))
+    con.execute(rv.open_coverage("occupancy_coverage", "raw_occupancy", open_parts))
     con.execute(load_sql("occupancy_bins_live"))
-
-
-def open_coverage(open_parts: set[rv.Part]) -> str:
-    """``occupancy_coverage_open``: ``occupancy_coverage.sql`` over ``raw_occupancy_open``,
-    only the snapshots that start in ``open_parts``."""
-    from warehouse.catalog.sources import load_sql
-
-    body = load_sql("occupancy_coverage").split("CREATE OR REPLACE VIEW occupancy_coverage AS")
-    assert len(body) == 2 and body[1].count("FROM raw_occupancy)") == 1
-    select = body[1].replace("FROM raw_occupancy)", "FROM raw_occupancy_open)").rstrip()
-    select = select.removesuffix(";")
-    keep = (
-        f"SEMI JOIN (VALUES {rv.parts_values(open_parts)}) AS o(o_dc, o_date) "
-        "ON c.datacentre IS NOT DISTINCT FROM o.o_dc AND CAST(epoch_ms(c.s_ms) AS DATE) = o.o_date"
-        if open_parts
-        else "WHERE false"
-    )
-    return (
-        f"CREATE OR REPLACE VIEW occupancy_coverage_open AS SELECT c.* FROM ({select}) AS c {keep}"
-    )
 
 
 def build_occupancy(
@@ -125,7 +105,7 @@ def build_occupancy(
     """Commit the bins of every closed occupancy partition that is not fresh, in chunks (one
     bins commit replacing the chunk's partitions, then its manifest). Returns (partitions
     rebuilt, raw rows read, bins written, commits)."""
-    from warehouse.catalog.rollup_build import MANIFEST_SCHEMA, chunks, predicate
+    from warehouse.catalog.rollup_build import chunks, manifest_rows, predicate
 
     closed = [p for p in state.stats if p[1] < today.isoformat()]
     todo = sorted((p for p in closed if p not in state.fresh), key=lambda p: (p[0] or "", p[1]))
@@ -146,27 +126,9 @@ def build_occupancy(
             replace_where=predicate(chunk),
             metadata={"gpuledger.rollup_source_version": source_version},
         )
-        counts: dict[rv.Part, int] = {}
-        for key in zip(
-            rows.column("datacentre").to_pylist(), rows.column("date").to_pylist(), strict=True
-        ):
-            counts[key] = counts.get(key, 0) + 1
-        now = dt.datetime.now(dt.UTC)
-        manifest = pa.table(
-            {
-                "datacentre": [dc for dc, _ in chunk],
-                "date": [d for _, d in chunk],
-                "files_fp": [rv.files_fp(state.stats, p) for p in chunk],
-                "holds_fp": [""] * len(chunk),
-                "version": [version] * len(chunk),
-                "reach_ms": [rv.day_ms(d)[1] for _, d in chunk],
-                "source_version": [source_version] * len(chunk),
-                "raw_rows": [state.stats[p].rows for p in chunk],
-                "bins": [counts.get(p, 0) for p in chunk],
-                "built_at": [now] * len(chunk),
-            },
-            schema=MANIFEST_SCHEMA,
-        )
+        reach = {p: rv.day_ms(p[1])[1] for p in chunk}
+        holds = {p: "" for p in chunk}
+        manifest = manifest_rows(state.stats, chunk, rows, reach, holds, version, source_version)
         lakes.commit(paths[rv.OCC_PARTS], manifest, load_id="rollup", partition_by=None)
         done += len(chunk)
         rows_read += sum(state.stats[p].rows for p in chunk)

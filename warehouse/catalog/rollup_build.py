@@ -1,4 +1,5 @@
-"""Build the GPU-sample rollup: 15-minute bins per GPU for every closed lake partition.
+"""Build the rollups: 15-minute bins per GPU (and per occupancy scope, ``occupancy_rollup``)
+for every closed lake partition.
 
 ``build_rollups(lake)`` finds the partitions (datacentre, UTC date before today) whose bins
 are missing or stale (``warehouse.catalog.rollups`` says what fresh means), computes their bins
@@ -199,7 +200,7 @@ def _commit_chunk(
         replace_where=predicate(chunk),
         metadata={"gpuledger.rollup_source_version": source_version},
     )
-    manifest = _manifest(state, chunk, rows, reach, holds, version, source_version)
+    manifest = manifest_rows(state.stats, chunk, rows, reach, holds, version, source_version)
     lakes.commit(paths[rv.PARTS], manifest, load_id="rollup", partition_by=None)
     return int(rows.num_rows)
 
@@ -219,8 +220,8 @@ def _reach(
     return reach
 
 
-def _manifest(
-    state: rv.RollupState,
+def manifest_rows(
+    stats: dict[rv.Part, rv.PartStats],
     chunk: list[rv.Part],
     rows: pa.Table,
     reach: dict[rv.Part, int],
@@ -240,12 +241,12 @@ def _manifest(
         {
             "datacentre": [dc for dc, _ in chunk],
             "date": [d for _, d in chunk],
-            "files_fp": [rv.files_fp(state.stats, p) for p in chunk],
+            "files_fp": [rv.files_fp(stats, p) for p in chunk],
             "holds_fp": [holds[p] for p in chunk],
             "reach_ms": [reach[p] for p in chunk],
             "version": [version] * len(chunk),
             "source_version": [source_version] * len(chunk),
-            "raw_rows": [state.stats[p].rows for p in chunk],
+            "raw_rows": [stats[p].rows for p in chunk],
             "bins": [per_part.get(p, 0) for p in chunk],
             "built_at": [now] * len(chunk),
         },

@@ -362,20 +362,25 @@ def open_views(
     else:
         raw = _typed_raw(files, stats)
     con.execute(f"CREATE OR REPLACE VIEW raw_gpu_samples_open AS {raw}")
-    body = load_sql("gpu_sample_coverage").split("CREATE OR REPLACE VIEW gpu_sample_coverage AS")
-    assert len(body) == 2 and body[1].count("FROM raw_gpu_samples)") == 1
-    select = body[1].replace("FROM raw_gpu_samples)", "FROM raw_gpu_samples_open)").rstrip()
-    select = select.removesuffix(";")
+    con.execute(open_coverage("gpu_sample_coverage", "raw_gpu_samples", open_parts))
+    con.execute(load_sql("gpu_bins_live"))
+
+
+def open_coverage(view: str, raw: str, open_parts: set[Part]) -> str:
+    """``<view>_open``: the coverage view ``<view>.sql`` over ``<raw>_open`` instead of
+    ``<raw>``, only the rows that start in ``open_parts``."""
+    from warehouse.catalog.sources import load_sql
+
+    body = load_sql(view).split(f"CREATE OR REPLACE VIEW {view} AS")
+    assert len(body) == 2 and body[1].count(f"FROM {raw})") == 1
+    select = body[1].replace(f"FROM {raw})", f"FROM {raw}_open)").rstrip().removesuffix(";")
     keep = (
         f"SEMI JOIN (VALUES {parts_values(open_parts)}) AS o(o_dc, o_date) "
         "ON c.datacentre IS NOT DISTINCT FROM o.o_dc AND CAST(epoch_ms(c.s_ms) AS DATE) = o.o_date"
         if open_parts
         else "WHERE false"
     )
-    con.execute(
-        f"CREATE OR REPLACE VIEW gpu_sample_coverage_open AS SELECT c.* FROM ({select}) AS c {keep}"
-    )
-    con.execute(load_sql("gpu_bins_live"))
+    return f"CREATE OR REPLACE VIEW {view}_open AS SELECT c.* FROM ({select}) AS c {keep}"
 
 
 def bins_views(con: duckdb.DuckDBPyConnection, state: RollupState, bins: DeltaTable | None) -> None:

@@ -302,7 +302,7 @@ def _register_occupancy(r: _Registrar, state: rv.RollupState) -> None:
     raw = raw_frame(r.spark, orv.OCCUPANCY, path, version, parts_filter(needed))
     r.frame("raw_occupancy_open", raw)
     for statement in (
-        orv.open_coverage(open_parts),
+        rv.open_coverage("occupancy_coverage", "raw_occupancy", open_parts),
         catalog.load_sql("occupancy_bins_live"),
         catalog.load_sql("occupancy_bins"),
     ):
