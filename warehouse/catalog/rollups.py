@@ -249,26 +249,29 @@ def _stored_view(
     columns: Mapping[str, str] = BIN_COLUMNS,
 ) -> str:
     """``name``: the stored bins rows (``columns``) of the partitions in ``keep``, written by
-    its commit."""
-    from warehouse.catalog.sources import files_source
-
+    its commit. Partition values and the commit come from the log, looked up by each row's
+    file position (``file_index``): no path string per row to join on."""
     files = []
     if bins is not None and keep:
-        files = [
+        files = sorted(
             (p, v) for p, v in lakes.active_files(bins) if (v.get("datacentre"), v["date"]) in keep
-        ]
-    source = files_source(sorted(files), ["datacentre", "date"]) if files else None
-    if source is None:
+        )
+    if not files:
         return f"CREATE OR REPLACE VIEW {name} AS {_empty_bins(columns)}"
-    versions = ", ".join(
-        f"({_lit(dc)}, {_lit(date)}, {int(v)})" for (dc, date), v in sorted(keep.items(), key=str)
+    paths = ", ".join(_lit(p) for p, _ in files)
+    by_file = {
+        "datacentre": ", ".join(_lit(v.get("datacentre")) for _, v in files),
+        "date": ", ".join(_lit(v["date"]) for _, v in files),
+    }
+    commits = ", ".join(str(int(keep[(v.get("datacentre"), v["date"])])) for _, v in files)
+    cols = ", ".join(
+        f"CAST([{by_file[c]}][_f] AS {t}) AS {c}" if c in by_file else f"CAST({c} AS {t}) AS {c}"
+        for c, t in columns.items()
     )
-    cols = ", ".join(f"CAST({c} AS {t}) AS {c}" for c, t in columns.items())
     return (
-        f"CREATE OR REPLACE VIEW {name} AS SELECT {cols} FROM {source} "
-        f"JOIN (VALUES {versions}) AS k(k_dc, k_date, k_version) "
-        "ON datacentre IS NOT DISTINCT FROM k.k_dc AND date = k.k_date "
-        "AND _version = k.k_version"
+        f"CREATE OR REPLACE VIEW {name} AS SELECT {cols} FROM (SELECT *, "
+        f"CAST(file_index AS BIGINT) + 1 AS _f FROM read_parquet([{paths}], "
+        f"hive_partitioning = false)) WHERE _version = [{commits}][_f]"
     )
 
 
@@ -311,7 +314,13 @@ def extent_views(
     }
     con.execute(_stored_view("gpu_bins_stored", bins, state.unchanged))
     con.execute(f"CREATE OR REPLACE VIEW raw_gpu_samples_rest AS {rest_raw(state)}")
-    con.execute(load_sql("gpu_extent"))
+    # one row per GPU, read by the horizon, the data span, the cluster sources and the holds
+    # (several times per report): computed once per snapshot, from one scan of bins and rows
+    view = load_sql("gpu_extent")
+    assert view.count("CREATE OR REPLACE VIEW gpu_extent AS") == 1
+    con.execute(view.replace("VIEW gpu_extent AS", "VIEW _gpu_extent_scan AS"))
+    con.execute("CREATE OR REPLACE TEMP TABLE _gpu_extent AS SELECT * FROM _gpu_extent_scan")
+    con.execute("CREATE OR REPLACE VIEW gpu_extent AS SELECT * FROM temp.main._gpu_extent")
     return state
 
 
