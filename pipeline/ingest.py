@@ -81,6 +81,9 @@ class Ingestor:
         self._buffered = 0
         self._unconfirmed: dict[TopicPartition, int] = {}
         """Next offsets told Kafka without waiting (``flush``), confirmed when ``run`` ends."""
+        self._refetch: set[TopicPartition] = set()
+        """Partitions fenced during this poll: the rest of its records for them are not taken
+        (they follow the dropped batch; the partition is read again after the lake's offset)."""
         self._topics = contract_topics(settings.namespace)
 
     def _handle_rebalance(
@@ -198,11 +201,12 @@ class Ingestor:
         partition brought some. Memory stays bounded inside one large poll: a flush as soon as
         ``max_batch_records`` are buffered, the runs sized to fit what is left."""
         got = False
+        self._refetch.clear()
         for tp, messages in polled.items():
             if tp in moved:
                 continue  # fetched from before the seek: read again from the lake's offset
             at = 0
-            while at < len(messages):
+            while at < len(messages) and tp not in self._refetch:
                 run = messages[at : at + self._run_length(tp)]
                 at += len(run)
                 self._buffered += self._take(tp, run)
@@ -359,6 +363,7 @@ class Ingestor:
 
     def _fenced(self, tp: TopicPartition, buf: PartitionBuffer, stored: int) -> None:
         self.stats.fenced += 1
+        self._refetch.add(tp)
         log.warning(
             "%s/%d: the lake already holds offset %d (another worker wrote it); dropping "
             "offsets %d-%d and re-reading after %d",

@@ -38,6 +38,7 @@ from pipeline.dedup import dedup
 from pipeline.ingest import Ingestor, IngestSettings, IngestStats
 from pipeline.ingest_buffer import PartitionBuffer as _Buffer
 from pipeline.ingest_metrics import IngestMetrics
+from pipeline.lake import open_table
 from pipeline.records import (
     ALLOCATION,
     GPU_SAMPLE,
@@ -428,3 +429,51 @@ def test_ingest_dead_letters_a_record_arrow_refuses_at_its_origin(tmp_path: Path
         1,
     )
     assert letter.reason.startswith("not writable: ") and json.loads(value) == refused
+
+
+class _Consumer:
+    """The consumer calls of a flush: offsets for lag monitoring, seeks after a fence."""
+
+    def __init__(self) -> None:
+        self.seeks: list[tuple[TopicPartition, int]] = []
+
+    def commit_async(self, _offsets: Any, callback: Any = None) -> None:
+        pass
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.seeks.append((tp, offset))
+
+
+def _worker(lake: Path) -> Ingestor:
+    ingestor = _ingestor(lake)
+    ingestor.settings = IngestSettings(bootstrap="-", lake=lake, max_batch_records=10)
+    ingestor.consumer = _Consumer()
+    ingestor.dlq.flush = lambda timeout=None: None
+    ingestor._unconfirmed = {}
+    ingestor._refetch = set()
+    return ingestor
+
+
+def test_a_flush_fenced_inside_a_poll_takes_none_of_the_rest_of_that_partition(
+    tmp_path: Path,
+) -> None:
+    """A zombie whose flush inside a poll is fenced part-way into its batch must not land the
+    poll's later records of that partition: they would skip the records between the lake's
+    offset and the end of the dropped batch."""
+    k = GPU_SAMPLE
+    tp = TopicPartition(k.topic, 0)
+    messages = [_Message(o, _envelope(k, [record(k, ts=T0 + o * 60_000)])) for o in range(20)]
+    owner = _worker(tmp_path)
+    owner._buffered = owner._take(tp, messages[:6])
+    owner.flush()  # the partition's new owner landed offsets 0-5
+    zombie = _worker(tmp_path)
+    zombie._take_polled({tp: messages}, set())  # flushes 0-9 inside the poll: fenced
+    zombie.flush()
+    assert zombie.stats.fenced == 1 and zombie.stats.landed == 0
+    assert zombie.consumer.seeks == [(tp, 6)]
+    zombie._take_polled({tp: messages[6:]}, set())  # read again after the lake's offset
+    zombie.flush()
+    table = open_table(tmp_path / k.table)
+    assert table is not None
+    ts = table.to_pyarrow_table(columns=["ts"]).column("ts").cast(pa.timestamp("ms"))
+    assert sorted(ts.cast(pa.int64()).to_pylist()) == [T0 + o * 60_000 for o in range(20)]
