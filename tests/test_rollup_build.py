@@ -91,3 +91,34 @@ def test_a_next_day_is_read_up_to_midnight_plus_the_longest_interval(tmp_path: P
     # without the files' interval statistics the next day is read whole
     state.stats[day1].iv_known = False
     assert rv._next_day_until(state.stats, {day1}) == {}
+
+
+def test_sums_are_stored_as_bigint_and_an_older_decimal_table_keeps_its_types(
+    tmp_path: Path,
+) -> None:
+    import pyarrow as pa
+    from deltalake import DeltaTable
+
+    from pipeline import lake as lakes
+
+    lake = tmp_path / "lake"
+    day = int(dt.datetime(2026, 3, 2, tzinfo=dt.UTC).timestamp() * 1000)
+    write_records(lake, GPU_SAMPLE, [gpu_sample(day + i * 60_000) for i in range(30)], "l1")
+    rb.build_rollups(lake, today=dt.date(2026, 3, 10))
+    path = rv.rollup_paths(lake)[rv.BINS]
+    stored = pa.schema(DeltaTable(str(path)).schema())
+    assert all(stored.field(c).type == pa.int64() for c in ("cov_ms", "unknown_ms", "held_ms"))
+    # a bins table written when the sums were DECIMAL(38, 0): re-rolls write that type
+    old = pa.table(DeltaTable(str(path)).to_pyarrow_table()).drop_columns(["_version", "_load"])
+    old = old.set_column(
+        old.schema.get_field_index("cov_ms"), "cov_ms", old["cov_ms"].cast(pa.decimal128(38, 0))
+    )
+    legacy = tmp_path / "legacy"
+    lakes.commit(legacy, old, load_id="rollup")
+    rows = old.set_column(
+        old.schema.get_field_index("cov_ms"), "cov_ms", old["cov_ms"].cast(pa.int64())
+    )
+    kept = rb.as_stored(legacy, rows)
+    assert kept.schema.field("cov_ms").type == pa.decimal128(38, 0)
+    assert kept["cov_ms"].to_pylist() == rows["cov_ms"].to_pylist()
+    assert rb.as_stored(tmp_path / "none", rows) is rows

@@ -105,7 +105,7 @@ def build_occupancy(
     """Commit the bins of every closed occupancy partition that is not fresh, in chunks (one
     bins commit replacing the chunk's partitions, then its manifest). Returns (partitions
     rebuilt, raw rows read, bins written, commits)."""
-    from warehouse.catalog.rollup_build import chunks, manifest_rows, predicate
+    from warehouse.catalog.rollup_build import as_stored, chunks, manifest_rows, predicate
 
     closed = [p for p in state.stats if p[1] < today.isoformat()]
     todo = sorted((p for p in closed if p not in state.fresh), key=lambda p: (p[0] or "", p[1]))
@@ -121,7 +121,7 @@ def build_occupancy(
             rows = rows.read_all()
         version = lakes.commit(
             paths[rv.OCC_BINS],
-            rows,
+            as_stored(paths[rv.OCC_BINS], rows),
             load_id="rollup",
             replace_where=predicate(chunk),
             metadata={"gpuledger.rollup_source_version": source_version},

@@ -195,7 +195,7 @@ def _commit_chunk(
     holds = rv.holds_fps(con, reach)
     version = lakes.commit(
         paths[rv.BINS],
-        rows,
+        as_stored(paths[rv.BINS], rows),
         load_id="rollup",
         replace_where=predicate(chunk),
         metadata={"gpuledger.rollup_source_version": source_version},
@@ -203,6 +203,20 @@ def _commit_chunk(
     manifest = manifest_rows(state.stats, chunk, rows, reach, holds, version, source_version)
     lakes.commit(paths[rv.PARTS], manifest, load_id="rollup", partition_by=None)
     return int(rows.num_rows)
+
+
+def as_stored(path: Path, rows: pa.Table) -> pa.Table:
+    """``rows`` with the column types of the bins table at ``path`` where it exists: a table
+    built before the sums were written as BIGINT keeps its DECIMAL(38, 0) columns (the values
+    are the same integers)."""
+    table = lakes.open_table(path)
+    if table is None:
+        return rows
+    stored = pa.schema(table.schema())
+    fields = [
+        stored.field(n) if n in stored.names else rows.schema.field(n) for n in rows.column_names
+    ]
+    return rows.cast(pa.schema(fields))
 
 
 def _reach(

@@ -263,7 +263,7 @@ def _stored_view(
         "datacentre": ", ".join(_lit(v.get("datacentre")) for _, v in files),
         "date": ", ".join(_lit(v["date"]) for _, v in files),
     }
-    commits = ", ".join(str(int(keep[(v.get("datacentre"), v["date"])])) for _, v in files)
+    commits = ", ".join(str(int(keep[(v.get("datacentre"), str(v["date"]))])) for _, v in files)
     cols = ", ".join(
         f"CAST([{by_file[c]}][_f] AS {t}) AS {c}" if c in by_file else f"CAST({c} AS {t}) AS {c}"
         for c, t in columns.items()

@@ -21,7 +21,7 @@ SELECT
     scope,
     bin_ms,
     count(*) FILTER (WHERE starts) AS snapshots,
-    sum(ms) AS cov_ms,
+    CAST(sum(ms) AS BIGINT) AS cov_ms,
     sum(gpus_total * ms) AS total_ms,
     sum(gpus_allocated * ms) AS allocated_ms,
     sum(gpus_down * ms) AS down_ms,
