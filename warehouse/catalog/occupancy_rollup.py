@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
-import pyarrow as pa
 from deltalake import DeltaTable
 
 from pipeline import lake as lakes
@@ -105,7 +104,7 @@ def build_occupancy(
     """Commit the bins of every closed occupancy partition that is not fresh, in chunks (one
     bins commit replacing the chunk's partitions, then its manifest). Returns (partitions
     rebuilt, raw rows read, bins written, commits)."""
-    from warehouse.catalog.rollup_build import as_stored, chunks, manifest_rows, predicate
+    from warehouse.catalog.rollup_build import chunks, commit_bins, manifest_rows
 
     closed = [p for p in state.stats if p[1] < today.isoformat()]
     todo = sorted((p for p in closed if p not in state.fresh), key=lambda p: (p[0] or "", p[1]))
@@ -113,18 +112,9 @@ def build_occupancy(
     done = rows_read = written = commits = 0
     for chunk in chunks(todo, state.stats):
         open_views(con, state.stats, set(chunk))
-        rows = con.execute(
-            "SELECT * EXCLUDE (date), CAST(date AS VARCHAR) AS date FROM occupancy_bins_live "
-            "ORDER BY datacentre, date, cluster, scope, bin_ms"
-        ).arrow()
-        if isinstance(rows, pa.RecordBatchReader):
-            rows = rows.read_all()
-        version = lakes.commit(
-            paths[rv.OCC_BINS],
-            as_stored(paths[rv.OCC_BINS], rows),
-            load_id="rollup",
-            replace_where=predicate(chunk),
-            metadata={"gpuledger.rollup_source_version": source_version},
+        bins = paths[rv.OCC_BINS]
+        rows, version = commit_bins(
+            con, "occupancy_bins_live", "scope", bins, chunk, source_version
         )
         reach = {p: rv.day_ms(p[1])[1] for p in chunk}
         holds = {p: "" for p in chunk}

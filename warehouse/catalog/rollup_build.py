@@ -185,24 +185,41 @@ def _commit_chunk(
     """Compute the chunk's bins, commit them (replacing its partitions), then the manifest
     naming that commit; returns the number of bins."""
     rv.open_views(con, state, set(chunk), numbered=True)
+    rows, version = commit_bins(
+        con, "gpu_bins_live", "gpu_uuid", paths[rv.BINS], chunk, source_version
+    )
+    reach = _reach(con, rows, chunk)
+    holds = rv.holds_fps(con, reach)
+    manifest = manifest_rows(state.stats, chunk, rows, reach, holds, version, source_version)
+    lakes.commit(paths[rv.PARTS], manifest, load_id="rollup", partition_by=None)
+    return int(rows.num_rows)
+
+
+def commit_bins(
+    con: duckdb.DuckDBPyConnection,
+    view: str,
+    unit: str,
+    path: Path,
+    chunk: list[rv.Part],
+    source_version: int,
+) -> tuple[pa.Table, int]:
+    """The rows of the live bins ``view`` for the chunk (its open views set up), sorted by
+    partition, cluster, ``unit`` and bin, committed to the bins table at ``path`` replacing
+    the chunk's partitions; (rows, commit version)."""
     rows = con.execute(
-        "SELECT * EXCLUDE (date), CAST(date AS VARCHAR) AS date FROM gpu_bins_live "
-        "ORDER BY datacentre, date, cluster, gpu_uuid, bin_ms"
+        f"SELECT * EXCLUDE (date), CAST(date AS VARCHAR) AS date FROM {view} "
+        f"ORDER BY datacentre, date, cluster, {unit}, bin_ms"
     ).arrow()
     if isinstance(rows, pa.RecordBatchReader):
         rows = rows.read_all()
-    reach = _reach(con, rows, chunk)
-    holds = rv.holds_fps(con, reach)
     version = lakes.commit(
-        paths[rv.BINS],
-        as_stored(paths[rv.BINS], rows),
+        path,
+        as_stored(path, rows),
         load_id="rollup",
         replace_where=predicate(chunk),
         metadata={"gpuledger.rollup_source_version": source_version},
     )
-    manifest = manifest_rows(state.stats, chunk, rows, reach, holds, version, source_version)
-    lakes.commit(paths[rv.PARTS], manifest, load_id="rollup", partition_by=None)
-    return int(rows.num_rows)
+    return rows, version
 
 
 def as_stored(path: Path, rows: pa.Table) -> pa.Table:
