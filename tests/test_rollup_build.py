@@ -14,7 +14,7 @@ import pytest
 from pipeline.records import GPU_SAMPLE
 from pipeline.write import write_records
 from tests.conftest import gpu_sample
-from warehouse.catalog import connect, refresh_with_state
+from warehouse.catalog import connect, refresh_with_state, rollup_commit
 from warehouse.catalog import rollup_build as rb
 from warehouse.catalog import rollups as rv
 
@@ -43,14 +43,14 @@ def stored_bins(lake: Path) -> list[tuple]:
     return con.execute(BINS.replace("gpu_bins_live", "gpu_bins_fresh")).fetchall()
 
 
-@pytest.mark.parametrize("chunk_rows", [1, rb.CHUNK_ROWS])
+@pytest.mark.parametrize("chunk_rows", [1, rollup_commit.CHUNK_ROWS])
 def test_bins_equal_the_live_view_over_every_raw_row(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk_rows: int
 ) -> None:
     lake = tmp_path / "lake"
     fleet(lake)
     want = connect(lake, ":memory:", rollups=False).execute(BINS).fetchall()
-    monkeypatch.setattr(rb, "CHUNK_ROWS", chunk_rows)  # 1: every partition its own chunk
+    monkeypatch.setattr(rollup_commit, "CHUNK_ROWS", chunk_rows)  # 1: every partition its own chunk
     result = rb.build_rollups(lake, today=dt.date(2026, 3, 4))
     assert result.partitions == 3 and result.commits == (6 if chunk_rows == 1 else 2)
     got = stored_bins(lake)
@@ -118,7 +118,7 @@ def test_sums_are_stored_as_bigint_and_an_older_decimal_table_keeps_its_types(
     rows = old.set_column(
         old.schema.get_field_index("cov_ms"), "cov_ms", old["cov_ms"].cast(pa.int64())
     )
-    kept = rb.as_stored(legacy, rows)
+    kept = rollup_commit.as_stored(legacy, rows)
     assert kept.schema.field("cov_ms").type == pa.decimal128(38, 0)
     assert kept["cov_ms"].to_pylist() == rows["cov_ms"].to_pylist()
-    assert rb.as_stored(tmp_path / "none", rows) is rows
+    assert rollup_commit.as_stored(tmp_path / "none", rows) is rows

@@ -12,15 +12,16 @@ runs. Occupancy does not depend on allocations, so there is no holds fingerprint
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 from deltalake import DeltaTable
 
+import warehouse.catalog.rollups as rv
 from pipeline import lake as lakes
 from pipeline.records import KINDS, Kind
-from warehouse.catalog import rollups as rv
+from warehouse.catalog.rollup_commit import chunks, commit_bins, manifest_rows
+from warehouse.catalog.rollup_parts import OccupancyState
 
 OCCUPANCY: Kind = KINDS["occupancy"]
 
@@ -40,15 +41,6 @@ OCC_BIN_COLUMNS: dict[str, str] = {
     "last_e_ms": "BIGINT",
 }
 """The columns of an occupancy bins row (``occupancy_bins_live.sql``), in order."""
-
-
-@dataclass
-class OccupancyState:
-    """Which occupancy partitions the stored bins serve (``fresh``: partition -> bins commit)."""
-
-    stats: dict[rv.Part, rv.PartStats]
-    manifest: dict[rv.Part, tuple[str, str, int, int]]
-    fresh: dict[rv.Part, int] = field(default_factory=dict)
 
 
 def occupancy_views(
@@ -104,8 +96,6 @@ def build_occupancy(
     """Commit the bins of every closed occupancy partition that is not fresh, in chunks (one
     bins commit replacing the chunk's partitions, then its manifest). Returns (partitions
     rebuilt, raw rows read, bins written, commits)."""
-    from warehouse.catalog.rollup_build import chunks, commit_bins, manifest_rows
-
     closed = [p for p in state.stats if p[1] < today.isoformat()]
     todo = sorted((p for p in closed if p not in state.fresh), key=lambda p: (p[0] or "", p[1]))
     paths = rv.rollup_paths(lake)
