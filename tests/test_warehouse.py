@@ -128,6 +128,13 @@ def test_default_database_lives_in_the_lake(tmp_path: Path) -> None:
     # views are re-created on every connect, also over an existing database file
     con = connect(tmp_path)
     assert con.execute("SELECT count(*) FROM gpu_samples").fetchone() == (0,)
+    con.close()
+    # the file alone, opened by plain DuckDB, still answers every view pinned to that snapshot
+    import duckdb
+
+    plain = duckdb.connect(str(tmp_path / DEFAULT_DB_NAME))
+    for view in ("gpu_extent", "cluster_horizon", "allocation_spans", "gpu_bins", "occupancy_bins"):
+        assert plain.execute(f"SELECT count(*) FROM {view}").fetchone() == (0,), view
 
 
 def test_round_trip_every_column(tmp_path: Path) -> None:

@@ -229,12 +229,14 @@ def extent_views(
     con.execute(_stored_view("gpu_bins_stored", bins, state.unchanged))
     con.execute(f"CREATE OR REPLACE VIEW raw_gpu_samples_rest AS {rest_raw(state)}")
     # one row per GPU, read by the horizon, the data span, the cluster sources and the holds
-    # (several times per report): computed once per snapshot, from one scan of bins and rows
+    # (several times per report): computed once per snapshot, from one scan of bins and rows,
+    # into a table of the catalogue's database (pinned to the snapshot like its views, so a
+    # warehouse file opened on its own still answers them)
     view = load_sql("gpu_extent")
     assert view.count("CREATE OR REPLACE VIEW gpu_extent AS") == 1
     con.execute(view.replace("VIEW gpu_extent AS", "VIEW _gpu_extent_scan AS"))
-    con.execute("CREATE OR REPLACE TEMP TABLE _gpu_extent AS SELECT * FROM _gpu_extent_scan")
-    con.execute("CREATE OR REPLACE VIEW gpu_extent AS SELECT * FROM temp.main._gpu_extent")
+    con.execute("CREATE OR REPLACE TABLE _gpu_extent AS SELECT * FROM _gpu_extent_scan")
+    con.execute("CREATE OR REPLACE VIEW gpu_extent AS SELECT * FROM _gpu_extent")
     return state
 
 
