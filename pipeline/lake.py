@@ -206,7 +206,7 @@ def _stamped(data: pa.Table | Path | RowSource, version: int, load_id: str) -> A
     if isinstance(data, Path):
         tables: Iterable[pa.Table] = (
             pa.Table.from_batches([raw])
-            for raw in pq.ParquetFile(data).iter_batches(batch_size=65_536)
+            for raw in pq.ParquetFile(data, pre_buffer=False).iter_batches(batch_size=65_536)
         )
     else:
         tables = data.rows()

@@ -276,7 +276,7 @@ class StagedFiles:
     def rows(self) -> Iterator[pa.Table]:
         """The staged rows again, as ``rows_schema`` (for ``pipeline.lake.commit``)."""
         for f in self.close():
-            for batch in pq.ParquetFile(f.path).iter_batches(batch_size=65_536):
+            for batch in pq.ParquetFile(f.path, pre_buffer=False).iter_batches(batch_size=65_536):
                 t = pa.Table.from_batches([batch]).drop_columns([lakes.VERSION_COL, lakes.LOAD_COL])
                 for name, value in f.values.items():
                     t = t.append_column(name, pa.array([value] * t.num_rows, pa.string()))

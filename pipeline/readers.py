@@ -123,8 +123,10 @@ def parquet_batches(
     further on (then nothing more)."""
     try:
         text = [f.name for f in pq.read_schema(path) if _is_text(f.type)]
-        # text read as dictionaries: a repeated name is decoded once (readers decode them)
-        pf = pq.ParquetFile(path, read_dictionary=text)
+        # text read as dictionaries: a repeated name is decoded once (readers decode them);
+        # no pre-buffering: it reads the column chunks of every row group ahead, so the
+        # memory of a streamed read grows to the file's size
+        pf = pq.ParquetFile(path, read_dictionary=text, pre_buffer=False)
     except Exception as exc:  # pyarrow raises several types for a broken or foreign file
         yield RecordError(f"not a readable Parquet file: {exc}", "bad_file")
         return

@@ -19,7 +19,7 @@ from collectors.run import run_collector
 from pipeline import readers
 from pipeline.backfill import LakeSink
 from pipeline.lake import open_table
-from pipeline.records import ALLOCATION, GPU_SAMPLE, INVENTORY, Kind
+from pipeline.records import ALLOCATION, GPU_SAMPLE, INVENTORY, Kind, RecordError
 from pipeline.write import table_of
 from warehouse.catalog import connect
 
@@ -381,3 +381,37 @@ def test_a_null_entry_in_a_text_list_refuses_a_parquet_file_on_both_paths(
     assert problems[0] == problems[1]
     assert [p.split(": ")[0] for p in problems[0]] == [f"{path}:2"]
     assert "nodes must be a list of text" in problems[0][0]
+
+
+def test_a_parquet_file_is_streamed_not_read_ahead(tmp_path: Path) -> None:
+    """Reading a records file holds about one row group and one batch, not the file: Arrow's
+    pre-buffering (the reader's default) would read every row group's column chunks ahead,
+    so the memory of a 171M-row backfill grew to the file's size."""
+    rng = np.random.default_rng(7)
+    path = tmp_path / "random.parquet"
+    schema = pa.schema([f.with_nullable(True) for f in GPU_SAMPLE.arrow_schema()])
+    rows = 100_000
+    with pq.ParquetWriter(path, schema, compression="zstd") as writer:
+        for _ in range(30):  # random values: the file is about as large as its data
+            columns = {
+                "ts": pa.array(rng.integers(T0, T0 + 10**9, rows), pa.int64()),
+                "util": pa.array(rng.random(rows)),
+                "power_w": pa.array(rng.random(rows) * 700),
+                "temp_c": pa.array(rng.random(rows) * 90),
+                "mem_used_bytes": pa.array(rng.integers(0, 80 << 30, rows), pa.int64()),
+            }
+            writer.write_table(
+                pa.table(
+                    [columns.get(f.name, pa.nulls(rows, f.type)) for f in schema], schema=schema
+                )
+            )
+    size = path.stat().st_size
+    assert size > 100 * 2**20
+    base = pa.total_allocated_bytes()
+    peak = seen = 0
+    for batch in readers.parquet_batches(GPU_SAMPLE, path, 65_536):
+        assert not isinstance(batch, RecordError)
+        seen += batch[1]
+        peak = max(peak, pa.total_allocated_bytes() - base)
+    assert seen == 30 * rows
+    assert peak < size / 3, (peak, size)
