@@ -1,9 +1,11 @@
 """A synthetic fleet through the project's own write and report path, checked against pandas.
 
 Generates one sample per GPU every ``--step`` seconds for ``--days`` days (``--gpus`` GPUs,
-8 per node, over 2 data centres x 2 clusters; util from a fixed seeded distribution; a few
-allocations per cluster) as a Parquet records file written in chunks, then, each step in its
-own process (wall time and peak RSS from ``os.wait4``):
+8 per node, over 2 data centres x 2 clusters; util from a fixed seeded distribution, in whole
+percent as DCGM reports it; a few allocations per cluster) as a Parquet records file written in
+chunks (with ``--chunk-days D``, one file per D days, each generated, loaded and deleted in
+turn), then, each step in its own process (wall time, CPU time and peak RSS from
+``os.wait4``):
 
 1. ``gpuledger backfill --lake L records --kind gpu_sample --file F`` (and the allocations);
 2. the monthly report on the raw path (every sample clipped to every period, no rollup);
@@ -22,6 +24,7 @@ stops after step 1, ``--only rollup`` after step 3 (skipping step 2), to time on
 
     .venv/bin/python benchmarks/fleet.py --gpus 100 --days 7 --step 15 [--lake DIR] [--keep]
         [--compact] [--samples FILE] [--only backfill|rollup] [--no-compare]
+        [--chunk-days D]
 """
 
 from __future__ import annotations
@@ -56,15 +59,18 @@ def site(gpu: int, gpus: int) -> tuple[str, str, str]:
     return DCS[c // len(CLUSTERS)], CLUSTERS[c % len(CLUSTERS)], f"node-{node:04d}"
 
 
-def generate(out: Path, gpus: int, days: float, step: float) -> int:
-    """Write the samples in chunks of about 500k rows; return the number of rows."""
+def generate(out: Path, gpus: int, step: float, first: int, steps: int) -> int:
+    """Write the samples of steps ``first`` to ``first + steps - 1`` (a step is one sample
+    per GPU) in chunks of about 500k rows; return the number of rows. Values are quantised
+    as DCGM reports them: util in whole percent, temperature in whole degrees, power in
+    tenths of a watt."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from pipeline.records import GPU_SAMPLE
 
-    rng = np.random.default_rng(20250328)
+    rng = np.random.default_rng([20250328, first])
     schema = GPU_SAMPLE.arrow_schema()
     g = np.arange(gpus)
     sites = [site(i, gpus) for i in g]
@@ -73,19 +79,18 @@ def generate(out: Path, gpus: int, days: float, step: float) -> int:
     # odd GPUs report an interval longer than their spacing: coverage stops at the next sample
     interval = np.where(g % 2 == 1, step * 1.2, step)
     t0 = int(START.timestamp() * 1000)
-    steps = int(days * 86_400 / step)
     per_chunk = max(1, 500_000 // gpus)
     rows = 0
     with pq.ParquetWriter(out, schema, compression="zstd") as writer:
-        for first in range(0, steps, per_chunk):
-            n_steps = min(per_chunk, steps - first)
-            k = np.arange(first, first + n_steps).repeat(gpus)
+        for at in range(first, first + steps, per_chunk):
+            n_steps = min(per_chunk, first + steps - at)
+            k = np.arange(at, at + n_steps).repeat(gpus)
             i = np.tile(g, n_steps)
             keep = rng.random(len(i)) >= 0.01  # 1% of samples lost: gaps are not covered
             k, i = k[keep], i[keep]
             n = len(i)
             busy = rng.random(n) >= 0.3  # 30% idle, the rest Beta(2, 1.5)
-            util = np.where(busy, rng.beta(2.0, 1.5, n), 0.0)
+            util = np.where(busy, np.round(rng.beta(2.0, 1.5, n) * 100) / 100, 0.0)
             cols = {
                 "ts": t0 + (k * step * 1000).astype(np.int64) + rng.integers(0, 500, n),
                 "interval_s": interval[i],
@@ -98,8 +103,8 @@ def generate(out: Path, gpus: int, days: float, step: float) -> int:
                 "util": util,
                 "mem_used_bytes": (util * (80 << 30)).astype(np.int64),
                 "mem_total_bytes": np.full(n, 80 << 30),
-                "power_w": 70.0 + 630.0 * util,
-                "temp_c": 35.0 + 40.0 * util,
+                "power_w": np.round(700.0 + 6300.0 * util) / 10,
+                "temp_c": np.round(35.0 + 40.0 * util),
                 "source": np.full(n, "bench"),
             }
             arrays = [
@@ -139,7 +144,7 @@ def allocations(gpus: int, days: float) -> list[dict]:
     return out
 
 
-def naive(samples: Path, allocs: Path) -> dict[tuple[str, str, str], dict[str, float]]:
+def naive(samples: list[Path], allocs: Path) -> dict[tuple[str, str, str], dict[str, float]]:
     """The report's figures in plain pandas, per (period, datacentre, cluster)."""
     import numpy as np
     import pandas as pd
@@ -147,7 +152,9 @@ def naive(samples: Path, allocs: Path) -> dict[tuple[str, str, str], dict[str, f
     import pyarrow.parquet as pq
 
     cols = ["ts", "interval_s", "datacentre", "cluster", "gpu_uuid", "util"]
-    t = pq.read_table(samples, columns=cols, read_dictionary=cols[2:5])
+    t = pa.concat_tables(
+        pq.read_table(f, columns=cols, read_dictionary=cols[2:5]) for f in samples
+    ).unify_dictionaries()
     ms = t["ts"].cast(pa.timestamp("ms", tz="UTC")).cast(pa.int64())
     df = t.set_column(0, "ts", ms).to_pandas()
     df = df.sort_values(["datacentre", "cluster", "gpu_uuid", "ts"], kind="stable")
@@ -214,8 +221,9 @@ def compare(name: str, ours: dict, theirs: dict) -> float:
     return worst
 
 
-def run(argv: list[str], log: Path) -> tuple[float, int, str]:
-    """Run a child; return (wall seconds, peak RSS bytes, stdout); stderr goes to ``log``."""
+def run(argv: list[str], log: Path) -> tuple[float, int, str, float]:
+    """Run a child; return (wall seconds, peak RSS bytes, stdout, CPU seconds, user and
+    system); stderr goes to ``log``."""
     started = time.perf_counter()
     with open(log, "ab") as err, tempfile.TemporaryFile() as out:
         p = subprocess.Popen(argv, stdout=out, stderr=err, cwd=ROOT)
@@ -226,7 +234,7 @@ def run(argv: list[str], log: Path) -> tuple[float, int, str]:
         text = out.read().decode()
     if p.returncode != 0:
         sys.exit(f"{' '.join(argv[:4])}... failed ({p.returncode}); see {log}")
-    return elapsed, usage.ru_maxrss * 1024, text
+    return elapsed, usage.ru_maxrss * 1024, text, usage.ru_utime + usage.ru_stime
 
 
 def cli(*args: str) -> list[str]:
@@ -256,15 +264,22 @@ def main() -> int:
         action="store_true",
         help="skip the raw-path report and pandas (for fleets whose raw rows do not fit in RAM)",
     )
+    p.add_argument(
+        "--chunk-days",
+        type=float,
+        help="generate and backfill one records file per this many days (each deleted once "
+        "loaded unless --keep or compared): a fleet whose one file would not fit on disk",
+    )
     p.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.worker:  # a step in its own process
         if a.worker[0] == "generate":
-            print(generate(Path(a.worker[1]), a.gpus, a.days, a.step))
+            at, count = int(a.worker[2]), int(a.worker[3])
+            print(generate(Path(a.worker[1]), a.gpus, a.step, at, count))
         elif a.worker[0] == "raw":
             print(json.dumps(raw_path(Path(a.worker[1])), default=str))
         else:
-            got = naive(Path(a.worker[1]), Path(a.worker[2]))
+            got = naive([Path(f) for f in a.worker[2:]], Path(a.worker[1]))
             print(json.dumps([[*k, v] for k, v in got.items()]))
         return 0
 
@@ -274,7 +289,7 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="gpuledger-fleet-"))
     lake = a.lake or work / "lake"
-    samples, allocs, log = work / "gpu_samples.parquet", work / "allocations.jsonl", work / "log"
+    allocs, log = work / "allocations.jsonl", work / "log"
     ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {ram / 2**30:.1f} GiB RAM")
     print(
@@ -282,39 +297,66 @@ def main() -> int:
         f"duckdb {duckdb.__version__}, deltalake {deltalake_version}"
     )
     fleet = ["--gpus", str(a.gpus), "--days", str(a.days), "--step", str(a.step)]
-    if a.samples:
-        samples = a.samples
-        rows = pq_rows(samples)
-        print(f"samples: {rows:,} from {samples}")
-    else:
-        wall, rss, out = run(me(*fleet, "--worker", "generate", str(samples)), log)
-        rows = int(out)
-        size = samples.stat().st_size
-        print(f"generate: {rows:,} samples, {size / 2**20:,.1f} MiB, {wall:.1f} s, {mib(rss)}")
-    allocs.write_text("".join(json.dumps(r) + "\n" for r in allocations(a.gpus, a.days)))
-
+    steps = int(a.days * 86_400 / a.step)
+    per_file = int(a.chunk_days * 86_400 / a.step) if a.chunk_days else steps
+    keep_files = not a.no_compare or a.keep
+    files: list[Path] = []
+    rows = bf_rss = 0
+    bf_wall = bf_cpu = 0.0
     args = ["backfill", "--lake", str(lake), "records", "--kind"]
-    wall, rss, _ = run(cli(*args, "gpu_sample", "--file", str(samples)), log)
-    print(f"backfill: {wall:.1f} s, {rows / wall:,.0f} samples/s, peak RSS {mib(rss)}")
+    for first in range(0, steps, per_file):  # one records file, or one per --chunk-days
+        if a.samples:
+            path = a.samples
+            n = pq_rows(path)
+            print(f"samples: {n:,} from {path}")
+        else:
+            path = work / f"gpu_samples-{len(files):03d}.parquet"
+            todo = str(min(per_file, steps - first))
+            wall, rss, out, _ = run(
+                me(*fleet, "--worker", "generate", str(path), str(first), todo), log
+            )
+            n = int(out)
+            size = path.stat().st_size
+            print(f"generate: {n:,} samples, {size / 2**20:,.1f} MiB, {wall:.1f} s, {mib(rss)}")
+        wall, rss, _, cpu = run(cli(*args, "gpu_sample", "--file", str(path)), log)
+        print(
+            f"backfill: {wall:.1f} s, {n / wall:,.0f} samples/s, {cpu / n * 1e6:.2f} CPU-us "
+            f"per sample, peak RSS {mib(rss)}",
+            flush=True,
+        )
+        rows, bf_wall, bf_cpu, bf_rss = rows + n, bf_wall + wall, bf_cpu + cpu, max(bf_rss, rss)
+        files.append(path)
+        if not keep_files and not a.samples:
+            path.unlink()
+        if a.samples:
+            break
+    if len(files) > 1:
+        print(
+            f"backfill, all {len(files)} files: {rows:,} samples in {bf_wall:.1f} s, "
+            f"{rows / bf_wall:,.0f} samples/s, {bf_cpu / rows * 1e6:.2f} CPU-us per sample, "
+            f"peak RSS {mib(bf_rss)}"
+        )
+    allocs.write_text("".join(json.dumps(r) + "\n" for r in allocations(a.gpus, a.days)))
     run(cli(*args, "allocation", "--file", str(allocs)), log)
     if a.only == "backfill":
         return done(a, work)
 
     raw: dict = {}
     if a.only is None and not a.no_compare:
-        raw_s, raw_rss, out = run(me(*fleet, "--worker", "raw", str(lake)), log)
+        raw_s, raw_rss, out, _ = run(me(*fleet, "--worker", "raw", str(lake)), log)
         raw = keyed(json.loads(out))
         print(f"report, raw path: {raw_s:.2f} s, peak RSS {mib(raw_rss)}")
-    wall, rss, out = run(cli("lake", "rollup", "--lake", str(lake), "--format", "json"), log)
+    wall, rss, out, cpu = run(cli("lake", "rollup", "--lake", str(lake), "--format", "json"), log)
     built = json.loads(out)
     print(
-        f"rollup: {wall:.1f} s, {rows / wall:,.0f} samples/s, peak RSS {mib(rss)}, "
-        f"{built['partitions']} partitions -> {built['bins']:,} bins"
+        f"rollup: {wall:.1f} s, {rows / wall:,.0f} samples/s, {cpu / rows * 1e6:.2f} CPU-us "
+        f"per sample, peak RSS {mib(rss)}, {built['partitions']} partitions -> "
+        f"{built['bins']:,} bins"
     )
     if a.only == "rollup":
         return done(a, work)
     report = ["report", "utilisation", "--lake", str(lake), "--period", "month"]
-    ours_s, ours_rss, out = run(cli(*report, "--by", "cluster", "--format", "json"), log)
+    ours_s, ours_rss, out, _ = run(cli(*report, "--by", "cluster", "--format", "json"), log)
     ours = keyed(json.loads(out))
     print(f"report from rollups: {ours_s:.2f} s, peak RSS {mib(ours_rss)}, {len(ours)} rows")
     if a.no_compare:
@@ -322,8 +364,8 @@ def main() -> int:
             print(f"  {' '.join(key)}: capacity {ours[key]['capacity_gpu_h']:,.3f} GPU-h")
         print("not compared (--no-compare): no raw-path report, no pandas")
         return done(a, work)
-    pandas_s, pandas_rss, out = run(
-        me(*fleet, "--worker", "pandas", str(samples), str(allocs)), log
+    pandas_s, pandas_rss, out, _ = run(
+        me(*fleet, "--worker", "pandas", str(allocs), *map(str, files)), log
     )
     theirs = {tuple(k): v for *k, v in json.loads(out)}
     print(f"pandas: {pandas_s:.2f} s, peak RSS {mib(pandas_rss)}")
@@ -333,9 +375,9 @@ def main() -> int:
     )
     worst = max(compare("rollups vs pandas", ours, theirs), compare("rollups vs raw", ours, raw))
     if a.compact:
-        wall, _, _ = run(cli("lake", "compact", "--lake", str(lake), "--format", "json"), log)
+        wall, _, _, _ = run(cli("lake", "compact", "--lake", str(lake), "--format", "json"), log)
         run(cli("lake", "rollup", "--lake", str(lake), "--format", "json"), log)
-        again_s, again_rss, out = run(cli(*report, "--by", "cluster", "--format", "json"), log)
+        again_s, again_rss, out, _ = run(cli(*report, "--by", "cluster", "--format", "json"), log)
         again = keyed(json.loads(out))
         same = all(again[k][f] == ours[k][f] for k in ours for f in FIGURES)
         print(
