@@ -47,7 +47,13 @@ LOAD_COL = "_load"
 DATE_COL = "date"
 PARTITION_BY = ["datacentre", DATE_COL]
 ROLLUP_DIR = "_rollup"
-ROLLUP_TABLES = ("gpu_bins", "gpu_bins_parts", "occupancy_bins", "occupancy_bins_parts")
+ROLLUP_TABLES = (
+    "gpu_bins",
+    "gpu_bins_parts",
+    "occupancy_bins",
+    "occupancy_bins_parts",
+    "gpu_days",
+)
 """The rollup tables under ``<lake>/_rollup`` (built by ``warehouse.catalog.rollup_build``)."""
 LAKE_FIELDS = [
     pa.field(VERSION_COL, pa.int64(), nullable=False),

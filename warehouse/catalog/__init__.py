@@ -163,14 +163,18 @@ def refresh_with_state(
     )
     for statement in statements:
         con.execute(statement)
+    from warehouse.catalog import gpu_days
     from warehouse.catalog import rollups as rv
 
-    state = rv.extent_views(
-        con, snapshots[rv.SAMPLES.table], snapshots[rv.BINS], snapshots[rv.PARTS], rollups
-    )
+    bins, days = snapshots[rv.BINS], snapshots[rv.DAYS]
+    state = rv.extent_views(con, snapshots[rv.SAMPLES.table], bins, snapshots[rv.PARTS], rollups)
+    state.days = gpu_days.valid_days(con, days, state.unchanged)
+    gpu_days.extent_stored(con, bins, days, state.unchanged, state.days)
+    rv.extent_table(con)
     for name in SQL_VIEWS:
         con.execute(load_sql(name))
-    rv.bins_views(con, state, snapshots[rv.BINS])
+    rv.bins_views(con, state, bins)
+    gpu_days.report_views(con, bins, days, state.fresh, state.days)
     from warehouse.catalog.occupancy_rollup import OCCUPANCY, occupancy_views
 
     state.occupancy = occupancy_views(

@@ -62,7 +62,7 @@ def occupancy_views(
         for p, (ffp, _, v, _) in manifest.items()
         if p in stats and ffp == rv.files_fp(stats, p)
     }
-    con.execute(rv._stored_view("occupancy_bins_fresh", bins, state.fresh, OCC_BIN_COLUMNS))
+    con.execute(rv.stored_view("occupancy_bins_fresh", bins, state.fresh, OCC_BIN_COLUMNS))
     open_views(con, state.stats, set(state.stats) - set(state.fresh))
     con.execute(load_sql("occupancy_bins"))
     return state

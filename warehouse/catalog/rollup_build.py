@@ -27,7 +27,9 @@ import pyarrow as pa
 from pipeline import lake as lakes
 from warehouse.catalog import refresh_with_state
 from warehouse.catalog import rollups as rv
+from warehouse.catalog.gpu_days import commit_days
 from warehouse.catalog.rollup_commit import chunks, commit_bins, manifest_rows
+from warehouse.catalog.rollup_parts import lit
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,9 @@ class RollupResult:
     bins: int = 0
     commits: int = 0
     seconds: float = 0.0
+    days: int = 0
+    """Day rows written (``warehouse.catalog.gpu_days``), with those of fresh partitions that
+    had none."""
     occupancy_partitions: int = 0
     """Occupancy partitions (re)built (``warehouse.catalog.occupancy_rollup``)."""
     occupancy_rows: int = 0
@@ -53,7 +58,8 @@ class RollupResult:
         rate = self.raw_rows / self.seconds if self.seconds else 0.0
         return (
             f"rolled up {self.partitions:,} partition(s) ({self.raw_rows:,} raw rows -> "
-            f"{self.bins:,} bins, {rate:,.0f} rows/s, {self.commits} commit(s)); "
+            f"{self.bins:,} bins, {self.days:,} day rows, {rate:,.0f} rows/s, "
+            f"{self.commits} commit(s)); "
             f"{self.fresh:,} already fresh, {self.open:,} still open; occupancy: "
             f"{self.occupancy_partitions:,} partition(s) ({self.occupancy_rows:,} raw rows -> "
             f"{self.occupancy_bins:,} bins)"
@@ -83,16 +89,18 @@ def build_rollups(
         source_version = versions.get(rv.SAMPLES.table) or 0
         paths = rv.rollup_paths(lake)
         for chunk in chunks(todo, state.stats):
-            bins = _commit_chunk(con, state, chunk, paths, source_version)
+            bins, days = _commit_chunk(con, state, chunk, paths, source_version)
             result.partitions += len(chunk)
             result.raw_rows += sum(state.stats[p].rows for p in chunk)
             result.bins += bins
-            result.commits += 2
+            result.days += days
+            result.commits += 3
             if progress is not None:
                 progress(
                     f"rollup: {result.partitions:,}/{len(todo):,} partitions, "
                     f"{result.raw_rows:,} raw rows"
                 )
+        _add_days(con, state, closed, paths[rv.BINS], paths[rv.DAYS], source_version, result)
         _build_occupancy(con, state, lake, today, versions, result)
     finally:
         con.close()
@@ -119,6 +127,36 @@ def _build_occupancy(
     result.commits += commits
 
 
+def _add_days(
+    con: duckdb.DuckDBPyConnection,
+    state: rv.RollupState,
+    closed: list[rv.Part],
+    bins_path: Path,
+    path: Path,
+    source_version: int,
+    result: RollupResult,
+) -> None:
+    """Day rows for the fresh closed partitions that have no valid ones (bins built before
+    the days existed, or a crash between the two commits), summed from their stored bins."""
+    missing = sorted(
+        (p for p in closed if p in state.fresh and p not in state.days),
+        key=lambda p: (p[0] or "", p[1]),
+    )
+    bins = lakes.open_table(bins_path) if missing else None
+    for at in range(0, len(missing), 64):
+        chunk = missing[at : at + 64]
+        keep = {p: state.fresh[p] for p in chunk}
+        con.execute(rv.stored_view("_days_from_stored", bins, keep))
+        versions = ", ".join(f"({lit(dc)}, DATE {lit(d)}, {int(v)})" for (dc, d), v in keep.items())
+        source = (
+            "SELECT b.*, v.version AS bins_version FROM _days_from_stored AS b JOIN "
+            f"(VALUES {versions}) AS v(dc, d, version) "
+            "ON b.datacentre IS NOT DISTINCT FROM v.dc AND b.date = v.d"
+        )
+        result.days += commit_days(con, path, chunk, source, source_version)
+        result.commits += 1
+
+
 def _pin_spans(con: duckdb.DuckDBPyConnection, state: rv.RollupState) -> None:
     """Every chunk's bins need the allocation spans and holds, which need the horizon of every
     cluster (a scan of all raw rows not yet rolled up, read as the chunks read theirs): compute
@@ -135,18 +173,22 @@ def _commit_chunk(
     chunk: list[rv.Part],
     paths: dict[str, Path],
     source_version: int,
-) -> int:
-    """Compute the chunk's bins, commit them (replacing its partitions), then the manifest
-    naming that commit; returns the number of bins."""
+) -> tuple[int, int]:
+    """Compute the chunk's bins, commit them (replacing its partitions), their day rows, then
+    the manifest naming the bins commit; returns the number of bins and of day rows."""
     rv.open_views(con, state, set(chunk), numbered=True)
     rows, version = commit_bins(
         con, "gpu_bins_live", "gpu_uuid", paths[rv.BINS], chunk, source_version
     )
+    con.register("_chunk_bins", rows)
+    source = f"SELECT *, CAST({int(version)} AS BIGINT) AS bins_version FROM _chunk_bins"
+    days = commit_days(con, paths[rv.DAYS], chunk, source, source_version)
     reach = _reach(con, rows, chunk)
     holds = rv.holds_fps(con, reach)
     manifest = manifest_rows(state.stats, chunk, rows, reach, holds, version, source_version)
     lakes.commit(paths[rv.PARTS], manifest, load_id="rollup", partition_by=None)
-    return int(rows.num_rows)
+    con.unregister("_chunk_bins")
+    return int(rows.num_rows), days
 
 
 def _reach(

@@ -55,13 +55,15 @@ BINS = "rollup_gpu_bins"
 PARTS = "rollup_gpu_bins_parts"
 OCC_BINS = "rollup_occupancy_bins"
 OCC_PARTS = "rollup_occupancy_bins_parts"
-"""Snapshot names (what reports list in their lineage) of the bins tables and their manifests."""
+DAYS = "rollup_gpu_days"
+"""Snapshot names (what reports list in their lineage) of the bins tables, their manifests and
+the whole days of the GPU bins (``warehouse.catalog.gpu_days``)."""
 
 SAMPLES: Kind = KINDS["gpu_sample"]
 
 
 def rollup_paths(lake: Path) -> dict[str, Path]:
-    names = (BINS, PARTS, OCC_BINS, OCC_PARTS)
+    names = (BINS, PARTS, OCC_BINS, OCC_PARTS, DAYS)
     assert len(names) == len(lakes.ROLLUP_TABLES)
     return {n: lake / lakes.ROLLUP_DIR / t for n, t in zip(names, lakes.ROLLUP_TABLES, strict=True)}
 
@@ -76,6 +78,8 @@ class RollupState:
     """(files_fp, holds_fp, bins version, reach_ms) of the newest manifest row per partition."""
     unchanged: dict[Part, int] = field(default_factory=dict)
     fresh: dict[Part, int] = field(default_factory=dict)
+    days: dict[Part, int] = field(default_factory=dict)
+    """The unchanged partitions whose day rows are valid (``warehouse.catalog.gpu_days``)."""
     occupancy: OccupancyState | None = None
     """The occupancy rollup's partitions (``warehouse.catalog.occupancy_rollup``)."""
 
@@ -156,22 +160,43 @@ BIN_COLUMNS: dict[str, str] = {
 """The columns of a bins row (``gpu_bins_live.sql``), in order, with their DuckDB types."""
 
 
-def _stored_view(
+def stored_files(
+    table: DeltaTable | None, keep: Mapping[Part, int]
+) -> list[tuple[str, dict[str, str | None]]]:
+    """The active files of a rollup table's partitions in ``keep``, with their partition
+    values, sorted by path."""
+    if table is None or not keep:
+        return []
+    return sorted(
+        (p, v) for p, v in lakes.active_files(table) if (v.get("datacentre"), v["date"]) in keep
+    )
+
+
+def stored_view(
     name: str,
-    bins: DeltaTable | None,
+    table: DeltaTable | None,
     keep: Mapping[Part, int],
     columns: Mapping[str, str] = BIN_COLUMNS,
+    stamp: str = "_version",
 ) -> str:
-    """``name``: the stored bins rows (``columns``) of the partitions in ``keep``, written by
-    its commit. Partition values and the commit come from the log, looked up by each row's
-    file position (``file_index``): no path string per row to join on."""
-    files = []
-    if bins is not None and keep:
-        files = sorted(
-            (p, v) for p, v in lakes.active_files(bins) if (v.get("datacentre"), v["date"]) in keep
-        )
+    """``name``: the stored rows (``columns``) of a rollup table's partitions in ``keep``, those
+    whose ``stamp`` is the partition's commit there (``files_view``)."""
+    return files_view(name, stored_files(table, keep), keep, columns, stamp)
+
+
+def files_view(
+    name: str,
+    files: Sequence[tuple[str, Mapping[str, str | None]]],
+    keep: Mapping[Part, int],
+    columns: Mapping[str, str] = BIN_COLUMNS,
+    stamp: str = "_version",
+) -> str:
+    """``name``: the rows (``columns``) of ``files`` (path, partition values) whose ``stamp``
+    is their partition's commit in ``keep``. Partition values and the commit come from the log,
+    looked up by each row's file position (``file_index``): no path string per row to join
+    on."""
     if not files:
-        return f"CREATE OR REPLACE VIEW {name} AS {_empty_bins(columns)}"
+        return f"CREATE OR REPLACE VIEW {name} AS {empty_bins(columns)}"
     paths = ", ".join(_lit(p) for p, _ in files)
     by_file = {
         "datacentre": ", ".join(_lit(v.get("datacentre")) for _, v in files),
@@ -185,7 +210,7 @@ def _stored_view(
     return (
         f"CREATE OR REPLACE VIEW {name} AS SELECT {cols} FROM (SELECT *, "
         f"CAST(file_index AS BIGINT) + 1 AS _f FROM read_parquet([{paths}], "
-        f"hive_partitioning = false)) WHERE _version = [{commits}][_f]"
+        f"hive_partitioning = false)) WHERE {stamp} = [{commits}][_f]"
     )
 
 
@@ -216,28 +241,31 @@ def extent_views(
     enabled: bool,
 ) -> RollupState:
     """Before the catalogue's SQL views: ``gpu_bins_stored`` (bins of partitions whose raw
-    inputs are unchanged), ``raw_gpu_samples_rest`` (raw rows of all other partitions) and
-    ``gpu_extent``."""
-    from warehouse.catalog.sources import load_sql
-
+    inputs are unchanged) and ``raw_gpu_samples_rest`` (raw rows of all other partitions)."""
     stats = partition_stats(samples)
     manifest = read_manifest(con, parts) if enabled else {}
     state = RollupState(dict(stats), manifest)
     state.unchanged = {
         p: v for p, (ffp, _, v, _) in manifest.items() if p in stats and ffp == files_fp(stats, p)
     }
-    con.execute(_stored_view("gpu_bins_stored", bins, state.unchanged))
+    con.execute(stored_view("gpu_bins_stored", bins, state.unchanged))
     con.execute(f"CREATE OR REPLACE VIEW raw_gpu_samples_rest AS {rest_raw(state)}")
-    # one row per GPU, read by the horizon, the data span, the cluster sources and the holds
-    # (several times per report): computed once per snapshot, from one scan of bins and rows,
-    # into a table of the catalogue's database (pinned to the snapshot like its views, so a
-    # warehouse file opened on its own still answers them)
+    return state
+
+
+def extent_table(con: duckdb.DuckDBPyConnection) -> None:
+    """``gpu_extent`` (after ``gpu_extent_stored`` and ``raw_gpu_samples_rest``): one row per
+    GPU, read by the horizon, the data span, the cluster sources and the holds (several times
+    per report): computed once per snapshot, from one scan of stored rows and raw rows, into a
+    table of the catalogue's database (pinned to the snapshot like its views, so a warehouse
+    file opened on its own still answers them)."""
+    from warehouse.catalog.sources import load_sql
+
     view = load_sql("gpu_extent")
     assert view.count("CREATE OR REPLACE VIEW gpu_extent AS") == 1
     con.execute(view.replace("VIEW gpu_extent AS", "VIEW _gpu_extent_scan AS"))
     con.execute("CREATE OR REPLACE TABLE _gpu_extent AS SELECT * FROM _gpu_extent_scan")
     con.execute("CREATE OR REPLACE VIEW gpu_extent AS SELECT * FROM _gpu_extent")
-    return state
 
 
 def rest_raw(state: RollupState, numbered: bool = False) -> str:
@@ -247,7 +275,7 @@ def rest_raw(state: RollupState, numbered: bool = False) -> str:
     return _numbered_raw(rest, state.stats) if numbered else _typed_raw(rest, state.stats)
 
 
-def _empty_bins(columns: Mapping[str, str] = BIN_COLUMNS) -> str:
+def empty_bins(columns: Mapping[str, str] = BIN_COLUMNS) -> str:
     cols = ", ".join(f"CAST(NULL AS {t}) AS {c}" for c, t in columns.items())
     return f"SELECT {cols} WHERE false"
 
@@ -315,6 +343,6 @@ def bins_views(con: duckdb.DuckDBPyConnection, state: RollupState, bins: DeltaTa
 
     now = holds_fps(con, {p: state.manifest[p][3] for p in state.unchanged})
     state.fresh = {p: v for p, v in state.unchanged.items() if now.get(p) == state.manifest[p][1]}
-    con.execute(_stored_view("gpu_bins_fresh", bins, state.fresh))
+    con.execute(stored_view("gpu_bins_fresh", bins, state.fresh))
     open_views(con, state, set(state.stats) - set(state.fresh))
     con.execute(load_sql("gpu_bins"))

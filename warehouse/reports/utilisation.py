@@ -67,6 +67,7 @@ import duckdb
 
 from pipeline.defaults import DEFAULT_TZ
 from warehouse.catalog import load_sql
+from warehouse.catalog.gpu_days import narrow_report_bins
 from warehouse.catalog.rollups import GRAIN_MS
 from warehouse.reports.render import Lineage, render
 
@@ -155,9 +156,11 @@ def _report_sql(con: duckdb.DuckDBPyConnection, source: Source) -> str:
     """``utilisation.sql`` with its per-(period, GPU) sample part and its per-(period, scope)
     occupancy part from bins or from samples (``_parts_source``)."""
     chosen = _parts_source(con, source)
-    sql = load_sql("utilisation").replace(
-        "/*gpu_parts*/", _fragment(f"utilisation_gpu_{chosen}"), 1
-    )
+    gpu_parts = _fragment(f"utilisation_gpu_{chosen}")
+    if chosen == "bins" and isinstance(con, duckdb.DuckDBPyConnection):
+        # only the bins files a period cuts, where day rows serve the whole days
+        gpu_parts = gpu_parts.replace("FROM gpu_bins_report", f"FROM {narrow_report_bins(con)}")
+    sql = load_sql("utilisation").replace("/*gpu_parts*/", gpu_parts, 1)
     return sql.replace("/*occ_parts*/", _fragment(f"utilisation_occ_{chosen}"), 1)
 
 

@@ -44,6 +44,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pipeline import lake as lakes
 from pipeline.records import KINDS
 from warehouse import catalog
+from warehouse.catalog import gpu_days
 from warehouse.catalog import rollups as rv
 from warehouse.spark.frames import (
     OCC_BIN_SPARK_COLUMNS,
@@ -268,6 +269,7 @@ def _register_rollups(r: _Registrar, state: rv.RollupState) -> None:
     rest = ~parts_filter(state.unchanged) if state.unchanged else None
     sample_version = pinned[rv.SAMPLES.table]
     r.frame("raw_gpu_samples_rest", raw_frame(spark, rv.SAMPLES, samples, sample_version, rest))
+    r.run(gpu_days.PLAIN_EXTENT)  # Spark reads no day rows: the same rows from the bins
     r.run(catalog.load_sql("gpu_extent"))
     _register_sql_views(r)
     r.frame("gpu_bins_fresh", bins_frame(spark, bins, pinned[rv.BINS], state.fresh))
@@ -279,7 +281,7 @@ def _register_rollups(r: _Registrar, state: rv.RollupState) -> None:
     rv.open_views(recorder, state, open_parts)  # type: ignore[arg-type]
     raw_statement, *open_statements = recorder.statements
     assert _view_name(raw_statement) == "raw_gpu_samples_open"
-    for statement in [*open_statements, catalog.load_sql("gpu_bins")]:
+    for statement in [*open_statements, catalog.load_sql("gpu_bins"), *gpu_days.PLAIN_REPORT]:
         r.run(statement)
     _register_occupancy(r, state)
 

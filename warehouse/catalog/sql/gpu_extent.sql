@@ -1,4 +1,4 @@
--- gpu_extent: one row per GPU (datacentre, cluster, gpu_uuid) with its first and last sample instant (epoch ms) and the end of its last sample's coverage (ts + interval: nothing follows it; among copies at that instant the dedup winner, greatest _version, then _file, _row, decides), from the rollup bins of fresh partitions and the raw rows of the others; inputs: gpu_bins_stored, raw_gpu_samples_rest
+-- gpu_extent: one row per GPU (datacentre, cluster, gpu_uuid) with its first and last sample instant (epoch ms) and the end of its last sample's coverage (ts + interval: nothing follows it; among copies at that instant the dedup winner, greatest _version, then _file, _row, decides), from the stored rollup rows (day rows or bins) of unchanged partitions and the raw rows of the others; inputs: gpu_extent_stored, raw_gpu_samples_rest
 CREATE OR REPLACE VIEW gpu_extent AS
 SELECT
     datacentre,
@@ -9,8 +9,7 @@ SELECT
     arg_max(last_e_ms, last_ms) AS last_e_ms
 FROM (
     SELECT datacentre, cluster, gpu_uuid, first_ms, last_ms, last_e_ms
-    FROM gpu_bins_stored
-    WHERE first_ms IS NOT NULL
+    FROM gpu_extent_stored
     UNION ALL
     SELECT
         datacentre,
