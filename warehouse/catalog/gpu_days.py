@@ -181,7 +181,8 @@ def narrow_report_bins(con: duckdb.DuckDBPyConnection) -> str:
     ).fetchall()
     files = [(str(p), {"datacentre": dc, "date": d}) for p, dc, d, _ in needed]
     keep = {(dc, d): int(v) for _, dc, d, v in needed}
-    con.execute(rv.files_view("_report_gpu_bins_days", files, keep))
+    view = rv.files_view("_report_gpu_bins_days", files, keep)
+    con.execute(view.replace("CREATE OR REPLACE VIEW", "CREATE OR REPLACE TEMP VIEW", 1))
     con.execute(
         "CREATE OR REPLACE TEMP VIEW _report_gpu_bins AS "
         "SELECT *, false AS has_days FROM _gpu_bins_no_days "
