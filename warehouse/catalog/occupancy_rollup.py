@@ -21,7 +21,7 @@ import warehouse.catalog.rollups as rv
 from pipeline import lake as lakes
 from pipeline.records import KINDS, Kind
 from warehouse.catalog.rollup_commit import chunks, commit_bins, manifest_rows
-from warehouse.catalog.rollup_parts import OccupancyState
+from warehouse.catalog.rollup_parts import OccupancyState, with_next_days
 
 OCCUPANCY: Kind = KINDS["occupancy"]
 
@@ -78,9 +78,9 @@ def open_views(
     ``occupancy_bins_live``."""
     from warehouse.catalog.sources import load_sql
 
-    needed = set(open_parts) | {(dc, rv.next_day(d)) for dc, d in open_parts}
+    needed = with_next_days(open_parts)
     files = [f for p in needed if p in stats for f in stats[p].files]
-    raw = rv._typed_raw(files, stats, OCCUPANCY)
+    raw = rv.typed_raw(files, stats, OCCUPANCY)
     con.execute(f"CREATE OR REPLACE VIEW raw_occupancy_open AS {raw}")
     con.execute(rv.open_coverage("occupancy_coverage", "raw_occupancy", open_parts))
     con.execute(load_sql("occupancy_bins_live"))

@@ -38,6 +38,12 @@ def next_day(date: str) -> str:
     return (dt.date.fromisoformat(date) + dt.timedelta(days=1)).isoformat()
 
 
+def with_next_days(parts: Iterable[Part]) -> set[Part]:
+    """``parts`` and the day after each (whose first rows end the coverage of its last)."""
+    parts = set(parts)
+    return parts | {(dc, next_day(d)) for dc, d in parts}
+
+
 def day_ms(date: str) -> tuple[int, int]:
     d0 = dt.datetime.combine(dt.date.fromisoformat(date), dt.time(), dt.UTC)
     start = int(d0.timestamp() * 1000)

@@ -43,6 +43,7 @@ from warehouse.catalog.rollup_parts import (
     next_day,
     partition_stats,
     parts_values,
+    with_next_days,
 )
 from warehouse.catalog.rollup_parts import lit as _lit
 
@@ -84,7 +85,7 @@ class RollupState:
     """The occupancy rollup's partitions (``warehouse.catalog.occupancy_rollup``)."""
 
 
-def _typed_raw(files: Sequence[str], stats: Mapping[Part, PartStats], kind: Kind = SAMPLES) -> str:
+def typed_raw(files: Sequence[str], stats: Mapping[Part, PartStats], kind: Kind = SAMPLES) -> str:
     from warehouse.catalog.sources import files_source, select_typed
 
     part_of = {f: dc for (dc, _), s in stats.items() for f in s.files}
@@ -95,7 +96,7 @@ def _typed_raw(files: Sequence[str], stats: Mapping[Part, PartStats], kind: Kind
 def _numbered_raw(
     files: Sequence[str], stats: Mapping[Part, PartStats], until: Mapping[str, int] | None = None
 ) -> str:
-    """The builder's reading of ``files``: the rows ``_typed_raw`` gives, except that ``_file``
+    """The builder's reading of ``files``: the rows ``typed_raw`` gives, except that ``_file``
     is the file's position in the sorted list of paths: the same order as the path (all the
     dedup of ``coverage.sql`` and ``gpu_extent.sql`` takes from it), an integer, much cheaper
     to sort on. Partition values (``datacentre``) come from the log, by that position. With
@@ -272,7 +273,7 @@ def rest_raw(state: RollupState, numbered: bool = False) -> str:
     """The SELECT behind ``raw_gpu_samples_rest``: the raw rows of every partition whose raw
     inputs changed; ``numbered``: the builder's reading (``_numbered_raw``)."""
     rest = [f for p, s in state.stats.items() if p not in state.unchanged for f in s.files]
-    return _numbered_raw(rest, state.stats) if numbered else _typed_raw(rest, state.stats)
+    return _numbered_raw(rest, state.stats) if numbered else typed_raw(rest, state.stats)
 
 
 def empty_bins(columns: Mapping[str, str] = BIN_COLUMNS) -> str:
@@ -308,12 +309,12 @@ def open_views(
     from warehouse.catalog.sources import load_sql
 
     stats = state.stats
-    needed = set(open_parts) | {(dc, next_day(d)) for dc, d in open_parts}
+    needed = with_next_days(open_parts)
     files = [f for p in needed if p in stats for f in stats[p].files]
     if numbered:
         raw = _numbered_raw(files, stats, _next_day_until(stats, open_parts))
     else:
-        raw = _typed_raw(files, stats)
+        raw = typed_raw(files, stats)
     con.execute(f"CREATE OR REPLACE VIEW raw_gpu_samples_open AS {raw}")
     con.execute(open_coverage("gpu_sample_coverage", "raw_gpu_samples", open_parts))
     con.execute(load_sql("gpu_bins_live"))

@@ -46,6 +46,7 @@ from pipeline.records import KINDS
 from warehouse import catalog
 from warehouse.catalog import gpu_days
 from warehouse.catalog import rollups as rv
+from warehouse.catalog.rollup_parts import with_next_days
 from warehouse.spark.frames import (
     OCC_BIN_SPARK_COLUMNS,
     bins_frame,
@@ -274,7 +275,7 @@ def _register_rollups(r: _Registrar, state: rv.RollupState) -> None:
     _register_sql_views(r)
     r.frame("gpu_bins_fresh", bins_frame(spark, bins, pinned[rv.BINS], state.fresh))
     open_parts = set(state.stats) - set(state.fresh)
-    needed = open_parts | {(dc, rv.next_day(d)) for dc, d in open_parts}
+    needed = with_next_days(open_parts)
     raw_open = raw_frame(spark, rv.SAMPLES, samples, sample_version, parts_filter(needed))
     r.frame("raw_gpu_samples_open", raw_open)
     recorder = _Recorder()
@@ -299,7 +300,7 @@ def _register_occupancy(r: _Registrar, state: rv.RollupState) -> None:
     )
     r.frame("occupancy_bins_fresh", bins)
     open_parts = set(stats) - set(fresh)
-    needed = open_parts | {(dc, rv.next_day(d)) for dc, d in open_parts}
+    needed = with_next_days(open_parts)
     path, version = r.paths[orv.OCCUPANCY.table], r.pinned[orv.OCCUPANCY.table]
     raw = raw_frame(r.spark, orv.OCCUPANCY, path, version, parts_filter(needed))
     r.frame("raw_occupancy_open", raw)
