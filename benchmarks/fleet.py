@@ -42,6 +42,8 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import fleet_audit
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -249,7 +251,7 @@ def mib(n: int) -> str:
     return f"{n / 2**20:,.0f} MiB"
 
 
-def main() -> int:
+def options() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--gpus", type=int, default=100)
     p.add_argument("--days", type=float, default=7.0)
@@ -270,32 +272,46 @@ def main() -> int:
         help="generate and backfill one records file per this many days (each deleted once "
         "loaded unless --keep or compared): a fleet whose one file would not fit on disk",
     )
+    p.add_argument(
+        "--reuse-lake",
+        action="store_true",
+        help="--lake holds this fleet, backfilled and rolled up by an earlier run with the same "
+        "fleet options: only import the voucher records and time the report and the audit "
+        "(implies --no-compare)",
+    )
+    p.add_argument(
+        "--raw-audit",
+        action="store_true",
+        help="also attribute the audit's claims on the raw path with --no-compare (its "
+        "samples are those of the allocated GPUs only)",
+    )
     p.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     a = p.parse_args()
-    if a.worker:  # a step in its own process
-        if a.worker[0] == "generate":
-            at, count = int(a.worker[2]), int(a.worker[3])
-            print(generate(Path(a.worker[1]), a.gpus, a.step, at, count))
-        elif a.worker[0] == "raw":
-            print(json.dumps(raw_path(Path(a.worker[1])), default=str))
-        else:
-            got = naive([Path(f) for f in a.worker[2:]], Path(a.worker[1]))
-            print(json.dumps([[*k, v] for k, v in got.items()]))
-        return 0
+    if a.reuse_lake and not (a.lake and (a.lake / "gpu_samples").is_dir()):
+        p.error("--reuse-lake needs --lake naming a lake this benchmark filled before")
+    a.no_compare = a.no_compare or a.reuse_lake
+    return a
 
-    import duckdb
-    import pyarrow
-    from deltalake import __version__ as deltalake_version
 
-    work = Path(tempfile.mkdtemp(prefix="gpuledger-fleet-"))
-    lake = a.lake or work / "lake"
-    allocs, log = work / "allocations.jsonl", work / "log"
-    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {ram / 2**30:.1f} GiB RAM")
-    print(
-        f"versions: python {platform.python_version()}, pyarrow {pyarrow.__version__}, "
-        f"duckdb {duckdb.__version__}, deltalake {deltalake_version}"
-    )
+def worker(a: argparse.Namespace) -> int:
+    """A step in its own process."""
+    if a.worker[0] == "generate":
+        at, count = int(a.worker[2]), int(a.worker[3])
+        print(generate(Path(a.worker[1]), a.gpus, a.step, at, count))
+    elif a.worker[0] == "raw":
+        print(json.dumps(raw_path(Path(a.worker[1])), default=str))
+    elif a.worker[0] == "attribution":
+        lake, month, source = Path(a.worker[1]), a.worker[2], a.worker[3]
+        print(json.dumps(fleet_audit.attribution(lake, month, TZ, source), default=str))
+    else:
+        got = naive([Path(f) for f in a.worker[2:]], Path(a.worker[1]))
+        print(json.dumps([[*k, v] for k, v in got.items()]))
+    return 0
+
+
+def load(a: argparse.Namespace, work: Path, lake: Path, log: Path) -> tuple[list[Path], int]:
+    """Step 1: generate and backfill the samples (one file, or one per ``--chunk-days``) and the
+    allocations; return the samples files kept and the number of samples."""
     fleet = ["--gpus", str(a.gpus), "--days", str(a.days), "--step", str(a.step)]
     steps = int(a.days * 86_400 / a.step)
     per_file = int(a.chunk_days * 86_400 / a.step) if a.chunk_days else steps
@@ -304,7 +320,7 @@ def main() -> int:
     rows = bf_rss = 0
     bf_wall = bf_cpu = 0.0
     args = ["backfill", "--lake", str(lake), "records", "--kind"]
-    for first in range(0, steps, per_file):  # one records file, or one per --chunk-days
+    for first in range(0, steps, per_file):
         if a.samples:
             path = a.samples
             n = pq_rows(path)
@@ -336,16 +352,14 @@ def main() -> int:
             f"{rows / bf_wall:,.0f} samples/s, {bf_cpu / rows * 1e6:.2f} CPU-us per sample, "
             f"peak RSS {mib(bf_rss)}"
         )
+    allocs = work / "allocations.jsonl"
     allocs.write_text("".join(json.dumps(r) + "\n" for r in allocations(a.gpus, a.days)))
     run(cli(*args, "allocation", "--file", str(allocs)), log)
-    if a.only == "backfill":
-        return done(a, work)
+    return (files if keep_files else []), rows
 
-    raw: dict = {}
-    if a.only is None and not a.no_compare:
-        raw_s, raw_rss, out, _ = run(me(*fleet, "--worker", "raw", str(lake)), log)
-        raw = keyed(json.loads(out))
-        print(f"report, raw path: {raw_s:.2f} s, peak RSS {mib(raw_rss)}")
+
+def rollup(lake: Path, log: Path, rows: int) -> None:
+    """Step 3: build the rollups of every closed partition."""
     wall, rss, out, cpu = run(cli("lake", "rollup", "--lake", str(lake), "--format", "json"), log)
     built = json.loads(out)
     print(
@@ -353,17 +367,94 @@ def main() -> int:
         f"per sample, peak RSS {mib(rss)}, {built['partitions']} partitions -> "
         f"{built['bins']:,} bins"
     )
-    if a.only == "rollup":
-        return done(a, work)
+
+
+def audit(a: argparse.Namespace, lake: Path, work: Path, log: Path, ours: dict) -> float:
+    """Import the voucher records, time the monthly audit (from the rollups), and check its
+    attribution against the report (and, when compared, against every sample clipped);
+    return the worst relative difference."""
+    month = fleet_audit.audit_month(START, a.days)
+    files = fleet_audit.voucher_files(work, allocations(a.gpus, a.days), month, TZ)
+    run(cli("vouchers", "import", "--lake", str(lake), *files), log)
+    cmd = ["audit", "--lake", str(lake), "--month", month, "--tz", TZ, "--format", "json"]
+    wall, rss, out, cpu = run(cli(*cmd), log)
+    got = json.loads(out)
+    found = sorted({f["finding"] for f in got["findings"]})
+    print(
+        f"audit {month} from rollups: {wall:.2f} s, {cpu:.2f} CPU-s, peak RSS {mib(rss)}, "
+        f"{len(got['findings'])} findings ({', '.join(found) or 'none'}), "
+        f"{len(got['clean'])} clean claims"
+    )
+    fleet = ["--gpus", str(a.gpus), "--days", str(a.days), "--step", str(a.step)]
+    _, _, out, _ = run(me(*fleet, "--worker", "attribution", str(lake), month, "bins"), log)
+    bins = json.loads(out)
+    worst, where = fleet_audit.worst_of(fleet_audit.against_report(bins, ours, month))
+    print(f"audit metered vs report allocated GPU-h: worst relative {worst:.1e} ({where})")
+    if worst > 1e-9:
+        sys.exit("the audit's attribution and the report disagree")
+    if not a.no_compare or a.raw_audit:
+        raw_s, raw_rss, out, _ = run(
+            me(*fleet, "--worker", "attribution", str(lake), month, "samples"), log
+        )
+        rel = fleet_audit.same_rows(bins, json.loads(out))
+        print(
+            f"attribution, raw path: {raw_s:.2f} s, peak RSS {mib(raw_rss)}; "
+            f"vs rollups: worst relative {rel:.1e}"
+        )
+        if rel > 1e-9:
+            sys.exit("the audit's attribution from rollups and from samples disagree")
+        worst = max(worst, rel)
+    return worst
+
+
+def main() -> int:
+    a = options()
+    if a.worker:
+        return worker(a)
+
+    import duckdb
+    import pyarrow
+    from deltalake import __version__ as deltalake_version
+
+    work = Path(tempfile.mkdtemp(prefix="gpuledger-fleet-"))
+    lake = a.lake or work / "lake"
+    log = work / "log"
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {ram / 2**30:.1f} GiB RAM")
+    print(
+        f"versions: python {platform.python_version()}, pyarrow {pyarrow.__version__}, "
+        f"duckdb {duckdb.__version__}, deltalake {deltalake_version}"
+    )
+    fleet = ["--gpus", str(a.gpus), "--days", str(a.days), "--step", str(a.step)]
+    files: list[Path] = []
+    raw: dict = {}
+    if a.reuse_lake:
+        print(f"reusing {lake} (already backfilled and rolled up)")
+    else:
+        files, rows = load(a, work, lake, log)
+        if a.only == "backfill":
+            return done(a, work)
+        if a.only is None and not a.no_compare:
+            raw_s, raw_rss, out, _ = run(me(*fleet, "--worker", "raw", str(lake)), log)
+            raw = keyed(json.loads(out))
+            print(f"report, raw path: {raw_s:.2f} s, peak RSS {mib(raw_rss)}")
+        rollup(lake, log, rows)
+        if a.only == "rollup":
+            return done(a, work)
     report = ["report", "utilisation", "--lake", str(lake), "--period", "month"]
-    ours_s, ours_rss, out, _ = run(cli(*report, "--by", "cluster", "--format", "json"), log)
+    ours_s, ours_rss, out, ours_cpu = run(cli(*report, "--by", "cluster", "--format", "json"), log)
     ours = keyed(json.loads(out))
-    print(f"report from rollups: {ours_s:.2f} s, peak RSS {mib(ours_rss)}, {len(ours)} rows")
+    print(
+        f"report from rollups: {ours_s:.2f} s, {ours_cpu:.2f} CPU-s, peak RSS {mib(ours_rss)}, "
+        f"{len(ours)} rows"
+    )
+    worst = audit(a, lake, work, log, ours)
     if a.no_compare:
         for key in sorted(ours):
             print(f"  {' '.join(key)}: capacity {ours[key]['capacity_gpu_h']:,.3f} GPU-h")
         print("not compared (--no-compare): no raw-path report, no pandas")
         return done(a, work)
+    allocs = work / "allocations.jsonl"
     pandas_s, pandas_rss, out, _ = run(
         me(*fleet, "--worker", "pandas", str(allocs), *map(str, files)), log
     )
@@ -373,7 +464,9 @@ def main() -> int:
         f"ratio pandas/rollups: {pandas_s / ours_s:.2f}x, raw path/rollups: "
         f"{raw_s / ours_s:.2f}x (wall time of each process)"
     )
-    worst = max(compare("rollups vs pandas", ours, theirs), compare("rollups vs raw", ours, raw))
+    worst = max(
+        worst, compare("rollups vs pandas", ours, theirs), compare("rollups vs raw", ours, raw)
+    )
     if a.compact:
         wall, _, _, _ = run(cli("lake", "compact", "--lake", str(lake), "--format", "json"), log)
         run(cli("lake", "rollup", "--lake", str(lake), "--format", "json"), log)
