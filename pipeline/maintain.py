@@ -54,8 +54,23 @@ COMPACT_ZSTD_LEVEL = 19
 COMPACT_FILE_BYTES = 1 << 40
 """``target_file_size`` of a compaction: never split a partition into several files."""
 SORT_KEYS: dict[str, tuple[str, ...]] = {GPU_SAMPLE.table: ("gpu_uuid", "ts")}
-PLAIN_COLUMNS: dict[str, tuple[str, ...]] = {GPU_SAMPLE.table: ("util", "power_w", "sm_active")}
-"""High-cardinality measurements: PLAIN + zstd beats a dictionary (docs/lake.md)."""
+PLAIN_COLUMNS: dict[str, tuple[str, ...]] = {
+    GPU_SAMPLE.table: ("util", "power_w", "sm_active", "mem_used_bytes")
+}
+"""Measurements PLAIN + zstd beats a dictionary for: high-cardinality ones, and memory, whose
+long runs of one value zstd takes better than dictionary indices do (docs/lake.md#compact)."""
+UNSTATED_COLUMNS: dict[str, tuple[str, ...]] = {
+    GPU_SAMPLE.table: (
+        "util",
+        "power_w",
+        "temp_c",
+        "sm_active",
+        "mem_used_bytes",
+        "mem_total_bytes",
+    )
+}
+"""Measurements no reader filters on: no min/max statistics in the footer (nor in the add
+action's stats, which delta-rs takes from them); it saves footer bytes (docs/lake.md#compact)."""
 OPERATION_KEY = "gpuledger.operation"
 
 Partition = tuple[str, str]
@@ -95,16 +110,21 @@ def group_rows(rows: int) -> int:
 
 def compact_writer(k: Kind, rows: int) -> WriterProperties:
     """The compaction's Parquet settings: zstd 19; the time column delta-encoded (it is also
-    the "compacted" mark, ``is_compacted``), the high-cardinality measurements PLAIN,
-    dictionaries elsewhere; page statistics on the sort columns only."""
+    the "compacted" mark, ``is_compacted``), ``PLAIN_COLUMNS`` PLAIN, dictionaries elsewhere;
+    page statistics on the sort columns, none on ``UNSTATED_COLUMNS``, chunk ones elsewhere."""
     chunk = ColumnProperties(statistics_enabled="CHUNK")
     columns = {c: ColumnProperties(statistics_enabled="PAGE") for c in sort_keys(k)}
     columns[k.time_field] = ColumnProperties(
         dictionary_enabled=False, encoding="DELTA_BINARY_PACKED", statistics_enabled="PAGE"
     )
+    for c in UNSTATED_COLUMNS.get(k.table, ()):
+        columns[c] = ColumnProperties(statistics_enabled="NONE")
+    unstated = set(UNSTATED_COLUMNS.get(k.table, ()))
     for c in PLAIN_COLUMNS.get(k.table, ()):
         columns[c] = ColumnProperties(
-            dictionary_enabled=False, encoding="PLAIN", statistics_enabled="CHUNK"
+            dictionary_enabled=False,
+            encoding="PLAIN",
+            statistics_enabled="NONE" if c in unstated else "CHUNK",
         )
     return WriterProperties(
         compression="ZSTD",
