@@ -69,8 +69,9 @@ UNSTATED_COLUMNS: dict[str, tuple[str, ...]] = {
         "mem_total_bytes",
     )
 }
-"""Measurements no reader filters on: no min/max statistics in the footer (nor in the add
-action's stats, which delta-rs takes from them); it saves footer bytes (docs/lake.md#compact)."""
+"""Measurements: no min/max statistics in the footer (nor in the add action's stats, which
+delta-rs takes from them); a filter on them reads the same rows, skipping no files, and the
+footer is smaller (docs/lake.md#compact)."""
 OPERATION_KEY = "gpuledger.operation"
 
 Partition = tuple[str, str]
