@@ -161,6 +161,7 @@ def cmd_rollup(a: argparse.Namespace) -> int:
         a.lake,
         today=a.before,
         progress=None if quiet else lambda line: print(line, file=sys.stderr, flush=True),
+        memory_limit=a.memory_limit,
     )
     if quiet:
         print(json.dumps(result.__dict__, sort_keys=True))
@@ -218,7 +219,23 @@ def _rollup_options(r: argparse.ArgumentParser) -> None:
     _before_arg(
         r, "roll up dates before this one (default today, UTC: today's partitions are read raw)"
     )
+    r.add_argument(
+        "--memory-limit",
+        type=_memory_size,
+        metavar="SIZE",
+        help="cap the build's memory, e.g. 2GB (default DuckDB's: 80%% of RAM); above it the "
+        "coverage window of a big partition spills to disk and runs slower",
+    )
     _format_arg(r, "table", "json")
+
+
+def _memory_size(text: str) -> str:
+    from warehouse.catalog.rollup_build import memory_limit_arg
+
+    try:
+        return memory_limit_arg(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _migrate_options(m: argparse.ArgumentParser) -> None:

@@ -124,3 +124,28 @@ def test_sums_are_stored_as_bigint_and_an_older_decimal_table_keeps_its_types(
     assert kept.schema.field("cov_ms").type == pa.decimal128(38, 0)
     assert kept["cov_ms"].to_pylist() == rows["cov_ms"].to_pylist()
     assert rollup_commit.as_stored(tmp_path / "none", rows) is rows
+
+
+def test_a_memory_limit_reaches_duckdb_and_changes_no_bin(tmp_path: Path) -> None:
+    free, capped, starved = tmp_path / "free", tmp_path / "capped", tmp_path / "starved"
+    for lake in (free, capped, starved):
+        fleet(lake)
+    rb.build_rollups(free, today=dt.date(2026, 3, 4))
+    rb.build_rollups(capped, today=dt.date(2026, 3, 4), memory_limit="64MB")
+    assert stored_bins(capped) == stored_bins(free)
+    with pytest.raises(duckdb.OutOfMemoryException):
+        rb.build_rollups(starved, today=dt.date(2026, 3, 4), memory_limit="1KB")
+    assert stored_bins(starved) == []  # nothing committed
+    with pytest.raises(ValueError, match="'lots' is not a memory size such as 500MB or 2GB"):
+        rb.build_rollups(starved, memory_limit="lots")
+
+
+def test_lake_rollup_refuses_a_memory_limit_without_a_unit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gpuledger.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["lake", "rollup", "--lake", str(tmp_path), "--memory-limit", "2048"])
+    assert exit_.value.code == 2
+    assert "'2048' is not a memory size such as 500MB or 2GB" in capsys.readouterr().err

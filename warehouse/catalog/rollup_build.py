@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -71,12 +72,17 @@ def build_rollups(
     *,
     today: dt.date | None = None,
     progress: Callable[[str], None] | None = None,
+    memory_limit: str | None = None,
 ) -> RollupResult:
-    """Bring the lake's GPU-sample rollup up to date (see the module docstring)."""
+    """Bring the lake's GPU-sample rollup up to date (see the module docstring).
+    ``memory_limit`` (``memory_limit_arg``, e.g. ``2GB``) caps DuckDB's memory for the build;
+    above it the coverage window spills to disk (docs/rollups.md#building)."""
     started = time.monotonic()
     lake = Path(lake)
     today = today or dt.datetime.now(dt.UTC).date()
     con = duckdb.connect(":memory:")
+    if memory_limit is not None:
+        con.execute(f"SET memory_limit = '{memory_limit_arg(memory_limit)}'")
     # the bins are sorted before they are written; nothing else needs the rows' order
     con.execute("SET preserve_insertion_order = false")
     try:
@@ -107,6 +113,16 @@ def build_rollups(
     result.seconds = time.monotonic() - started
     log.info("%s", result.line())
     return result
+
+
+MEMORY_LIMIT = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
+
+
+def memory_limit_arg(text: str) -> str:
+    """``text`` if it is a DuckDB memory size (a number and a unit: ``500MB``, ``2GiB``)."""
+    if not MEMORY_LIMIT.fullmatch(text.strip()):
+        raise ValueError(f"{text!r} is not a memory size such as 500MB or 2GB")
+    return text.strip()
 
 
 def _build_occupancy(
