@@ -216,7 +216,7 @@ def compare(name: str, ours: dict, theirs: dict) -> float:
     for key in sorted(ours):
         for f in FIGURES:
             x, y = ours[key][f], theirs[key][f]
-            rel = abs(x - y) / max(abs(x), abs(y), 1e-300)
+            rel = fleet_audit.relative(x, y)
             worst = max(worst, rel)
             if rel > 1e-9:
                 sys.exit(f"{name} {key} {f}: {x!r} vs {y!r} (relative {rel:.2e})")
@@ -249,6 +249,11 @@ def me(*args: str) -> list[str]:
 
 def mib(n: int) -> str:
     return f"{n / 2**20:,.0f} MiB"
+
+
+def fleet_args(a: argparse.Namespace) -> list[str]:
+    """The fleet options of this run, for a worker process to rebuild the same fleet."""
+    return ["--gpus", str(a.gpus), "--days", str(a.days), "--step", str(a.step)]
 
 
 def options() -> argparse.Namespace:
@@ -312,7 +317,7 @@ def worker(a: argparse.Namespace) -> int:
 def load(a: argparse.Namespace, work: Path, lake: Path, log: Path) -> tuple[list[Path], int]:
     """Step 1: generate and backfill the samples (one file, or one per ``--chunk-days``) and the
     allocations; return the samples files kept and the number of samples."""
-    fleet = ["--gpus", str(a.gpus), "--days", str(a.days), "--step", str(a.step)]
+    fleet = fleet_args(a)
     steps = int(a.days * 86_400 / a.step)
     per_file = int(a.chunk_days * 86_400 / a.step) if a.chunk_days else steps
     keep_files = not a.no_compare or a.keep
@@ -385,7 +390,7 @@ def audit(a: argparse.Namespace, lake: Path, work: Path, log: Path, ours: dict) 
         f"{len(got['findings'])} findings ({', '.join(found) or 'none'}), "
         f"{len(got['clean'])} clean claims"
     )
-    fleet = ["--gpus", str(a.gpus), "--days", str(a.days), "--step", str(a.step)]
+    fleet = fleet_args(a)
     _, _, out, _ = run(me(*fleet, "--worker", "attribution", str(lake), month, "bins"), log)
     bins = json.loads(out)
     worst, where = fleet_audit.worst_of(fleet_audit.against_report(bins, ours, month))
@@ -425,7 +430,7 @@ def main() -> int:
         f"versions: python {platform.python_version()}, pyarrow {pyarrow.__version__}, "
         f"duckdb {duckdb.__version__}, deltalake {deltalake_version}"
     )
-    fleet = ["--gpus", str(a.gpus), "--days", str(a.days), "--step", str(a.step)]
+    fleet = fleet_args(a)
     files: list[Path] = []
     raw: dict = {}
     if a.reuse_lake:

@@ -23,6 +23,11 @@ PROGRAMME = "FLEET-2025"
 TENANTS = ("t-0", "t-1", "t-2")
 
 
+def relative(x: float, y: float) -> float:
+    """The relative difference of two figures (0 when both are 0)."""
+    return abs(x - y) / max(abs(x), abs(y), 1e-300)
+
+
 def audit_month(start: datetime, days: float) -> str:
     """The local month of the fleet's last sample: the month a run mostly covers."""
     return (start + timedelta(days=days) - timedelta(milliseconds=1)).strftime("%Y-%m")
@@ -149,7 +154,7 @@ def worst_of(pairs: dict[str, dict]) -> tuple[float, str]:
     worst, where = 0.0, ""
     for key, v in pairs.items():
         x, y = v["claims"], v["report"]
-        rel = abs(x - y) / max(abs(x), abs(y), 1e-300)
+        rel = relative(x, y)
         if rel >= worst:
             worst, where = rel, f"{key}: {x!r} vs {y!r}"
     return worst, where
@@ -162,5 +167,5 @@ def same_rows(a: list[dict], b: list[dict]) -> float:
     worst = 0.0
     for x, y in zip(a, b, strict=True):
         for f in ("metered_gpu_h", "covered_gpu_h", "busy_gpu_h"):
-            worst = max(worst, abs(x[f] - y[f]) / max(abs(x[f]), abs(y[f]), 1e-300))
+            worst = max(worst, relative(x[f], y[f]))
     return worst

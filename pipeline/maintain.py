@@ -118,9 +118,9 @@ def compact_writer(k: Kind, rows: int) -> WriterProperties:
     columns[k.time_field] = ColumnProperties(
         dictionary_enabled=False, encoding="DELTA_BINARY_PACKED", statistics_enabled="PAGE"
     )
-    for c in UNSTATED_COLUMNS.get(k.table, ()):
+    unstated = UNSTATED_COLUMNS.get(k.table, ())
+    for c in unstated:
         columns[c] = ColumnProperties(statistics_enabled="NONE")
-    unstated = set(UNSTATED_COLUMNS.get(k.table, ()))
     for c in PLAIN_COLUMNS.get(k.table, ()):
         columns[c] = ColumnProperties(
             dictionary_enabled=False,
