@@ -24,12 +24,13 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipeline import lake as lakes
 from warehouse.catalog import refresh_with_state
 from warehouse.catalog import rollups as rv
 from warehouse.catalog.gpu_days import commit_days
-from warehouse.catalog.rollup_commit import chunks, commit_bins, manifest_rows
+from warehouse.catalog.rollup_commit import bins_table, chunks, commit_table, manifest_rows
 from warehouse.catalog.rollup_parts import lit
 
 log = logging.getLogger(__name__)
@@ -54,13 +55,16 @@ class RollupResult:
     """Occupancy partitions (re)built (``warehouse.catalog.occupancy_rollup``)."""
     occupancy_rows: int = 0
     occupancy_bins: int = 0
+    exact_reruns: int = 0
+    """Chunks whose bins were computed again in the exact order, the fast one not fitting
+    them (``_chunk_bins``)."""
 
     def line(self) -> str:
         rate = self.raw_rows / self.seconds if self.seconds else 0.0
         return (
             f"rolled up {self.partitions:,} partition(s) ({self.raw_rows:,} raw rows -> "
             f"{self.bins:,} bins, {self.days:,} day rows, {rate:,.0f} rows/s, "
-            f"{self.commits} commit(s)); "
+            f"{self.commits} commit(s), {self.exact_reruns} exact rerun(s)); "
             f"{self.fresh:,} already fresh, {self.open:,} still open; occupancy: "
             f"{self.occupancy_partitions:,} partition(s) ({self.occupancy_rows:,} raw rows -> "
             f"{self.occupancy_bins:,} bins)"
@@ -94,8 +98,10 @@ def build_rollups(
         todo = sorted((p for p in closed if p not in state.fresh), key=lambda p: (p[0] or "", p[1]))
         source_version = versions.get(rv.SAMPLES.table) or 0
         paths = rv.rollup_paths(lake)
+        fast = _units_hash_apart(con) if todo else False
         for chunk in chunks(todo, state.stats):
-            bins, days = _commit_chunk(con, state, chunk, paths, source_version)
+            bins, days, reran = _commit_chunk(con, state, chunk, paths, source_version, fast)
+            result.exact_reruns += reran
             result.partitions += len(chunk)
             result.raw_rows += sum(state.stats[p].rows for p in chunk)
             result.bins += bins
@@ -183,19 +189,60 @@ def _pin_spans(con: duckdb.DuckDBPyConnection, state: rv.RollupState) -> None:
         con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM _built_{name}")
 
 
+def _units_hash_apart(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether no two GPUs of the lake (``gpu_extent``: every unit of the coverage window,
+    stored or raw) share the hash that ``rollups.fast_order`` partitions by."""
+    n, hashes = con.execute(
+        "SELECT count(*), count(DISTINCT hash(datacentre, cluster, gpu_uuid)) FROM gpu_extent"
+    ).fetchone() or (0, 0)
+    return bool(n == hashes)
+
+
+def _chunk_bins(
+    con: duckdb.DuckDBPyConnection, state: rv.RollupState, chunk: list[rv.Part], fast: bool
+) -> tuple[pa.Table, int]:
+    """The chunk's bins (``gpu_bins_live``), and 1 when they were computed twice. ``fast``
+    (the units' hashes are apart): first in ``rollups.fast_order``'s order, kept only when
+    each partition's whole-GPU rows count as many samples as it has raw rows, i.e. no copy
+    was dropped, so no unit had two rows at one instant; otherwise again in the exact order
+    of coverage.sql (docs/rollups.md#building)."""
+    rv.open_views(con, state, set(chunk), numbered=True, fast=fast)
+    rows = bins_table(con, "gpu_bins_live", "gpu_uuid")
+    counted = _samples_per_part(rows) if fast else {}
+    if not fast or all(counted.get(p, 0) == state.stats[p].rows for p in chunk):
+        return rows, 0
+    rv.open_views(con, state, set(chunk), numbered=True)
+    return bins_table(con, "gpu_bins_live", "gpu_uuid"), 1
+
+
+def _samples_per_part(rows: pa.Table) -> dict[rv.Part, int]:
+    whole = rows.filter(pc.is_null(rows["allocation_id"])).group_by(["datacentre", "date"])
+    sums = whole.aggregate([("samples", "sum")])
+    return {
+        (dc, d): int(n)
+        for dc, d, n in zip(
+            sums["datacentre"].to_pylist(),
+            sums["date"].to_pylist(),
+            sums["samples_sum"].to_pylist(),
+            strict=True,
+        )
+        if n
+    }
+
+
 def _commit_chunk(
     con: duckdb.DuckDBPyConnection,
     state: rv.RollupState,
     chunk: list[rv.Part],
     paths: dict[str, Path],
     source_version: int,
-) -> tuple[int, int]:
+    fast: bool,
+) -> tuple[int, int, int]:
     """Compute the chunk's bins, commit them (replacing its partitions), their day rows, then
-    the manifest naming the bins commit; returns the number of bins and of day rows."""
-    rv.open_views(con, state, set(chunk), numbered=True)
-    rows, version = commit_bins(
-        con, "gpu_bins_live", "gpu_uuid", paths[rv.BINS], chunk, source_version
-    )
+    the manifest naming the bins commit; returns the number of bins, of day rows and of exact
+    reruns (``_chunk_bins``)."""
+    rows, reran = _chunk_bins(con, state, chunk, fast)
+    version = commit_table(paths[rv.BINS], rows, chunk, source_version)
     con.register("_chunk_bins", rows)
     source = f"SELECT *, CAST({int(version)} AS BIGINT) AS bins_version FROM _chunk_bins"
     days = commit_days(con, paths[rv.DAYS], chunk, source, source_version)
@@ -204,7 +251,7 @@ def _commit_chunk(
     manifest = manifest_rows(state.stats, chunk, rows, reach, holds, version, source_version)
     lakes.commit(paths[rv.PARTS], manifest, load_id="rollup", partition_by=None)
     con.unregister("_chunk_bins")
-    return int(rows.num_rows), days
+    return int(rows.num_rows), days, reran
 
 
 def _reach(

@@ -73,20 +73,31 @@ def commit_bins(
     """The rows of the live bins ``view`` for the chunk (its open views set up), sorted by
     partition, cluster, ``unit`` and bin, committed to the bins table at ``path`` replacing
     the chunk's partitions; (rows, commit version)."""
+    rows = bins_table(con, view, unit)
+    return rows, commit_table(path, rows, chunk, source_version)
+
+
+def bins_table(con: duckdb.DuckDBPyConnection, view: str, unit: str) -> pa.Table:
+    """The rows of the live bins ``view`` sorted by partition, cluster, ``unit`` and bin."""
     rows = con.execute(
         f"SELECT * EXCLUDE (date), CAST(date AS VARCHAR) AS date FROM {view} "
         f"ORDER BY datacentre, date, cluster, {unit}, bin_ms"
     ).arrow()
     if isinstance(rows, pa.RecordBatchReader):
         rows = rows.read_all()
-    version = lakes.commit(
+    return rows
+
+
+def commit_table(path: Path, rows: pa.Table, chunk: list[rv.Part], source_version: int) -> int:
+    """Commit a chunk's bins ``rows`` to the bins table at ``path``, replacing the chunk's
+    partitions; the commit version."""
+    return lakes.commit(
         path,
         as_stored(path, rows),
         load_id="rollup",
         replace_where=predicate(chunk),
         metadata={"gpuledger.rollup_source_version": source_version},
     )
-    return rows, version
 
 
 def as_stored(path: Path, rows: pa.Table) -> pa.Table:
