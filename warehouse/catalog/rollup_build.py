@@ -91,7 +91,7 @@ def build_rollups(
     con.execute("SET preserve_insertion_order = false")
     try:
         versions, state = refresh_with_state(con, lake)
-        _pin_spans(con, state)
+        _pin_spans(con)
         result = RollupResult(fresh=len(state.fresh))
         closed = [p for p in state.stats if p[1] < today.isoformat()]
         result.open = len(state.stats) - len(closed)
@@ -179,11 +179,10 @@ def _add_days(
         result.commits += 1
 
 
-def _pin_spans(con: duckdb.DuckDBPyConnection, state: rv.RollupState) -> None:
+def _pin_spans(con: duckdb.DuckDBPyConnection) -> None:
     """Every chunk's bins need the allocation spans and holds, which need the horizon of every
-    cluster (a scan of all raw rows not yet rolled up, read as the chunks read theirs): compute
-    them once, as temp tables behind the views of the same names."""
-    con.execute(f"CREATE OR REPLACE VIEW raw_gpu_samples_rest AS {rv.rest_raw(state, True)}")
+    cluster (from ``gpu_extent``): compute them once, as temp tables behind the views of the
+    same names."""
     for name in ("cluster_horizon", "allocation_spans", "allocation_hold_spans"):
         con.execute(f"CREATE OR REPLACE TEMP TABLE _built_{name} AS SELECT * FROM {name}")
         con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM _built_{name}")

@@ -243,7 +243,8 @@ def extent_views(
     enabled: bool,
 ) -> RollupState:
     """Before the catalogue's SQL views: ``gpu_bins_stored`` (bins of partitions whose raw
-    inputs are unchanged) and ``raw_gpu_samples_rest`` (raw rows of all other partitions)."""
+    inputs are unchanged) and ``raw_gpu_samples_rest`` (raw rows of all other partitions, in
+    the numbered reading of ``_numbered_raw``: the extent's dedup needs only their order)."""
     stats = partition_stats(samples)
     manifest = read_manifest(con, parts) if enabled else {}
     state = RollupState(dict(stats), manifest)
@@ -270,11 +271,11 @@ def extent_table(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("CREATE OR REPLACE VIEW gpu_extent AS SELECT * FROM _gpu_extent")
 
 
-def rest_raw(state: RollupState, numbered: bool = False) -> str:
+def rest_raw(state: RollupState) -> str:
     """The SELECT behind ``raw_gpu_samples_rest``: the raw rows of every partition whose raw
-    inputs changed; ``numbered``: the builder's reading (``_numbered_raw``)."""
+    inputs changed, numbered (``_numbered_raw``)."""
     rest = [f for p, s in state.stats.items() if p not in state.unchanged for f in s.files]
-    return _numbered_raw(rest, state.stats) if numbered else typed_raw(rest, state.stats)
+    return _numbered_raw(rest, state.stats)
 
 
 def empty_bins(columns: Mapping[str, str] = BIN_COLUMNS) -> str:
