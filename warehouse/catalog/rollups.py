@@ -23,6 +23,7 @@ and the cluster sources without a scan of every raw row.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -101,7 +102,8 @@ def _numbered_raw(
     is the file's position in the sorted list of paths: the same order as the path (all the
     dedup of ``coverage.sql`` and ``gpu_extent.sql`` takes from it), an integer, much cheaper
     to sort on. Partition values (``datacentre``) come from the log, by that position. With
-    ``until``, only the rows of those files with ts before that instant (epoch ms)."""
+    ``until``, only the rows of those files with ts before that instant (epoch ms), a bound
+    the Parquet reader also applies to the files' ts statistics (``_numbered_read``)."""
     from warehouse.catalog.sources import select_typed
 
     columns = SAMPLES.duckdb_columns()
@@ -109,18 +111,40 @@ def _numbered_raw(
         return select_typed(columns, None, True)
     part_of = {f: dc for (dc, _), s in stats.items() for f in s.files}
     ordered = sorted(files)
-    paths = ", ".join(_lit(f) for f in ordered)
-    dcs = ", ".join(_lit(part_of[f]) for f in ordered)
+    groups: dict[int | None, list[int]] = {}
+    for at, f in enumerate(ordered):
+        groups.setdefault((until or {}).get(f), []).append(at)
+    reads = [
+        _numbered_read(ordered, part_of, at, bound)
+        for bound, at in sorted(groups.items(), key=lambda g: g[1][0])
+    ]
     cols = [f"CAST({ident(n)} AS {t}) AS {ident(n)}" for n, t in columns]
-    cols += ["_version", "_load", "_file", "file_row_number AS _row"]
+    cols += ["_version", "_load", "_file", "_row"]
+    return f"SELECT {', '.join(cols)} FROM ({' UNION ALL BY NAME '.join(reads)})"
+
+
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def _numbered_read(
+    ordered: Sequence[str], part_of: Mapping[str, str | None], at: Sequence[int], bound: int | None
+) -> str:
+    """The rows of the files at positions ``at`` of ``ordered``, numbered by that position;
+    with ``bound``, those whose ts is before it (epoch ms): compared once as a timestamp,
+    which the reader pushes into the scan (row groups skipped by their ts statistics), a
+    millisecond later than the bound so that it keeps every row the exact test keeps."""
+    index = "CAST(file_index AS BIGINT) + 1"
+    paths = ", ".join(_lit(ordered[i]) for i in at)
+    numbers = ", ".join(str(i) for i in at)
+    dcs = ", ".join(_lit(part_of[ordered[i]]) for i in at)
     where = ""
-    if until:
-        ends = ", ".join(str(until[f]) if f in until else "NULL" for f in ordered)
-        where = f" WHERE [{ends}][_file + 1] IS NULL OR epoch_ms(ts) < [{ends}][_file + 1]"
+    if bound is not None:
+        after = (EPOCH + dt.timedelta(milliseconds=int(bound) + 1)).isoformat()
+        where = f" WHERE ts < TIMESTAMPTZ {_lit(after)} AND epoch_ms(ts) < {int(bound)}"
     return (
-        f"SELECT {', '.join(cols)} FROM (SELECT *, CAST(file_index AS BIGINT) AS _file, "
-        f"[{dcs}][CAST(file_index AS BIGINT) + 1] AS datacentre FROM read_parquet([{paths}], "
-        f"file_row_number = true, hive_partitioning = false)){where}"
+        f"SELECT *, [{numbers}][{index}] AS _file, [{dcs}][{index}] AS datacentre, "
+        f"file_row_number AS _row FROM read_parquet([{paths}], file_row_number = true, "
+        f"hive_partitioning = false){where}"
     )
 
 
