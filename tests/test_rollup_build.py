@@ -151,10 +151,10 @@ def test_lake_rollup_refuses_a_memory_limit_without_a_unit(
     assert "'2048' is not a memory size such as 500MB or 2GB" in capsys.readouterr().err
 
 
-def test_copies_of_a_sample_rerun_their_chunk_in_the_exact_order(tmp_path: Path) -> None:
-    """The builder's fast window order (one hash of the GPU, ts alone) cannot tell copies of
-    a sample apart: a partition that loses a copy to the dedup is computed again in the
-    exact order, and its bins are the live view's over every raw row."""
+def test_copies_of_a_sample_rerun_their_chunk_by_the_reports_view(tmp_path: Path) -> None:
+    """The builder's own bins view (GPUs as hashes, the window ordered by ts alone) cannot
+    tell copies of a sample apart: a partition that loses a copy to the dedup is computed
+    again by ``gpu_bins_live``, and its bins are that view's over every raw row."""
     lake, plain = tmp_path / "lake", tmp_path / "plain"
     fleet(lake)
     fleet(plain)
@@ -173,21 +173,22 @@ def test_copies_of_a_sample_rerun_their_chunk_in_the_exact_order(tmp_path: Path)
         ), (a, b)
     at = [r for r in got if r[3] == "GPU-1" and r[4] is None and r[5] == D0 + DAY + H]
     assert [(r[12], r[13]) for r in at] == [(0.9, 0.9)]  # util min, max: the later copy's
-    # what the check sees: the fast order dropped a copy of 2 March, so one sample is missing
+    # what the check sees: the builder's view dropped a copy of 2 March, one sample too few
     con = duckdb.connect()
     _, state = refresh_with_state(con, lake)
-    rv.open_views(con, state, set(state.stats), numbered=True, fast=True)
-    counted = rb._samples_per_part(rollup_commit.bins_table(con, "gpu_bins_live", "gpu_uuid"))
+    assert rb._build_units(con)
+    assert rb._chunk_bins(con, state, sorted(state.stats)[:3], True)[1] == 1  # computed twice
+    counted = rb._samples_per_part(rollup_commit.bins_table(con, "gpu_bins_build", "gpu_uuid"))
     day = ("dc1", "2026-03-02")
     assert counted[day] == state.stats[day].rows - 1
 
 
-def test_the_fast_order_needs_every_gpu_hash_apart() -> None:
+def test_the_builders_view_needs_every_gpu_hash_apart() -> None:
     con = duckdb.connect()
     con.execute(
         "CREATE TABLE gpu_extent AS SELECT * FROM (VALUES ('dc1', 'c1', 'GPU-0'), "
         "('dc1', 'c1', 'GPU-1'), ('dc1', 'c2', 'GPU-0')) AS g(datacentre, cluster, gpu_uuid)"
     )
-    assert rb._units_hash_apart(con)
+    assert rb._build_units(con)
     con.execute("INSERT INTO gpu_extent VALUES ('dc1', 'c1', 'GPU-1')")  # two rows, one hash
-    assert not rb._units_hash_apart(con)
+    assert not rb._build_units(con)

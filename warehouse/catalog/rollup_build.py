@@ -31,7 +31,8 @@ from warehouse.catalog import refresh_with_state
 from warehouse.catalog import rollups as rv
 from warehouse.catalog.gpu_days import commit_days
 from warehouse.catalog.rollup_commit import bins_table, chunks, commit_table, manifest_rows
-from warehouse.catalog.rollup_parts import lit
+from warehouse.catalog.rollup_parts import lit, parts_values
+from warehouse.catalog.sources import load_sql
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +57,8 @@ class RollupResult:
     occupancy_rows: int = 0
     occupancy_bins: int = 0
     exact_reruns: int = 0
-    """Chunks whose bins were computed again in the exact order, the fast one not fitting
-    them (``_chunk_bins``)."""
+    """Chunks whose bins were computed again by ``gpu_bins_live``, ``gpu_bins_build`` not
+    fitting them (``_chunk_bins``)."""
 
     def line(self) -> str:
         rate = self.raw_rows / self.seconds if self.seconds else 0.0
@@ -98,7 +99,7 @@ def build_rollups(
         todo = sorted((p for p in closed if p not in state.fresh), key=lambda p: (p[0] or "", p[1]))
         source_version = versions.get(rv.SAMPLES.table) or 0
         paths = rv.rollup_paths(lake)
-        fast = _units_hash_apart(con) if todo else False
+        fast = _build_units(con) if todo else False
         for chunk in chunks(todo, state.stats):
             bins, days, reran = _commit_chunk(con, state, chunk, paths, source_version, fast)
             result.exact_reruns += reran
@@ -188,30 +189,43 @@ def _pin_spans(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM _built_{name}")
 
 
-def _units_hash_apart(con: duckdb.DuckDBPyConnection) -> bool:
-    """Whether no two GPUs of the lake (``gpu_extent``: every unit of the coverage window,
-    stored or raw) share the hash that ``rollups.fast_order`` partitions by."""
-    n, hashes = con.execute(
-        "SELECT count(*), count(DISTINCT hash(datacentre, cluster, gpu_uuid)) FROM gpu_extent"
-    ).fetchone() or (0, 0)
-    return bool(n == hashes)
+def _build_units(con: duckdb.DuckDBPyConnection) -> bool:
+    """``_build_units``: every GPU of the lake (``gpu_extent``: each one the coverage window
+    can see, stored or raw) with the hashes ``gpu_bins_build.sql`` computes for it and its
+    cluster; whether no two GPUs and no two clusters share one."""
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _build_units AS SELECT hash(datacentre, cluster, "
+        "gpu_uuid) AS h, hash(datacentre, cluster) AS dcc, datacentre, cluster, gpu_uuid "
+        "FROM gpu_extent"
+    )
+    row = con.execute(
+        "SELECT count(*) = count(DISTINCT h) AND count(DISTINCT (datacentre, cluster)) = "
+        "count(DISTINCT dcc) FROM _build_units"
+    ).fetchone()
+    return bool(row and row[0])
 
 
 def _chunk_bins(
     con: duckdb.DuckDBPyConnection, state: rv.RollupState, chunk: list[rv.Part], fast: bool
 ) -> tuple[pa.Table, int]:
-    """The chunk's bins (``gpu_bins_live``), and 1 when they were computed twice. ``fast``
-    (the units' hashes are apart): first in ``rollups.fast_order``'s order, kept only when
-    each partition's whole-GPU rows count as many samples as it has raw rows, i.e. no copy
-    was dropped, so no unit had two rows at one instant; otherwise again in the exact order
-    of coverage.sql (docs/rollups.md#building)."""
-    rv.open_views(con, state, set(chunk), numbered=True, fast=fast)
-    rows = bins_table(con, "gpu_bins_live", "gpu_uuid")
-    counted = _samples_per_part(rows) if fast else {}
-    if not fast or all(counted.get(p, 0) == state.stats[p].rows for p in chunk):
-        return rows, 0
+    """The chunk's bins, and 1 when they were computed twice. ``fast`` (``_build_units``
+    found every hash apart): first by ``gpu_bins_build.sql``, kept only when each partition's
+    whole-GPU rows count as many samples as it has raw rows, i.e. no copy was dropped, so no
+    GPU had two rows at one instant; otherwise by ``gpu_bins_live``, the reports' own view
+    (docs/rollups.md#building)."""
     rv.open_views(con, state, set(chunk), numbered=True)
-    return bins_table(con, "gpu_bins_live", "gpu_uuid"), 1
+    if fast:
+        con.execute(
+            "CREATE OR REPLACE TEMP VIEW _build_open AS SELECT u.h, o.date FROM _build_units "
+            f"AS u JOIN (VALUES {parts_values(chunk)}) AS o(dc, date) "
+            "ON u.datacentre IS NOT DISTINCT FROM o.dc"
+        )
+        con.execute(load_sql("gpu_bins_build"))
+        rows = bins_table(con, "gpu_bins_build", "gpu_uuid")
+        counted = _samples_per_part(rows)
+        if all(counted.get(p, 0) == state.stats[p].rows for p in chunk):
+            return rows, 0
+    return bins_table(con, "gpu_bins_live", "gpu_uuid"), int(fast)
 
 
 def _samples_per_part(rows: pa.Table) -> dict[rv.Part, int]:

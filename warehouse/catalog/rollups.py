@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -327,13 +326,11 @@ def open_views(
     state: RollupState,
     open_parts: set[Part],
     numbered: bool = False,
-    fast: bool = False,
 ) -> None:
     """``raw_gpu_samples_open`` (rows of ``open_parts`` and of their next days; ``numbered``:
     the builder's reading, ``_numbered_raw``, of the next days only the rows that can end the
     coverage of an open sample, ``_next_day_until``),
-    ``gpu_sample_coverage_open`` (coverage of ``open_parts``' samples; ``fast``: in
-    ``fast_order``'s order, which the builder checks) and ``gpu_bins_live``."""
+    ``gpu_sample_coverage_open`` (coverage of ``open_parts``' samples) and ``gpu_bins_live``."""
     from warehouse.catalog.sources import load_sql
 
     stats = state.stats
@@ -344,20 +341,18 @@ def open_views(
     else:
         raw = typed_raw(files, stats)
     con.execute(f"CREATE OR REPLACE VIEW raw_gpu_samples_open AS {raw}")
-    con.execute(open_coverage("gpu_sample_coverage", "raw_gpu_samples", open_parts, fast))
+    con.execute(open_coverage("gpu_sample_coverage", "raw_gpu_samples", open_parts))
     con.execute(load_sql("gpu_bins_live"))
 
 
-def open_coverage(view: str, raw: str, open_parts: set[Part], fast: bool = False) -> str:
+def open_coverage(view: str, raw: str, open_parts: set[Part]) -> str:
     """``<view>_open``: the coverage view ``<view>.sql`` over ``<raw>_open`` instead of
-    ``<raw>``, only the rows that start in ``open_parts``; ``fast``: ``fast_order``'s."""
+    ``<raw>``, only the rows that start in ``open_parts``."""
     from warehouse.catalog.sources import load_sql
 
     body = load_sql(view).split(f"CREATE OR REPLACE VIEW {view} AS")
     assert len(body) == 2 and body[1].count(f"FROM {raw})") == 1
     select = body[1].replace(f"FROM {raw})", f"FROM {raw}_open)").rstrip().removesuffix(";")
-    if fast:
-        select = fast_order(select)
     keep = (
         f"SEMI JOIN (VALUES {parts_values(open_parts)}) AS o(o_dc, o_date) "
         "ON c.datacentre IS NOT DISTINCT FROM o.o_dc AND CAST(epoch_ms(c.s_ms) AS DATE) = o.o_date"
@@ -365,20 +360,6 @@ def open_coverage(view: str, raw: str, open_parts: set[Part], fast: bool = False
         else "WHERE false"
     )
     return f"CREATE OR REPLACE VIEW {view}_open AS SELECT c.* FROM ({select}) AS c {keep}"
-
-
-_COVERAGE_ORDER = re.compile(r"PARTITION BY ([^()]*?) ORDER BY s_ms, _version, _file, _row\)")
-
-
-def fast_order(select: str) -> str:
-    """The coverage ``select`` (coverage.sql) with its window partitioned by one hash of the
-    unit and ordered by ``s_ms`` alone, about half the CPU of the exact window's string keys
-    and copy order. Its result equals the exact one when no two units share a hash and no
-    unit has two rows at one instant (copies, whose order then decides which one is kept and
-    which next instant each sees); the builder checks both (docs/rollups.md#building)."""
-    out, n = _COVERAGE_ORDER.subn(r"PARTITION BY hash(\1) ORDER BY s_ms)", select)
-    assert n == 1, "coverage.sql's window changed: fast_order no longer fits it"
-    return out
 
 
 def bins_views(con: duckdb.DuckDBPyConnection, state: RollupState, bins: DeltaTable | None) -> None:

@@ -1,0 +1,146 @@
+-- gpu_bins_build: the rows of gpu_bins_live for the builder's open partitions, computed with each GPU as one 64-bit hash h of (datacentre, cluster, gpu_uuid) and each cluster as dcc, hash of (datacentre, cluster), instead of their strings through the coverage window, the joins and the grouping (the strings are joined back per bin), and the window ordered by ts alone; equal to gpu_bins_live only when every GPU and every cluster has its own hash and no GPU has two rows at one instant, which the builder checks (docs/rollups.md#building); inputs: raw_gpu_samples_open, _build_units, _build_open, allocation_hold_spans, allocation_spans
+-- Holds and allocations are matched to the GPUs and clusters of _build_units by their strings
+-- first, exactly as gpu_bins_live matches them to samples (plain =: a NULL never matches).
+CREATE OR REPLACE VIEW gpu_bins_build AS
+WITH raw AS (
+    SELECT
+        hash(datacentre, cluster, gpu_uuid) AS h,
+        hash(datacentre, cluster) AS dcc,
+        epoch_ms(ts) AS s_ms,
+        CAST(round(interval_s * 1000) AS BIGINT) AS iv_ms,
+        util,
+        pod,
+        job_id
+    FROM raw_gpu_samples_open
+),
+cov AS (
+    SELECT
+        c.h, c.dcc, c.s_ms, s_ms + least(iv_ms, coalesce(next_ms - s_ms, iv_ms)) AS e_ms,
+        c.util, c.pod, c.job_id, c.date
+    FROM (
+        SELECT *, CAST(epoch_ms(s_ms) AS DATE) AS date
+        FROM (SELECT *, lead(s_ms) OVER (PARTITION BY h ORDER BY s_ms) AS next_ms FROM raw)
+        WHERE next_ms IS DISTINCT FROM s_ms
+    ) AS c
+    SEMI JOIN _build_open AS o ON c.h = o.h AND c.date = o.date
+),
+clusters AS (
+    SELECT DISTINCT dcc, datacentre, cluster FROM _build_units
+),
+gpu_holds AS (
+    SELECT u.h, g.s_ms, g.e_ms
+    FROM allocation_hold_spans AS g
+    JOIN _build_units AS u
+        ON g.via = 'gpu' AND g.datacentre = u.datacentre AND g.cluster = u.cluster
+        AND g.ref = u.gpu_uuid
+),
+ref_holds AS (
+    SELECT k.dcc, g.via, g.ref, g.s_ms, g.e_ms
+    FROM allocation_hold_spans AS g
+    JOIN clusters AS k ON g.datacentre = k.datacentre AND g.cluster = k.cluster
+    WHERE g.via IN ('job', 'pod')
+),
+smp AS (
+    SELECT
+        c.h,
+        c.date,
+        CAST(NULL AS VARCHAR) AS allocation_id,
+        c.s_ms,
+        c.e_ms,
+        c.util,
+        g.h IS NOT NULL OR j.ref IS NOT NULL OR d.ref IS NOT NULL AS held
+    FROM cov AS c
+    LEFT JOIN gpu_holds AS g ON g.h = c.h AND c.s_ms >= g.s_ms AND c.s_ms < g.e_ms
+    LEFT JOIN ref_holds AS j
+        ON j.via = 'job' AND j.dcc = c.dcc AND j.ref = c.job_id
+        AND c.s_ms >= j.s_ms AND c.s_ms < j.e_ms
+    LEFT JOIN ref_holds AS d
+        ON d.via = 'pod' AND d.dcc = c.dcc AND d.ref = c.pod
+        AND c.s_ms >= d.s_ms AND c.s_ms < d.e_ms
+),
+alloc_gpus AS (
+    SELECT u.h, a.allocation_id, a.s_ms, a.e_ms
+    FROM (
+        SELECT datacentre, cluster, allocation_id, unnest(gpu_uuids) AS ref, s_ms, e_ms
+        FROM allocation_spans
+        WHERE gpu_uuids IS NOT NULL
+    ) AS a
+    JOIN _build_units AS u
+        ON a.datacentre = u.datacentre AND a.cluster = u.cluster AND a.ref = u.gpu_uuid
+),
+alloc_refs AS (
+    SELECT k.dcc, a.allocation_id, a.job_id, a.s_ms, a.e_ms
+    FROM allocation_spans AS a
+    JOIN clusters AS k ON a.datacentre = k.datacentre AND a.cluster = k.cluster
+    WHERE a.gpu_uuids IS NULL
+),
+in_alloc AS (
+    SELECT
+        c.h, c.date, a.allocation_id,
+        greatest(c.s_ms, a.s_ms) AS s_ms, least(c.e_ms, a.e_ms) AS e_ms, c.util
+    FROM cov AS c
+    JOIN alloc_gpus AS a ON a.h = c.h AND c.s_ms < a.e_ms AND c.e_ms > a.s_ms
+    UNION ALL
+    SELECT
+        c.h, c.date, a.allocation_id,
+        greatest(c.s_ms, a.s_ms), least(c.e_ms, a.e_ms), c.util
+    FROM cov AS c
+    JOIN alloc_refs AS a
+        ON a.dcc = c.dcc AND c.s_ms < a.e_ms AND c.e_ms > a.s_ms
+        AND (c.job_id = a.job_id OR c.pod = a.allocation_id OR c.pod = a.job_id)
+),
+cut AS (
+    SELECT *, unnest(range(s_ms // 900000, (e_ms - 1) // 900000 + 1)) * 900000 AS bin_ms
+    FROM (
+        SELECT *, true AS whole FROM smp
+        UNION ALL BY NAME
+        SELECT *, false AS whole, false AS held FROM in_alloc
+    )
+),
+parts AS (
+    SELECT
+        *,
+        least(e_ms, bin_ms + 900000) - greatest(s_ms, bin_ms) AS ms,
+        whole AND s_ms >= bin_ms AS starts
+    FROM cut
+),
+binned AS (
+    SELECT
+        h,
+        date,
+        allocation_id,
+        bin_ms,
+        count(*) FILTER (WHERE starts) AS samples,
+        CAST(sum(ms) AS BIGINT) AS cov_ms,
+        CAST(coalesce(sum(ms) FILTER (WHERE util IS NULL), 0) AS BIGINT) AS unknown_ms,
+        sum(util * ms) AS busy_ms,
+        CAST(coalesce(sum(ms) FILTER (WHERE held), 0) AS BIGINT) AS held_ms,
+        sum(util * ms) FILTER (WHERE held) AS held_busy_ms,
+        min(util) AS util_min,
+        max(util) AS util_max,
+        min(s_ms) FILTER (WHERE starts) AS first_ms,
+        max(s_ms) FILTER (WHERE starts) AS last_ms,
+        arg_max(e_ms, s_ms) FILTER (WHERE starts) AS last_e_ms
+    FROM parts
+    GROUP BY h, date, allocation_id, bin_ms
+)
+SELECT
+    u.datacentre,
+    b.date,
+    u.cluster,
+    u.gpu_uuid,
+    b.allocation_id,
+    b.bin_ms,
+    b.samples,
+    b.cov_ms,
+    b.unknown_ms,
+    b.busy_ms,
+    b.held_ms,
+    b.held_busy_ms,
+    b.util_min,
+    b.util_max,
+    b.first_ms,
+    b.last_ms,
+    b.last_e_ms
+FROM binned AS b
+JOIN _build_units AS u ON u.h = b.h;
