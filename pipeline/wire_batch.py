@@ -82,6 +82,9 @@ class Batch:
     """Index (in the run) of each live message."""
     _raws: dict[int, list[Any]] = field(default_factory=dict)
     _tables: dict[int, pa.Table] = field(default_factory=dict)
+    _rows: dict[int, int] = field(default_factory=dict)
+    """v2 messages read together: the row of ``_stacked`` holding each one's record."""
+    _stacked: pa.Table | None = None
 
     @property
     def n(self) -> int:
@@ -90,11 +93,16 @@ class Batch:
     def raw_records(self, i: int) -> list[Any]:
         """Message ``i``'s records as decoded mappings (what ``json.loads`` makes of them)."""
         if i not in self._raws:
-            table = self._tables.get(i)
+            row = self._rows.get(i)
+            table = self._tables.get(i) if row is None else self._stacked_row(row)
             self._raws[i] = (
                 records_of(self.kind, table) if table is not None else decode(self.values[i])[1]
             )
         return self._raws[i]
+
+    def _stacked_row(self, row: int) -> pa.Table:
+        assert self._stacked is not None
+        return self._stacked.slice(row, 1)
 
     def records(self) -> list[list[Any]]:
         """The records of each live message, in order."""
@@ -116,8 +124,12 @@ def decode_batch(k: Kind, messages: Sequence[Any], topic: str, *, arrow_json: bo
     runs: list[int] = []  # JSON messages for Arrow's reader
     wires = [_wire(msg) for msg in messages]
     arrows = [i for i, wire in enumerate(wires) if wire == ARROW_V2]
-    for i, read in zip(arrows, read_arrows(k, [values[i] for i in arrows], topic), strict=True):
-        if isinstance(read, pa.Table):
+    run = read_arrows(k, [values[i] for i in arrows], topic)
+    batch._stacked = run.rows
+    for i, read in zip(arrows, run.read, strict=True):
+        if isinstance(read, int):
+            batch._rows[i] = read
+        elif isinstance(read, pa.Table):
             batch._tables[i] = read
         else:
             batch.dead[i] = _as_error(read)
@@ -168,7 +180,7 @@ def _pieces(
 ) -> tuple[list[pa.Table], list[int]]:
     """The live messages' records as tables in message order (consecutive JSON messages as
     one slice of the parsed records), and each live message's record count."""
-    if parsed is not None and not batch._tables and len(runs) == len(batch.live):
+    if parsed is not None and not (batch._tables or batch._rows) and len(runs) == len(batch.live):
         return [parsed[0]], parsed[1].tolist()  # every live message is one of the JSON run
     schema = build_schema(k)
     json_at = {i: j for j, i in enumerate(runs)}
@@ -176,13 +188,13 @@ def _pieces(
     pieces: list[pa.Table] = []
     sizes: list[int] = []
     lo = hi = 0  # the slice of parsed records not yet cut
-    arrow: list[pa.Table] = []  # consecutive v2 tables not yet cut
+    arrow: list[pa.Table | int] = []  # consecutive v2 tables (or rows read together) not cut
 
     def cut() -> None:
         if hi > lo and parsed is not None:
             pieces.append(parsed[0].slice(lo, hi - lo))
         if arrow:
-            combined = pa.concat_tables(arrow).combine_chunks()  # then one cast, not many
+            combined = pa.concat_tables(_v2_tables(batch, arrow)).combine_chunks()  # one cast
             pieces.append(as_epoch_ms(k, combined).cast(schema))
             arrow.clear()
 
@@ -199,12 +211,40 @@ def _pieces(
         if hi > lo:
             cut()
             lo = hi
+        row = batch._rows.get(i)
+        if row is not None:
+            sizes.append(1)
+            arrow.append(row)
+            continue
         table = batch._tables[i]
         sizes.append(table.num_rows)
         if table.num_rows:
             arrow.append(table)
     cut()
     return pieces, sizes
+
+
+def _v2_tables(batch: Batch, items: list[pa.Table | int]) -> list[pa.Table]:
+    """Consecutive v2 messages' tables, those read together as slices of ``_stacked``."""
+    out: list[pa.Table] = []
+    lo = hi = -1  # rows of _stacked not yet cut
+
+    def cut() -> None:
+        if hi > lo and batch._stacked is not None:
+            out.append(batch._stacked.slice(lo, hi - lo))
+
+    for item in items:
+        if isinstance(item, int) and item == hi:
+            hi += 1
+            continue
+        cut()
+        lo = hi = -1
+        if isinstance(item, int):
+            lo, hi = item, item + 1
+        else:
+            out.append(item)
+    cut()
+    return out
 
 
 def _wire(msg: Any) -> bytes | None | Exception:
