@@ -192,3 +192,88 @@ def test_the_builders_view_needs_every_gpu_hash_apart() -> None:
     assert rb._build_units(con)
     con.execute("INSERT INTO gpu_extent VALUES ('dc1', 'c1', 'GPU-1')")  # two rows, one hash
     assert not rb._build_units(con)
+
+
+def allocation(aid: str, s_ms: int, e_ms: int, **kw: object) -> dict:
+    record: dict = {
+        "allocation_id": aid,
+        "datacentre": "dc1",
+        "cluster": "c1",
+        "tenant_id": "t-1",
+        "event_ts": e_ms,
+        "job_id": None,
+        "gpu_count": 1.0,
+        "gpu_uuids": None,
+        "nodes": ["n1"],
+        "start": s_ms,
+        "end": e_ms,
+        "state": "COMPLETED",
+        "source": "test",
+    }
+    record.update(kw)
+    return record
+
+
+def test_the_builders_view_equals_the_reports_view_for_every_kind_of_hold(tmp_path: Path) -> None:
+    """GPUs held by an allocation that lists them, by one matched on its job and by one
+    matched on the pod, in two clusters that share a job id: the builder's hashed view
+    (``gpu_bins_build.sql``) gives the rows ``gpu_bins_live`` gives."""
+    from pipeline.records import ALLOCATION
+    from warehouse.catalog.rollup_parts import parts_values
+    from warehouse.catalog.sources import load_sql
+
+    lake = tmp_path / "lake"
+    d1 = D0 + DAY
+    rows = []
+    for i in range(48):
+        t = d1 + i * 1_800_000 + 7_000
+        rows.append(gpu_sample(t, "GPU-0", (i % 5) / 4, interval_s=1800.0))
+        rows.append(gpu_sample(t, "GPU-1", 0.5, interval_s=1800.0, job_id="job-7"))
+        rows.append(gpu_sample(t, "GPU-2", None if i % 9 == 0 else 0.25, pod="pod-3"))
+        rows.append(gpu_sample(t, "GPU-1", 0.75, cluster="c2", job_id="job-7"))
+    write_records(lake, GPU_SAMPLE, rows, "s")
+    allocations = [
+        allocation("a-gpu", d1 + 2 * H + 123_000, d1 + 9 * H + 5, gpu_uuids=["GPU-0"]),
+        allocation("a-job", d1 + 5 * H, d1 + 11 * H + 450_000, job_id="job-7"),
+        allocation("pod-3", d1 + 13 * H + 1, d1 + 20 * H),
+        allocation("a-c2", d1 + 30 * 60_000, d1 + 3 * H, cluster="c2", job_id="job-7"),
+    ]
+    write_records(lake, ALLOCATION, allocations, "a")
+    con = duckdb.connect()
+    _, state = refresh_with_state(con, lake)
+    assert rb._build_units(con)
+    parts = sorted(state.stats)
+    rv.open_views(con, state, set(parts), numbered=True)
+    con.execute(
+        "CREATE TEMP VIEW _build_open AS SELECT u.h, o.date FROM _build_units AS u JOIN "
+        f"(VALUES {parts_values(parts)}) AS o(dc, date) ON u.datacentre IS NOT DISTINCT FROM o.dc"
+    )
+    con.execute(load_sql("gpu_bins_build"))
+    want = con.execute("SELECT * FROM gpu_bins_live ORDER BY ALL").fetchall()
+    got = con.execute("SELECT * FROM gpu_bins_build ORDER BY ALL").fetchall()
+    assert len(got) == len(want) > 100
+    for a, b in zip(got, want, strict=True):
+        assert all(
+            math.isclose(x, y, rel_tol=1e-12) if isinstance(x, float) else x == y
+            for x, y in zip(a, b, strict=True)
+        ), (a, b)
+    held = con.execute(
+        "SELECT cluster, gpu_uuid, sum(held_ms) FROM gpu_bins_build WHERE allocation_id IS NULL "
+        "GROUP BY ALL HAVING sum(held_ms) > 0 ORDER BY ALL"
+    ).fetchall()
+    assert [r[:2] for r in held] == [
+        ("c1", "GPU-0"),
+        ("c1", "GPU-1"),
+        ("c1", "GPU-2"),
+        ("c2", "GPU-1"),
+    ]
+    attributed = con.execute(
+        "SELECT allocation_id, list(DISTINCT cluster || '/' || gpu_uuid) FROM gpu_bins_build "
+        "WHERE allocation_id IS NOT NULL GROUP BY ALL ORDER BY ALL"
+    ).fetchall()
+    assert attributed == [
+        ("a-c2", ["c2/GPU-1"]),
+        ("a-gpu", ["c1/GPU-0"]),
+        ("a-job", ["c1/GPU-1"]),
+        ("pod-3", ["c1/GPU-2"]),
+    ]
