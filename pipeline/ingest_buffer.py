@@ -65,7 +65,7 @@ def take(buf: PartitionBuffer, messages: Sequence[Any], topic: str) -> list[Lett
         fast = validate(buf.kind, raws) if raws else ([], [])
     parts, bad = fast
     buf.parts.extend(p for p in parts if len(p))
-    buf.taken += batch.n + sum(why is not None for why in batch.dead)
+    buf.taken += batch.n + len(batch.dead) - batch.dead.count(None)
     listed = any(isinstance(p, list) and p for p in parts)
     if not bad and not listed and len(batch.live) == len(messages):
         return []  # nothing to dead-letter, no origins to keep

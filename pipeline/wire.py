@@ -10,11 +10,14 @@ so one bad record in a batch does not take its neighbours down with it.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pipeline.bounds import show
 from pipeline.records import CONTRACT_VERSION, Kind, RecordError, kind
+
+_MINUS_ZERO = re.compile(rb"-0(?![.0-9eE])")
 
 
 def encode(k: Kind, records: Sequence[Mapping[str, Any]]) -> bytes:
@@ -71,3 +74,30 @@ def encode_record(record: Any) -> bytes:
         return repr(record).encode("utf-8", "backslashreplace")
     except Exception:
         return f"<{type(record).__name__} that has neither JSON nor repr>".encode()
+
+
+# -- what Arrow's JSON reader reads as json.loads does (pipeline.wire_batch) ---------------
+def plain(value: Any) -> bool:
+    """A value Arrow's JSON reader may read for ``json.loads``: ASCII bytes on one line."""
+    return type(value) is bytes and value.isascii() and b"\n" not in value and b"\r" not in value
+
+
+def all_plain(values: list[Any]) -> bool:
+    """Whether every value is ``plain`` (checked at once: ASCII bytes, no line breaks but
+    the ones that join them)."""
+    if not values or any(type(v) is not bytes for v in values):
+        return False
+    data = b"\n".join(values)
+    return data.isascii() and data.count(b"\n") == len(values) - 1 and b"\r" not in data
+
+
+def int_minus_zero(data: bytes) -> bool:
+    """Whether ``data`` may hold ``-0`` as an integer value: ``json.loads`` makes it 0 (then
+    0.0 in a float column), Arrow's reader -0.0. Text such as ``"GPU-0"`` is passed over."""
+    for match in _MINUS_ZERO.finditer(data):
+        j = match.start() - 1
+        while j >= 0 and data[j] in b" \t":
+            j -= 1
+        if j >= 0 and data[j] in b":,[":
+            return True
+    return False

@@ -18,7 +18,6 @@ checks cannot vouch for.
 from __future__ import annotations
 
 import io
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -31,9 +30,10 @@ import pyarrow.json as pj
 
 from pipeline.bounds import show
 from pipeline.records import CONTRACT_VERSION, FieldType, Kind, RecordError
-from pipeline.wire import decode
+from pipeline.wire import all_plain, decode, int_minus_zero, plain
 from pipeline.wire_arrow import (
     ARROW_V2,
+    ARROW_V2_HEADERS,
     WIRE_HEADER,
     as_epoch_ms,
     check_data,
@@ -50,7 +50,6 @@ _BUILD = {
     FieldType.STRING_LIST: pa.list_(pa.string()),
 }
 """Each contract type as the columns carry it (timestamps as int64 epoch ms)."""
-_MINUS_ZERO = re.compile(rb"-0(?![.0-9eE])")
 _MIN_BLOCK = 1 << 20
 
 
@@ -121,8 +120,7 @@ def decode_batch(k: Kind, messages: Sequence[Any], topic: str, *, arrow_json: bo
     ``arrow_json=False`` every JSON message by ``json.loads``, and the run has no columns."""
     values = [m.value for m in messages]
     batch = Batch(k, values, [None] * len(messages))
-    runs: list[int] = []  # JSON messages for Arrow's reader
-    wires = [_wire(msg) for msg in messages]
+    wires = _wires(messages)
     arrows = [i for i, wire in enumerate(wires) if wire == ARROW_V2]
     run = read_arrows(k, [values[i] for i in arrows], topic)
     batch._stacked = run.rows
@@ -133,25 +131,7 @@ def decode_batch(k: Kind, messages: Sequence[Any], topic: str, *, arrow_json: bo
             batch._tables[i] = read
         else:
             batch.dead[i] = _as_error(read)
-    jsons = [i for i, wire in enumerate(wires) if wire is None]
-    every = arrow_json and _all_plain([values[i] for i in jsons])
-    for i, wire in enumerate(wires):
-        if wire == ARROW_V2:
-            continue
-        try:
-            if isinstance(wire, BaseException):
-                raise wire
-            if wire is not None:
-                text = show(wire.decode("utf-8", "replace"))
-                raise RecordError(
-                    f"unknown wire format {text} (header {WIRE_HEADER})", "bad_envelope"
-                )
-            if every or (arrow_json and _plain(values[i])):
-                runs.append(i)
-            else:
-                batch._raws[i] = decode_json(k, values[i], topic)
-        except Exception as exc:  # the whole message is one dead letter, whatever raised
-            batch.dead[i] = _as_error(exc)
+    runs = _json_runs(batch, wires, topic, arrow_json)
     _check_tables(batch)
     parsed = parse_json(k, [values[i] for i in runs]) if runs else None
     if runs and parsed is None:
@@ -160,7 +140,10 @@ def decode_batch(k: Kind, messages: Sequence[Any], topic: str, *, arrow_json: bo
                 batch._raws[i] = decode_json(k, values[i], topic)
             except Exception as exc:
                 batch.dead[i] = _as_error(exc)
-    batch.live = [i for i, why in enumerate(batch.dead) if why is None]
+    if batch.dead.count(None) == len(batch.dead):
+        batch.live = list(range(len(batch.dead)))
+    else:
+        batch.live = [i for i, why in enumerate(batch.dead) if why is None]
     if batch._raws or not arrow_json:
         batch.sizes = [len(rs) for rs in batch.records()]
         return batch
@@ -247,6 +230,50 @@ def _v2_tables(batch: Batch, items: list[pa.Table | int]) -> list[pa.Table]:
     return out
 
 
+def _json_runs(
+    batch: Batch, wires: list[bytes | None | Exception], topic: str, arrow_json: bool
+) -> list[int]:
+    """The messages that are not v2: those for Arrow's JSON reader (returned), the others
+    decoded (``batch._raws``) or dead (``batch.dead``) at once."""
+    k, values = batch.kind, batch.values
+    jsons = [i for i, wire in enumerate(wires) if wire is None]
+    every = arrow_json and all_plain([values[i] for i in jsons])
+    if every and len(jsons) == len(wires):
+        return jsons
+    runs: list[int] = []
+    for i, wire in enumerate(wires):
+        if wire == ARROW_V2:
+            continue
+        try:
+            if isinstance(wire, BaseException):
+                raise wire
+            if wire is not None:
+                text = show(wire.decode("utf-8", "replace"))
+                raise RecordError(
+                    f"unknown wire format {text} (header {WIRE_HEADER})", "bad_envelope"
+                )
+            if every or (arrow_json and plain(values[i])):
+                runs.append(i)
+            else:
+                batch._raws[i] = decode_json(k, values[i], topic)
+        except Exception as exc:  # the whole message is one dead letter, whatever raised
+            batch.dead[i] = _as_error(exc)
+    return runs
+
+
+def _wires(messages: Sequence[Any]) -> list[bytes | None | Exception]:
+    """Each message's ``_wire``: at once where none has headers or every one v2's."""
+    try:
+        headers = [m.headers for m in messages]
+        if not any(headers):
+            return [None] * len(headers)
+        if headers.count(ARROW_V2_HEADERS) == len(headers):
+            return [ARROW_V2] * len(headers)
+    except Exception:  # headers of another shape: message by message
+        pass
+    return [_wire(msg) for msg in messages]
+
+
 def _wire(msg: Any) -> bytes | None | Exception:
     """The message's ``gpuledger-wire`` header (None: JSON), or what raised reading it."""
     try:
@@ -283,36 +310,17 @@ def _trusted(k: Kind, columns: dict[str, pa.Array]) -> bool:
     )
 
 
-def _plain(value: Any) -> bool:
-    """A value Arrow's JSON reader may read for ``json.loads``: ASCII bytes on one line."""
-    return type(value) is bytes and value.isascii() and b"\n" not in value and b"\r" not in value
-
-
-def _all_plain(values: list[Any]) -> bool:
-    """Whether every value is ``_plain`` (checked at once: ASCII bytes, no line breaks but
-    the ones that join them)."""
-    if not values or any(type(v) is not bytes for v in values):
-        return False
-    data = b"\n".join(values)
-    return data.isascii() and data.count(b"\n") == len(values) - 1 and b"\r" not in data
-
-
 def parse_json(k: Kind, values: list[bytes]) -> tuple[pa.Table, np.ndarray] | None:
     """The records of JSON envelopes (plain, one per value) as one table of the columns, and
     each envelope's record count; None when Arrow's reader cannot be trusted with them."""
     data = b"\n".join(values)
-    if _int_minus_zero(data):
+    if int_minus_zero(data):
         return None
-    block = max(_MIN_BLOCK, 2 * max(map(len, values)) + 2)
-    try:
-        table = pj.read_json(
-            io.BytesIO(data),
-            read_options=pj.ReadOptions(block_size=block),
-            parse_options=_envelope_options(k),
-        )
-    except Exception:  # not JSON, or not the columns' types: message by message
-        return None
-    if table.num_rows != len(values):  # e.g. two JSON values on one line
+    alone = _one_record_each(k, values)
+    if alone is not None:
+        return alone
+    table = _read_json(data, max(map(len, values)), _envelope_options(k))
+    if table is None or table.num_rows != len(values):  # e.g. two JSON values on one line
         return None
     v, kinds, lists = (table.column(c).combine_chunks() for c in ("v", "kind", "records"))
     if v.null_count or kinds.null_count or lists.null_count:
@@ -329,16 +337,44 @@ def parse_json(k: Kind, values: list[bytes]) -> tuple[pa.Table, np.ndarray] | No
     return out, pc.list_value_length(lists).to_numpy(zero_copy_only=False)
 
 
-def _int_minus_zero(data: bytes) -> bool:
-    """Whether ``data`` may hold ``-0`` as an integer value: ``json.loads`` makes it 0 (then
-    0.0 in a float column), Arrow's reader -0.0. Text such as ``"GPU-0"`` is passed over."""
-    for match in _MINUS_ZERO.finditer(data):
-        j = match.start() - 1
-        while j >= 0 and data[j] in b" \t":
-            j -= 1
-        if j >= 0 and data[j] in b":,[":
-            return True
-    return False
+def _one_record_each(k: Kind, values: list[bytes]) -> tuple[pa.Table, np.ndarray] | None:
+    """``parse_json`` of envelopes that are each exactly ``{"v":1,"kind":<k>,"records":[{..}]}``
+    as ``wire.encode`` writes them: their record objects read alone, one per line (less to
+    parse than the envelopes, the same columns); None when any is not that."""
+    head = _one_record_head(k)
+    if not all(v.startswith(head) and v.endswith(b"}]}") for v in values):
+        return None
+    start = len(head) - 1
+    data = b"\n".join([v[start:-2] for v in values])
+    table = _read_json(data, max(map(len, values)), _record_options(k))
+    if table is None or table.num_rows != len(values):  # e.g. two records, not one
+        return None
+    return table, np.ones(len(values), dtype=np.int64)
+
+
+@cache
+def _one_record_head(k: Kind) -> bytes:
+    return f'{{"v":{CONTRACT_VERSION},"kind":"{k.name}","records":[{{'.encode()
+
+
+@cache
+def _record_options(k: Kind) -> pj.ParseOptions:
+    return pj.ParseOptions(explicit_schema=build_schema(k), unexpected_field_behavior="error")
+
+
+def _read_json(data: bytes, longest: int, options: pj.ParseOptions) -> pa.Table | None:
+    """Arrow's JSON reader over ``data`` (lines of at most ``longest`` bytes); None when it
+    fails (not JSON, or not the columns' types)."""
+    block = max(_MIN_BLOCK, 2 * longest + 2)
+    try:
+        return pj.read_json(
+            io.BytesIO(data),
+            # one block: parsed on this thread (a pool's hand-off costs more than it saves)
+            read_options=pj.ReadOptions(block_size=block, use_threads=len(data) > block),
+            parse_options=options,
+        )
+    except Exception:  # message by message
+        return None
 
 
 def decode_json(k: Kind, value: Any, topic: str) -> list[Any]:
