@@ -87,9 +87,8 @@ class ArrowRun:
 
     read: list[pa.Table | Exception | int]
     """Per value: its table (what ``read_arrow`` makes of it: data not yet checked), what it
-    raised, or the row of ``rows`` that holds its one record."""
+    raised, or the row of ``rows`` (values read together, in order, data checked) with it."""
     rows: pa.Table | None = None
-    """The one-record values read together (``_stack``), in order, their data checked."""
 
 
 class _Group(NamedTuple):
@@ -114,11 +113,13 @@ def read_arrows(k: Kind, values: Sequence[bytes | None], topic: str) -> ArrowRun
     read, then holds exactly one record batch and the end-of-stream marker, has only its batch
     read, against that schema (what ``read_arrow`` makes of it; anything else is read alone).
     Such values whose batch message has the same metadata (and so the same buffers) and one
-    record are read together, column by column (``_stack``); their rows are then checked."""
+    record, after a schema read with one record, are read together, column by column
+    (``_stack``); their rows are then checked."""
     out: list[pa.Table | Exception | int | None] = []
     prefix: bytes | None = None
     schema = pa.schema([])
     stackable = all(f.type in _STACKABLE for f in k.fields)
+    stack = False  # the schema's first value held one record: look for others like it
     groups: list[_Group] = []
     for i, value in enumerate(values):
         if type(value) is bytes:
@@ -133,7 +134,7 @@ def read_arrows(k: Kind, values: Sequence[bytes | None], topic: str) -> ArrowRun
             if g is not None:
                 continue
         if prefix is not None and type(value) is bytes and value.startswith(prefix):
-            head = _head(value, len(prefix)) if stackable else None
+            head = _head(value, len(prefix)) if stack else None
             if head is not None and len(groups) < _MAX_GROUPS:  # read with its group, below
                 groups.append(_Group(prefix + head, len(value), len(prefix), schema, [i]))
                 out.append(None)
@@ -149,6 +150,7 @@ def read_arrows(k: Kind, values: Sequence[bytes | None], topic: str) -> ArrowRun
             continue
         out.append(table)
         prefix, schema = _schema_message(value), table.schema
+        stack = stackable and table.num_rows == 1
     return _stacked_run(out, _stack_groups(k, values, groups, out, topic))
 
 
@@ -159,8 +161,7 @@ def _stack_groups(
     out: list[pa.Table | Exception | int | None],
     topic: str,
 ) -> list[tuple[list[int], pa.Table]]:
-    """Each group read together where it can be (``_stack``); its other values into ``out``
-    one by one."""
+    """Each group read together where it can be (``_stack``), its other values one by one."""
     stacked: list[tuple[list[int], pa.Table]] = []
     for g in groups:
         got = _stack(k, values, g) if len(g.members) >= _MIN_STACK else None

@@ -316,7 +316,7 @@ def parse_json(k: Kind, values: list[bytes]) -> tuple[pa.Table, np.ndarray] | No
     data = b"\n".join(values)
     if int_minus_zero(data):
         return None
-    alone = _one_record_each(k, values)
+    alone = _one_record_each(k, values, data)
     if alone is not None:
         return alone
     table = _read_json(data, max(map(len, values)), _envelope_options(k))
@@ -337,11 +337,15 @@ def parse_json(k: Kind, values: list[bytes]) -> tuple[pa.Table, np.ndarray] | No
     return out, pc.list_value_length(lists).to_numpy(zero_copy_only=False)
 
 
-def _one_record_each(k: Kind, values: list[bytes]) -> tuple[pa.Table, np.ndarray] | None:
+def _one_record_each(
+    k: Kind, values: list[bytes], joined: bytes
+) -> tuple[pa.Table, np.ndarray] | None:
     """``parse_json`` of envelopes that are each exactly ``{"v":1,"kind":<k>,"records":[{..}]}``
     as ``wire.encode`` writes them: their record objects read alone, one per line (less to
     parse than the envelopes, the same columns); None when any is not that."""
     head = _one_record_head(k)
+    if b"},{" in joined:  # records after records (or such text): the envelopes are read
+        return None
     if not all(v.startswith(head) and v.endswith(b"}]}") for v in values):
         return None
     start = len(head) - 1

@@ -22,6 +22,12 @@ from tests.test_poison import T0, record
 from tests.test_wire_batch import Message, assert_same, envelope
 
 
+def by_records(k: Kind, messages: list[Message]) -> bool:
+    """Whether the run's envelopes are read by their records alone."""
+    values = [m.value or b"" for m in messages]
+    return wire_batch._one_record_each(k, values, b"\n".join(values)) is not None
+
+
 def one_each(k: Kind, n: int, rng: random.Random) -> list[Message]:
     return [Message(i, envelope(k, [good_record(k, rng)])) for i in range(n)]
 
@@ -31,14 +37,14 @@ def test_one_record_envelopes_are_read_by_their_records_and_land_as_each_alone(k
     messages = one_each(k, 60, random.Random(3))
     values = [m.value or b"" for m in messages]
     if wire_batch.parse_json(k, values) is not None:  # else message by message (e.g. NaN)
-        assert wire_batch._one_record_each(k, values) is not None
+        assert by_records(k, messages)
     assert_same(k, messages)
 
 
 def test_plain_one_record_envelopes_take_the_column_path() -> None:
     k = GPU_SAMPLE
     messages = [Message(i, encode(k, [dict(record(k), ts=T0 + i * 60_000)])) for i in range(50)]
-    assert wire_batch._one_record_each(k, [m.value or b"" for m in messages]) is not None
+    assert by_records(k, messages)
     assert wire_batch.decode_batch(k, messages, k.topic).columns is not None
     assert_same(k, messages)
 
@@ -61,7 +67,7 @@ def test_one_hostile_record_among_good_ones_read_by_records_lands_as_each_alone(
         raws = [good_record(k, rng) for _ in range(5)]
         raws.insert(rng.randrange(6), hostile_record(k, rng))
         messages = [Message(i, envelope(k, [r])) for i, r in enumerate(raws)]
-        taken += wire_batch._one_record_each(k, [m.value or b"" for m in messages]) is not None
+        taken += by_records(k, messages)
         assert_same(k, messages)
     assert taken >= 10
 
