@@ -266,8 +266,9 @@ def extent_views(
     enabled: bool,
 ) -> RollupState:
     """Before the catalogue's SQL views: ``gpu_bins_stored`` (bins of partitions whose raw
-    inputs are unchanged) and ``raw_gpu_samples_rest`` (raw rows of all other partitions, in
-    the numbered reading of ``_numbered_raw``: the extent's dedup needs only their order)."""
+    inputs are unchanged) and ``raw_gpu_samples_rest`` (raw rows of all other partitions;
+    ``_raw_gpu_samples_rest_numbered`` the same rows in the numbered reading of
+    ``_numbered_raw``, which ``extent_table`` scans: its dedup needs only the files' order)."""
     stats = partition_stats(samples)
     manifest = read_manifest(con, parts) if enabled else {}
     state = RollupState(dict(stats), manifest)
@@ -276,29 +277,33 @@ def extent_views(
     }
     con.execute(stored_view("gpu_bins_stored", bins, state.unchanged))
     con.execute(f"CREATE OR REPLACE VIEW raw_gpu_samples_rest AS {rest_raw(state)}")
+    con.execute(f"CREATE OR REPLACE VIEW _raw_gpu_samples_rest_numbered AS {rest_raw(state, True)}")
     return state
 
 
 def extent_table(con: duckdb.DuckDBPyConnection) -> None:
     """``gpu_extent`` (after ``gpu_extent_stored`` and ``raw_gpu_samples_rest``): one row per
     GPU, read by the horizon, the data span, the cluster sources and the holds (several times
-    per report): computed once per snapshot, from one scan of stored rows and raw rows, into a
-    table of the catalogue's database (pinned to the snapshot like its views, so a warehouse
-    file opened on its own still answers them)."""
+    per report): computed once per snapshot, from one scan of stored rows and raw rows (in the
+    numbered reading, ``_raw_gpu_samples_rest_numbered``), into a table of the catalogue's
+    database (pinned to the snapshot like its views, so a warehouse file opened on its own
+    still answers them)."""
     from warehouse.catalog.sources import load_sql
 
     view = load_sql("gpu_extent")
     assert view.count("CREATE OR REPLACE VIEW gpu_extent AS") == 1
+    assert view.count("FROM raw_gpu_samples_rest)") == 1
+    view = view.replace("FROM raw_gpu_samples_rest)", "FROM _raw_gpu_samples_rest_numbered)")
     con.execute(view.replace("VIEW gpu_extent AS", "VIEW _gpu_extent_scan AS"))
     con.execute("CREATE OR REPLACE TABLE _gpu_extent AS SELECT * FROM _gpu_extent_scan")
     con.execute("CREATE OR REPLACE VIEW gpu_extent AS SELECT * FROM _gpu_extent")
 
 
-def rest_raw(state: RollupState) -> str:
+def rest_raw(state: RollupState, numbered: bool = False) -> str:
     """The SELECT behind ``raw_gpu_samples_rest``: the raw rows of every partition whose raw
-    inputs changed, numbered (``_numbered_raw``)."""
+    inputs changed; ``numbered``: the builder's reading (``_numbered_raw``)."""
     rest = [f for p, s in state.stats.items() if p not in state.unchanged for f in s.files]
-    return _numbered_raw(rest, state.stats)
+    return _numbered_raw(rest, state.stats) if numbered else typed_raw(rest, state.stats)
 
 
 def empty_bins(columns: Mapping[str, str] = BIN_COLUMNS) -> str:

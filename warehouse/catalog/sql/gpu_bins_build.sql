@@ -89,40 +89,16 @@ in_alloc AS (
         ON a.dcc = c.dcc AND c.s_ms < a.e_ms AND c.e_ms > a.s_ms
         AND (c.job_id = a.job_id OR c.pod = a.allocation_id OR c.pod = a.job_id)
 ),
-cut AS (
-    SELECT *, unnest(range(s_ms // 900000, (e_ms - 1) // 900000 + 1)) * 900000 AS bin_ms
-    FROM (
-        SELECT *, true AS whole FROM smp
-        UNION ALL BY NAME
-        SELECT *, false AS whole, false AS held FROM in_alloc
-    )
-),
-parts AS (
-    SELECT
-        *,
-        least(e_ms, bin_ms + 900000) - greatest(s_ms, bin_ms) AS ms,
-        whole AND s_ms >= bin_ms AS starts
-    FROM cut
+pieces AS (
+    SELECT *, true AS whole FROM smp
+    UNION ALL BY NAME
+    SELECT *, false AS whole, false AS held FROM in_alloc
 ),
 binned AS (
-    SELECT
-        h,
-        date,
-        allocation_id,
-        bin_ms,
-        count(*) FILTER (WHERE starts) AS samples,
-        CAST(sum(ms) AS BIGINT) AS cov_ms,
-        CAST(coalesce(sum(ms) FILTER (WHERE util IS NULL), 0) AS BIGINT) AS unknown_ms,
-        sum(util * ms) AS busy_ms,
-        CAST(coalesce(sum(ms) FILTER (WHERE held), 0) AS BIGINT) AS held_ms,
-        sum(util * ms) FILTER (WHERE held) AS held_busy_ms,
-        min(util) AS util_min,
-        max(util) AS util_max,
-        min(s_ms) FILTER (WHERE starts) AS first_ms,
-        max(s_ms) FILTER (WHERE starts) AS last_ms,
-        arg_max(e_ms, s_ms) FILTER (WHERE starts) AS last_e_ms
-    FROM parts
-    GROUP BY h, date, allocation_id, bin_ms
+    /*bin_sums
+        rows: pieces
+        keys: h, date, allocation_id, bin_ms
+    */
 )
 SELECT
     u.datacentre,
