@@ -4,6 +4,7 @@ killed at) and serialised (an import checked against a state that changed is ref
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -80,29 +81,35 @@ def test_kill_9_at_random_moments_never_leaves_a_mixed_state(lake: Path, tmp_pat
     import_files(lake, GOOD, now_ms=1_000)
     before = state(lake)
     files = corrected(tmp_path)
-    argv = [sys.executable, "-m", "gpuledger.cli", "vouchers", "import", "--lake", str(lake)]
-    for flag, name in (("--programmes", "programme"), ("--tenants", "tenant")):
-        argv += [flag, str(files[name][0])]
-    argv += ["--vouchers", str(files["voucher"][0]), "--claims", str(files["claim"][0])]
+    args = ["--programmes", str(files["programme"][0]), "--tenants", str(files["tenant"][0])]
+    args += ["--vouchers", str(files["voucher"][0]), "--claims", str(files["claim"][0])]
+    cli = [sys.executable, "-m", "gpuledger.cli", "vouchers", "import", *args, "--lake"]
+    argv = [*cli, str(lake)]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    # How long a whole import takes on this machine (on a copy of the lake), so that the kills
+    # fall inside the run, most of them near its end where the commits are.
+    spare = tmp_path / "spare-lake"
+    shutil.copytree(lake, spare)
+    started = time.perf_counter()
+    subprocess.run([*cli, str(spare)], cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL)
+    whole_s = time.perf_counter() - started
+    assert _whole(state(spare))
     killed_mid_run = 0
-    for delay in (0.5, 0.8, 1.0, 1.2, 1.4, 1.6, 1.8, 2.2):
+    for share in (0.3, 0.5, 0.7, 0.8, 0.85, 0.9, 0.95, 1.0, 1.1, 1.3):
+        delay = share * whole_s
         proc = subprocess.Popen(
-            argv,
-            cwd=REPO,
-            env=dict(os.environ, PYTHONPATH=str(REPO)),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         time.sleep(delay)
         killed_mid_run += proc.poll() is None
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
         now = state(lake)
-        assert now == before or _whole(now), f"a mixed voucher state after {delay}s"
+        assert now == before or _whole(now), f"a mixed voucher state after {delay:.2f}s"
         if _whole(now):
             break
     assert killed_mid_run >= 1, "no kill hit a running import"
-    subprocess.run(argv, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), check=True)
+    subprocess.run(argv, cwd=REPO, env=env, check=True)
     assert _whole(state(lake))
 
 
