@@ -284,19 +284,33 @@ def extent_views(
 def extent_table(con: duckdb.DuckDBPyConnection) -> None:
     """``gpu_extent`` (after ``gpu_extent_stored`` and ``raw_gpu_samples_rest``): one row per
     GPU, read by the horizon, the data span, the cluster sources and the holds (several times
-    per report): computed once per snapshot, from one scan of stored rows and raw rows (in the
-    numbered reading, ``_raw_gpu_samples_rest_numbered``), into a table of the catalogue's
-    database (pinned to the snapshot like its views, so a warehouse file opened on its own
-    still answers them)."""
+    per report): computed once per snapshot into a table of the catalogue's database (pinned to
+    the snapshot like its views, so a warehouse file opened on its own still answers them),
+    from the stored rows and one scan of the raw rows not rolled up (in the numbered reading,
+    ``_raw_gpu_samples_rest_numbered``) by ``gpu_extent_rest_top2.sql``, the rows of
+    ``gpu_extent_rest.sql`` without a struct compared per raw row; a second scan, of the GPUs
+    whose last instant is held by copies only (``gpu_extent_rest_ties.sql``), only when there
+    are any. ``gpu_extent_rest`` itself is registered too, the definition Spark reads."""
     from warehouse.catalog.sources import load_sql
 
+    con.execute(load_sql("gpu_extent_rest"))
+    con.execute(load_sql("gpu_extent_rest_top2"))
+    tied = "SELECT count(*) FROM _gpu_extent_rest WHERE len(top2) = 2 AND top2[1] = top2[2]"
+    if _one(con, tied):
+        con.execute(load_sql("gpu_extent_rest_ties"))
     view = load_sql("gpu_extent")
     assert view.count("CREATE OR REPLACE VIEW gpu_extent AS") == 1
-    assert view.count("FROM raw_gpu_samples_rest)") == 1
-    view = view.replace("FROM raw_gpu_samples_rest)", "FROM _raw_gpu_samples_rest_numbered)")
-    con.execute(view.replace("VIEW gpu_extent AS", "VIEW _gpu_extent_scan AS"))
-    con.execute("CREATE OR REPLACE TABLE _gpu_extent AS SELECT * FROM _gpu_extent_scan")
+    assert view.count("FROM gpu_extent_rest\n") == 1
+    view = view.replace("FROM gpu_extent_rest\n", "FROM _gpu_extent_rest\n")
+    con.execute(view.replace("VIEW gpu_extent AS", "TABLE _gpu_extent AS"))
+    con.execute("DROP TABLE _gpu_extent_rest")
     con.execute("CREATE OR REPLACE VIEW gpu_extent AS SELECT * FROM _gpu_extent")
+
+
+def _one(con: duckdb.DuckDBPyConnection, query: str) -> int:
+    row = con.execute(query).fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 def rest_raw(state: RollupState, numbered: bool = False) -> str:

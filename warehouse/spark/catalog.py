@@ -271,6 +271,7 @@ def _register_rollups(r: _Registrar, state: rv.RollupState) -> None:
     sample_version = pinned[rv.SAMPLES.table]
     r.frame("raw_gpu_samples_rest", raw_frame(spark, rv.SAMPLES, samples, sample_version, rest))
     r.run(gpu_days.PLAIN_EXTENT)  # Spark reads no day rows: the same rows from the bins
+    r.run(catalog.load_sql("gpu_extent_rest"))
     r.run(catalog.load_sql("gpu_extent"))
     _register_sql_views(r)
     r.frame("gpu_bins_fresh", bins_frame(spark, bins, pinned[rv.BINS], state.fresh))

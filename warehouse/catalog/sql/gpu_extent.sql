@@ -1,4 +1,4 @@
--- gpu_extent: one row per GPU (datacentre, cluster, gpu_uuid) with its first and last sample instant (epoch ms) and the end of its last sample's coverage (ts + interval: nothing follows it; among copies at that instant the dedup winner, greatest _version, then _file, _row, decides), from the stored rollup rows (day rows or bins) of unchanged partitions and the raw rows of the others; inputs: gpu_extent_stored, raw_gpu_samples_rest
+-- gpu_extent: one row per GPU (datacentre, cluster, gpu_uuid) with its first and last sample instant (epoch ms) and the end of its last sample's coverage (ts + interval: nothing follows it), from the stored rollup rows (day rows or bins) of unchanged partitions and the raw rows of the others; inputs: gpu_extent_stored, gpu_extent_rest
 CREATE OR REPLACE VIEW gpu_extent AS
 SELECT
     datacentre,
@@ -11,14 +11,7 @@ FROM (
     SELECT datacentre, cluster, gpu_uuid, first_ms, last_ms, last_e_ms
     FROM gpu_extent_stored
     UNION ALL
-    SELECT
-        datacentre,
-        cluster,
-        gpu_uuid,
-        min(s_ms),
-        max(s_ms),
-        arg_max(s_ms + CAST(round(interval_s * 1000) AS BIGINT), (s_ms, _version, _file, _row))
-    FROM (SELECT *, epoch_ms(ts) AS s_ms FROM raw_gpu_samples_rest)
-    GROUP BY datacentre, cluster, gpu_uuid
+    SELECT datacentre, cluster, gpu_uuid, first_ms, last_ms, last_e_ms
+    FROM gpu_extent_rest
 )
 GROUP BY datacentre, cluster, gpu_uuid;
