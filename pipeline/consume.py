@@ -114,6 +114,18 @@ def _commit_answered(_offsets: Any, response: Any) -> None:
         )
 
 
+def short_of_end(consumer: KafkaConsumer, tp: TopicPartition, messages: Sequence[Any]) -> bool:
+    """Whether a poll's ``messages`` of ``tp`` stop before the end its fetch saw (the high
+    watermark): more was already there to read, a backlog."""
+    if not messages:
+        return False
+    try:
+        end = consumer.highwater(tp)
+    except Exception:  # e.g. a partition revoked meanwhile: nothing known
+        return False
+    return end is not None and messages[-1].offset + 1 < end
+
+
 def read_to_end(
     consumer: KafkaConsumer,
     polled: Mapping[TopicPartition, Sequence[Any]] | None = None,
@@ -125,8 +137,7 @@ def read_to_end(
     ``timeout_ms`` for positions being reset (a seek to the beginning)."""
     try:
         for tp, messages in (polled or {}).items():
-            end = consumer.highwater(tp) if messages else None
-            if end is not None and messages[-1].offset + 1 < end:
+            if short_of_end(consumer, tp, messages):
                 return False
         assigned = consumer.assignment()
         if not assigned:

@@ -42,6 +42,7 @@ from pipeline.consume import (
     new_consumer,
     new_producer,
     read_to_end,
+    short_of_end,
     stored_offsets,
 )
 from pipeline.dead_letter import DLQ_MAX_RAW_BYTES, DeadLetter
@@ -79,6 +80,12 @@ class Ingestor:
         self._dlq_errors: list[BaseException] = []
         self._rebalance = Rebalance()
         self._buffered = 0
+        self._backlog = False
+        """A poll since the last assignment stopped short of its partition's end: the records
+        found waiting there (a restart, a replay), landed as soon as they are drained."""
+        self._settled = False
+        """Read to the end since the last assignment, backlog or none: from then on, a live
+        stream read at its end, which waits for a full batch, an empty poll or its age."""
         self._unconfirmed: dict[TopicPartition, int] = {}
         """Next offsets told Kafka without waiting (``flush``), confirmed when ``run`` ends."""
         self._refetch: set[TopicPartition] = set()
@@ -103,6 +110,7 @@ class Ingestor:
             moved.update(partitions)
             if event == "assigned":
                 moved -= self.resume(partitions, polled or {})
+                self._settled = False
         return moved
 
     def resume(
@@ -200,7 +208,7 @@ class Ingestor:
         """Decode and validate one poll's messages, in runs per partition; whether any
         partition brought some. Memory stays bounded inside one large poll: a flush as soon as
         ``max_batch_records`` are buffered, the runs sized to fit what is left."""
-        got = False
+        got = short = False
         self._refetch.clear()
         for tp, messages in polled.items():
             if tp in moved:
@@ -213,14 +221,23 @@ class Ingestor:
                 if self._buffered >= self.settings.max_batch_records:
                     self.flush()
             got = got or bool(messages)
+            short = short or short_of_end(self.consumer, tp, messages)
+        if not self._settled:
+            self._backlog = self._backlog or short
+            self._settled = got and not self._backlog
         return got
 
     def _caught_up(self, polled: Mapping[TopicPartition, Sequence[Any]]) -> bool:
         """Whether to land now rather than wait for an empty poll or ``max_batch_seconds``:
-        at least half of ``max_batch_records`` is buffered and every assigned partition has
-        been read to its end (docs/wire.md#flush)."""
+        every assigned partition has been read to its end, and either at least half of
+        ``max_batch_records`` is buffered or the backlog found at assignment is drained (once
+        per assignment: a live stream read at its end keeps its commits large)
+        (docs/wire.md#flush)."""
         half = self._buffered * 2 >= self.settings.max_batch_records
-        return half and read_to_end(self.consumer, polled)
+        if not (half or self._backlog) or not read_to_end(self.consumer, polled):
+            return False
+        self._backlog, self._settled = False, True
+        return True
 
     def _run_length(self, tp: TopicPartition) -> int:
         """Messages to decode at once: about what still fits before ``max_batch_records`` at

@@ -32,11 +32,13 @@ pytestmark = pytest.mark.integration
 T0 = 1_588_262_400_000
 
 
-def publish(bootstrap: str, namespace: str, n: int, gpus: int = 20, batch: int = 64) -> None:
+def publish(
+    bootstrap: str, namespace: str, n: int, gpus: int = 20, batch: int = 64, t0: int = T0
+) -> None:
     sink = KafkaSink(PublishSettings(bootstrap=bootstrap, namespace=namespace, batch_records=batch))
     try:
         for i in range(n):
-            sink.add(GPU_SAMPLE, gpu_sample(T0 + (i // gpus) * 60_000, gpu=f"GPU-{i % gpus}"))
+            sink.add(GPU_SAMPLE, gpu_sample(t0 + (i // gpus) * 60_000, gpu=f"GPU-{i % gpus}"))
         sink.flush()
     finally:
         sink.close()
@@ -202,6 +204,48 @@ def test_sigkill_at_random_moments_then_restart_loses_and_duplicates_nothing(
     rows = lake_rows(lake, "gpu_samples")
     assert len(keys(rows)) == n, "records lost"
     assert len(rows) == n, "records duplicated"
+
+
+def _landed(lake: Path) -> int:
+    return len(lake_rows(lake, "gpu_samples"))
+
+
+def test_a_backlog_lands_once_drained_and_a_live_trickle_still_waits(
+    kafka: str, namespace: str, lake: Path
+) -> None:
+    """Records found waiting at assignment land as soon as every partition is read to its end,
+    not after an empty poll; after that the stream is live and its trickle waits as before
+    (for half a batch, an empty poll or the batch's age: all far off here)."""
+    n = 12_000  # one record per message: more than one poll takes
+    publish(kafka, namespace, n, batch=1)
+    settings = IngestSettings(
+        bootstrap=kafka,
+        lake=lake,
+        namespace=namespace,
+        group=f"g-{namespace}",
+        poll_timeout_ms=90_000,
+        max_batch_seconds=600.0,
+    )
+    ingestor = Ingestor(settings)
+    stop = threading.Event()
+    worker = threading.Thread(target=ingestor.run, args=(stop,), daemon=True)
+    started = time.monotonic()
+    worker.start()
+    while _landed(lake) < n and time.monotonic() - started < 60:
+        time.sleep(0.2)
+    assert _landed(lake) == n, "the drained backlog waited (for an empty poll of 90 s?)"
+    assert ingestor.stats.commits >= 1
+    later = T0 + 86_400_000  # records after the backlog's
+    publish(kafka, namespace, 5, batch=1, t0=later)
+    time.sleep(5)
+    assert _landed(lake) == n, "a live trickle read at its end landed at once"
+    stop.set()
+    publish(
+        kafka, namespace, 1, batch=1, t0=later + 60_000
+    )  # wakes the poll: the loop sees stop, lands the rest
+    worker.join(timeout=60)
+    assert not worker.is_alive()
+    assert _landed(lake) == n + 6
 
 
 def test_two_groups_on_one_lake_never_delete_each_other(
