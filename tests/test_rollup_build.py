@@ -43,6 +43,16 @@ def stored_bins(lake: Path) -> list[tuple]:
     return con.execute(BINS.replace("gpu_bins_live", "gpu_bins_fresh")).fetchall()
 
 
+def assert_rows_equal(got: list[tuple], want: list[tuple], more_than: int) -> None:
+    """Row for row equal, floats to 1e-12 relative; more rows than ``more_than``."""
+    assert len(got) == len(want) > more_than
+    for a, b in zip(got, want, strict=True):
+        assert all(
+            math.isclose(x, y, rel_tol=1e-12) if isinstance(x, float) else x == y
+            for x, y in zip(a, b, strict=True)
+        ), (a, b)
+
+
 @pytest.mark.parametrize("chunk_rows", [1, rollup_commit.CHUNK_ROWS])
 def test_bins_equal_the_live_view_over_every_raw_row(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk_rows: int
@@ -56,12 +66,7 @@ def test_bins_equal_the_live_view_over_every_raw_row(
         9 if chunk_rows == 1 else 3
     )  # bins, days, manifest
     got = stored_bins(lake)
-    assert len(got) == len(want) > 50
-    for a, b in zip(got, want, strict=True):
-        assert all(
-            math.isclose(x, y, rel_tol=1e-12) if isinstance(x, float) else x == y
-            for x, y in zip(a, b, strict=True)
-        ), (a, b)
+    assert_rows_equal(got, want, more_than=50)
 
 
 def test_a_next_day_is_read_up_to_midnight_plus_the_longest_interval(tmp_path: Path) -> None:
@@ -165,12 +170,7 @@ def test_copies_of_a_sample_rerun_their_chunk_by_the_reports_view(tmp_path: Path
     result = rb.build_rollups(lake, today=dt.date(2026, 3, 4))
     assert result.exact_reruns == 1 and "1 exact rerun(s)" in result.line()
     got = stored_bins(lake)
-    assert len(got) == len(want) > 50
-    for a, b in zip(got, want, strict=True):
-        assert all(
-            math.isclose(x, y, rel_tol=1e-12) if isinstance(x, float) else x == y
-            for x, y in zip(a, b, strict=True)
-        ), (a, b)
+    assert_rows_equal(got, want, more_than=50)
     at = [r for r in got if r[3] == "GPU-1" and r[4] is None and r[5] == D0 + DAY + H]
     assert [(r[12], r[13]) for r in at] == [(0.9, 0.9)]  # util min, max: the later copy's
     # what the check sees: the builder's view dropped a copy of 2 March, one sample too few
@@ -251,12 +251,7 @@ def test_the_builders_view_equals_the_reports_view_for_every_kind_of_hold(tmp_pa
     con.execute(load_sql("gpu_bins_build"))
     want = con.execute("SELECT * FROM gpu_bins_live ORDER BY ALL").fetchall()
     got = con.execute("SELECT * FROM gpu_bins_build ORDER BY ALL").fetchall()
-    assert len(got) == len(want) > 100
-    for a, b in zip(got, want, strict=True):
-        assert all(
-            math.isclose(x, y, rel_tol=1e-12) if isinstance(x, float) else x == y
-            for x, y in zip(a, b, strict=True)
-        ), (a, b)
+    assert_rows_equal(got, want, more_than=100)
     held = con.execute(
         "SELECT cluster, gpu_uuid, sum(held_ms) FROM gpu_bins_build WHERE allocation_id IS NULL "
         "GROUP BY ALL HAVING sum(held_ms) > 0 ORDER BY ALL"

@@ -45,16 +45,15 @@ def publish(
     assert sink.sent_records == n and sink.failed_records == 0
 
 
-def ingest(bootstrap: str, namespace: str, lake: Path, **kw: object) -> object:
-    settings = IngestSettings(
-        bootstrap=bootstrap,
-        lake=lake,
-        namespace=namespace,
-        group=f"g-{namespace}",
-        until_idle_s=3.0,
-        **kw,
+def settings_for(bootstrap: str, namespace: str, lake: Path, **kw: object) -> IngestSettings:
+    """The settings of a test's ingest: the namespace's own group."""
+    return IngestSettings(
+        bootstrap=bootstrap, lake=lake, namespace=namespace, group=f"g-{namespace}", **kw
     )  # type: ignore[arg-type]
-    return Ingestor(settings).run()
+
+
+def ingest(bootstrap: str, namespace: str, lake: Path, **kw: object) -> object:
+    return Ingestor(settings_for(bootstrap, namespace, lake, **{"until_idle_s": 3.0, **kw})).run()
 
 
 def keys(rows: list[tuple]) -> set[tuple]:
@@ -218,14 +217,7 @@ def test_a_backlog_lands_once_drained_and_a_live_trickle_still_waits(
     (for half a batch, an empty poll or the batch's age: all far off here)."""
     n = 12_000  # one record per message: more than one poll takes
     publish(kafka, namespace, n, batch=1)
-    settings = IngestSettings(
-        bootstrap=kafka,
-        lake=lake,
-        namespace=namespace,
-        group=f"g-{namespace}",
-        poll_timeout_ms=90_000,
-        max_batch_seconds=600.0,
-    )
+    settings = settings_for(kafka, namespace, lake, poll_timeout_ms=90_000, max_batch_seconds=600.0)
     ingestor = Ingestor(settings)
     stop = threading.Event()
     worker = threading.Thread(target=ingestor.run, args=(stop,), daemon=True)
@@ -277,14 +269,7 @@ def test_a_zombie_worker_is_fenced(kafka: str, namespace: str, lake: Path) -> No
     them after their new owner did."""
     n = 2_000
     publish(kafka, namespace, n, gpus=10)
-    settings = IngestSettings(
-        bootstrap=kafka,
-        lake=lake,
-        namespace=namespace,
-        group=f"g-{namespace}",
-        until_idle_s=2.0,
-        session_timeout_s=2.0,
-    )
+    settings = settings_for(kafka, namespace, lake, until_idle_s=2.0, session_timeout_s=2.0)
     zombie = Ingestor(settings)
     zombie.consumer.subscribe(zombie._topics, listener=zombie._rebalance)
     deadline = time.monotonic() + 60
