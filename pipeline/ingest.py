@@ -174,7 +174,9 @@ class Ingestor:
                     oldest = oldest or now
                     drained_since = None
                 due = oldest is not None and now - oldest >= self.settings.max_batch_seconds
-                if self.buffers and (due or not polled or self._caught_up(polled)):
+                # a backlog's end clears its flag whether or not anything is left buffered
+                drained = self._backlog and self._caught_up(polled)
+                if self.buffers and (due or not polled or drained or self._caught_up(polled)):
                     self.flush()
                     oldest = None
                     if progress:
