@@ -80,12 +80,8 @@ class Ingestor:
         self._dlq_errors: list[BaseException] = []
         self._rebalance = Rebalance()
         self._buffered = 0
-        self._backlog = False
-        """A poll since the last assignment stopped short of its partition's end: the records
-        found waiting there (a restart, a replay), landed as soon as they are drained."""
-        self._settled = False
-        """Read to the end since the last assignment, backlog or none: from then on, a live
-        stream read at its end, which waits for a full batch, an empty poll or its age."""
+        self._backlog = False  # records found waiting at the assignment (``_caught_up``)
+        self._settled = False  # read to the end since the assignment: a live stream since
         self._unconfirmed: dict[TopicPartition, int] = {}
         """Next offsets told Kafka without waiting (``flush``), confirmed when ``run`` ends."""
         self._refetch: set[TopicPartition] = set()
@@ -174,7 +170,6 @@ class Ingestor:
                     oldest = oldest or now
                     drained_since = None
                 due = oldest is not None and now - oldest >= self.settings.max_batch_seconds
-                # a backlog's end clears its flag whether or not anything is left buffered
                 drained = self._backlog and self._caught_up(polled)
                 if self.buffers and (due or not polled or drained or self._caught_up(polled)):
                     self.flush()
@@ -231,10 +226,10 @@ class Ingestor:
 
     def _caught_up(self, polled: Mapping[TopicPartition, Sequence[Any]]) -> bool:
         """Whether to land now rather than wait for an empty poll or ``max_batch_seconds``:
-        every assigned partition has been read to its end, and either at least half of
-        ``max_batch_records`` is buffered or the backlog found at assignment is drained (once
-        per assignment: a live stream read at its end keeps its commits large)
-        (docs/wire.md#flush)."""
+        every assigned partition is read to its end, and at least half of ``max_batch_records``
+        is buffered or the backlog that the first polls after the assignment stopped short of
+        (a restart, a replay) is drained: once, so that a live stream's commits stay large
+        (docs/wire.md#flush). A drained backlog's flag is cleared, buffers or none."""
         half = self._buffered * 2 >= self.settings.max_batch_records
         if not (half or self._backlog) or not read_to_end(self.consumer, polled):
             return False

@@ -451,6 +451,7 @@ def _worker(lake: Path) -> Ingestor:
     ingestor.dlq.flush = lambda timeout=None: None
     ingestor._unconfirmed = {}
     ingestor._refetch = set()
+    ingestor._backlog, ingestor._settled = False, True  # a live stream, read at its end
     return ingestor
 
 
