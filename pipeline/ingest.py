@@ -170,8 +170,8 @@ class Ingestor:
                     oldest = oldest or now
                     drained_since = None
                 due = oldest is not None and now - oldest >= self.settings.max_batch_seconds
-                drained = self._backlog and self._caught_up(polled)
-                if self.buffers and (due or not polled or drained or self._caught_up(polled)):
+                ready = self._caught_up(polled)  # once a poll: it ends a backlog, buffers or none
+                if self.buffers and (due or not polled or ready):
                     self.flush()
                     oldest = None
                     if progress:
