@@ -17,6 +17,7 @@ from tests.conftest import gpu_sample
 from warehouse.catalog import connect, refresh_with_state, rollup_commit
 from warehouse.catalog import rollup_build as rb
 from warehouse.catalog import rollups as rv
+from warehouse.catalog.sources import load_sql
 
 D0 = int(dt.datetime(2026, 3, 1, tzinfo=dt.UTC).timestamp() * 1000)
 DAY, H = 86_400_000, 3_600_000
@@ -177,6 +178,7 @@ def test_copies_of_a_sample_rerun_their_chunk_by_the_reports_view(tmp_path: Path
     con = duckdb.connect()
     _, state = refresh_with_state(con, lake)
     assert rb._build_units(con)
+    con.execute(load_sql("gpu_bins_build_refs"))
     assert rb._chunk_bins(con, state, sorted(state.stats)[:3], True)[1] == 1  # computed twice
     counted = rb._samples_per_part(rollup_commit.bins_table(con, "gpu_bins_build", "gpu_uuid"))
     day = ("dc1", "2026-03-02")
@@ -220,7 +222,6 @@ def test_the_builders_view_equals_the_reports_view_for_every_kind_of_hold(tmp_pa
     (``gpu_bins_build.sql``) gives the rows ``gpu_bins_live`` gives."""
     from pipeline.records import ALLOCATION
     from warehouse.catalog.rollup_parts import parts_values
-    from warehouse.catalog.sources import load_sql
 
     lake = tmp_path / "lake"
     d1 = D0 + DAY
@@ -231,17 +232,20 @@ def test_the_builders_view_equals_the_reports_view_for_every_kind_of_hold(tmp_pa
         rows.append(gpu_sample(t, "GPU-1", 0.5, interval_s=1800.0, job_id="job-7"))
         rows.append(gpu_sample(t, "GPU-2", None if i % 9 == 0 else 0.25, pod="pod-3"))
         rows.append(gpu_sample(t, "GPU-1", 0.75, cluster="c2", job_id="job-7"))
+        rows.append(gpu_sample(t, "GPU-3", 0.125, pod="job-9"))  # a pod named as a job
     write_records(lake, GPU_SAMPLE, rows, "s")
     allocations = [
         allocation("a-gpu", d1 + 2 * H + 123_000, d1 + 9 * H + 5, gpu_uuids=["GPU-0"]),
         allocation("a-job", d1 + 5 * H, d1 + 11 * H + 450_000, job_id="job-7"),
         allocation("pod-3", d1 + 13 * H + 1, d1 + 20 * H),
         allocation("a-c2", d1 + 30 * 60_000, d1 + 3 * H, cluster="c2", job_id="job-7"),
+        allocation("a-pj", d1 + 15 * H, d1 + 17 * H, job_id="job-9"),
     ]
     write_records(lake, ALLOCATION, allocations, "a")
     con = duckdb.connect()
     _, state = refresh_with_state(con, lake)
     assert rb._build_units(con)
+    con.execute(load_sql("gpu_bins_build_refs"))
     parts = sorted(state.stats)
     rv.open_views(con, state, set(parts), numbered=True)
     con.execute(
@@ -260,6 +264,7 @@ def test_the_builders_view_equals_the_reports_view_for_every_kind_of_hold(tmp_pa
         ("c1", "GPU-0"),
         ("c1", "GPU-1"),
         ("c1", "GPU-2"),
+        ("c1", "GPU-3"),
         ("c2", "GPU-1"),
     ]
     attributed = con.execute(
@@ -270,5 +275,6 @@ def test_the_builders_view_equals_the_reports_view_for_every_kind_of_hold(tmp_pa
         ("a-c2", ["c2/GPU-1"]),
         ("a-gpu", ["c1/GPU-0"]),
         ("a-job", ["c1/GPU-1"]),
+        ("a-pj", ["c1/GPU-3"]),
         ("pod-3", ["c1/GPU-2"]),
     ]

@@ -100,6 +100,8 @@ def build_rollups(
         source_version = versions.get(rv.SAMPLES.table) or 0
         paths = rv.rollup_paths(lake)
         fast = _build_units(con) if todo else False
+        if fast:
+            con.execute(load_sql("gpu_bins_build_refs"))
         for chunk in chunks(todo, state.stats):
             bins, days, reran = _commit_chunk(con, state, chunk, paths, source_version, fast)
             result.exact_reruns += reran

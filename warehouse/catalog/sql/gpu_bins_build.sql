@@ -1,31 +1,47 @@
--- gpu_bins_build: the rows of gpu_bins_live for the builder's open partitions, computed with each GPU as one 64-bit hash h of (datacentre, cluster, gpu_uuid) and each cluster as dcc, hash of (datacentre, cluster), instead of their strings through the coverage window, the joins and the grouping (the strings are joined back per bin), and the window ordered by ts alone; equal to gpu_bins_live only when every GPU and every cluster has its own hash and no GPU has two rows at one instant, which the builder checks (docs/rollups.md#building); inputs: raw_gpu_samples_open, _build_units, _build_open, allocation_hold_spans, allocation_spans
+-- gpu_bins_build: the rows of gpu_bins_live for the builder's open partitions, computed with each GPU as one 64-bit hash h of (datacentre, cluster, gpu_uuid) and each cluster as dcc, hash of (datacentre, cluster), instead of their strings through the coverage window, the joins and the grouping (the strings are joined back per bin), and the window ordered by ts alone; equal to gpu_bins_live only when every GPU and every cluster has its own hash and no GPU has two rows at one instant, which the builder checks (docs/rollups.md#building); inputs: raw_gpu_samples_open, _build_units, _build_refs, _build_open, allocation_hold_spans, allocation_spans
 -- Holds and allocations are matched to the GPUs and clusters of _build_units by their strings
--- first, exactly as gpu_bins_live matches them to samples (plain =: a NULL never matches).
+-- first, exactly as gpu_bins_live matches them to samples (plain =: a NULL never matches). A
+-- sample's job_id and pod become the numbers _build_refs gives their cluster's names (NULL
+-- where no hold or allocation names them), so two are equal exactly when cluster and name are.
 CREATE OR REPLACE VIEW gpu_bins_build AS
-WITH raw AS (
+WITH clusters AS (
+    SELECT DISTINCT dcc, datacentre, cluster FROM _build_units
+),
+ref_holds AS (
+    SELECT k.dcc, g.via, g.ref, g.s_ms, g.e_ms
+    FROM allocation_hold_spans AS g
+    JOIN clusters AS k ON g.datacentre = k.datacentre AND g.cluster = k.cluster
+    WHERE g.via IN ('job', 'pod')
+),
+alloc_refs AS (
+    SELECT k.dcc, a.allocation_id, a.job_id, a.s_ms, a.e_ms
+    FROM allocation_spans AS a
+    JOIN clusters AS k ON a.datacentre = k.datacentre AND a.cluster = k.cluster
+    WHERE a.gpu_uuids IS NULL
+),
+raw AS (
     SELECT
-        hash(datacentre, cluster, gpu_uuid) AS h,
-        hash(datacentre, cluster) AS dcc,
-        epoch_ms(ts) AS s_ms,
-        CAST(round(interval_s * 1000) AS BIGINT) AS iv_ms,
-        util,
-        pod,
-        job_id
-    FROM raw_gpu_samples_open
+        hash(r.datacentre, r.cluster, r.gpu_uuid) AS h,
+        r.dcc,
+        epoch_ms(r.ts) AS s_ms,
+        CAST(round(r.interval_s * 1000) AS BIGINT) AS iv_ms,
+        r.util,
+        j.id AS job_ref,
+        p.id AS pod_ref
+    FROM (SELECT *, hash(datacentre, cluster) AS dcc FROM raw_gpu_samples_open) AS r
+    LEFT JOIN _build_refs AS j ON j.dcc = r.dcc AND j.name = r.job_id
+    LEFT JOIN _build_refs AS p ON p.dcc = r.dcc AND p.name = r.pod
 ),
 cov AS (
     SELECT
         c.h, c.dcc, c.s_ms, s_ms + least(iv_ms, coalesce(next_ms - s_ms, iv_ms)) AS e_ms,
-        c.util, c.pod, c.job_id, c.date
+        c.util, c.job_ref, c.pod_ref, c.date
     FROM (
         SELECT *, CAST(epoch_ms(s_ms) AS DATE) AS date
         FROM (SELECT *, lead(s_ms) OVER (PARTITION BY h ORDER BY s_ms) AS next_ms FROM raw)
         WHERE next_ms IS DISTINCT FROM s_ms
     ) AS c
     SEMI JOIN _build_open AS o ON c.h = o.h AND c.date = o.date
-),
-clusters AS (
-    SELECT DISTINCT dcc, datacentre, cluster FROM _build_units
 ),
 gpu_holds AS (
     SELECT u.h, g.s_ms, g.e_ms
@@ -34,11 +50,10 @@ gpu_holds AS (
         ON g.via = 'gpu' AND g.datacentre = u.datacentre AND g.cluster = u.cluster
         AND g.ref = u.gpu_uuid
 ),
-ref_holds AS (
-    SELECT k.dcc, g.via, g.ref, g.s_ms, g.e_ms
-    FROM allocation_hold_spans AS g
-    JOIN clusters AS k ON g.datacentre = k.datacentre AND g.cluster = k.cluster
-    WHERE g.via IN ('job', 'pod')
+held_refs AS (
+    SELECT g.via, r.id, g.s_ms, g.e_ms
+    FROM ref_holds AS g
+    JOIN _build_refs AS r ON r.dcc = g.dcc AND r.name = g.ref
 ),
 smp AS (
     SELECT
@@ -48,15 +63,13 @@ smp AS (
         c.s_ms,
         c.e_ms,
         c.util,
-        g.h IS NOT NULL OR j.ref IS NOT NULL OR d.ref IS NOT NULL AS held
+        g.h IS NOT NULL OR j.id IS NOT NULL OR d.id IS NOT NULL AS held
     FROM cov AS c
     LEFT JOIN gpu_holds AS g ON g.h = c.h AND c.s_ms >= g.s_ms AND c.s_ms < g.e_ms
-    LEFT JOIN ref_holds AS j
-        ON j.via = 'job' AND j.dcc = c.dcc AND j.ref = c.job_id
-        AND c.s_ms >= j.s_ms AND c.s_ms < j.e_ms
-    LEFT JOIN ref_holds AS d
-        ON d.via = 'pod' AND d.dcc = c.dcc AND d.ref = c.pod
-        AND c.s_ms >= d.s_ms AND c.s_ms < d.e_ms
+    LEFT JOIN held_refs AS j
+        ON j.via = 'job' AND j.id = c.job_ref AND c.s_ms >= j.s_ms AND c.s_ms < j.e_ms
+    LEFT JOIN held_refs AS d
+        ON d.via = 'pod' AND d.id = c.pod_ref AND c.s_ms >= d.s_ms AND c.s_ms < d.e_ms
 ),
 alloc_gpus AS (
     SELECT u.h, a.allocation_id, a.s_ms, a.e_ms
@@ -68,11 +81,11 @@ alloc_gpus AS (
     JOIN _build_units AS u
         ON a.datacentre = u.datacentre AND a.cluster = u.cluster AND a.ref = u.gpu_uuid
 ),
-alloc_refs AS (
-    SELECT k.dcc, a.allocation_id, a.job_id, a.s_ms, a.e_ms
-    FROM allocation_spans AS a
-    JOIN clusters AS k ON a.datacentre = k.datacentre AND a.cluster = k.cluster
-    WHERE a.gpu_uuids IS NULL
+alloc_ref_ids AS (
+    SELECT a.dcc, a.allocation_id, j.id AS job_ref, i.id AS alloc_ref, a.s_ms, a.e_ms
+    FROM alloc_refs AS a
+    LEFT JOIN _build_refs AS j ON j.dcc = a.dcc AND j.name = a.job_id
+    LEFT JOIN _build_refs AS i ON i.dcc = a.dcc AND i.name = a.allocation_id
 ),
 in_alloc AS (
     SELECT
@@ -85,9 +98,9 @@ in_alloc AS (
         c.h, c.date, a.allocation_id,
         greatest(c.s_ms, a.s_ms), least(c.e_ms, a.e_ms), c.util
     FROM cov AS c
-    JOIN alloc_refs AS a
+    JOIN alloc_ref_ids AS a
         ON a.dcc = c.dcc AND c.s_ms < a.e_ms AND c.e_ms > a.s_ms
-        AND (c.job_id = a.job_id OR c.pod = a.allocation_id OR c.pod = a.job_id)
+        AND (c.job_ref = a.job_ref OR c.pod_ref = a.alloc_ref OR c.pod_ref = a.job_ref)
 ),
 pieces AS (
     SELECT *, true AS whole FROM smp
