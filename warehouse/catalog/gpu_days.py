@@ -35,26 +35,19 @@ from warehouse.catalog.rollup_parts import lit as _lit
 
 DAY_MS = 86_400_000
 
+_DAY_KEYS = ("datacentre", "date", "cluster", "gpu_uuid")
 DAY_COLUMNS: dict[str, str] = {
-    "datacentre": "VARCHAR",
-    "date": "DATE",
-    "cluster": "VARCHAR",
-    "gpu_uuid": "VARCHAR",
+    **{n: rv.BIN_COLUMNS[n] for n in _DAY_KEYS},
     "day_ms": "BIGINT",
-    "samples": "BIGINT",
-    "cov_ms": "BIGINT",
-    "unknown_ms": "BIGINT",
-    "busy_ms": "DOUBLE",
-    "held_ms": "BIGINT",
-    "held_busy_ms": "DOUBLE",
-    "util_min": "DOUBLE",
-    "util_max": "DOUBLE",
-    "first_ms": "BIGINT",
-    "last_ms": "BIGINT",
-    "last_e_ms": "BIGINT",
+    **{
+        n: t
+        for n, t in rv.BIN_COLUMNS.items()
+        if n not in _DAY_KEYS and n not in ("allocation_id", "bin_ms")
+    },
     "bins_version": "BIGINT",
 }
-"""The columns of a day row (``gpu_days_build.sql``), in order, with their DuckDB types."""
+"""The columns of a day row (``gpu_days_build.sql``), in order, with their DuckDB types: a
+whole-GPU bin's, the day instead of the allocation and the bin, and the bins commit read."""
 
 _EXTENT = "datacentre, cluster, gpu_uuid, first_ms, last_ms, last_e_ms"
 

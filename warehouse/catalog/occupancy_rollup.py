@@ -21,7 +21,7 @@ import warehouse.catalog.rollups as rv
 from pipeline import lake as lakes
 from pipeline.records import KINDS, Kind
 from warehouse.catalog.rollup_commit import chunks, commit_bins, manifest_rows
-from warehouse.catalog.rollup_parts import OccupancyState, with_next_days
+from warehouse.catalog.rollup_parts import OccupancyState, closed_and_stale, with_next_days
 
 OCCUPANCY: Kind = KINDS["occupancy"]
 
@@ -57,11 +57,7 @@ def occupancy_views(
     stats = rv.partition_stats(occupancy)
     manifest = rv.read_manifest(con, parts) if enabled else {}
     state = OccupancyState(dict(stats), manifest)
-    state.fresh = {
-        p: v
-        for p, (ffp, _, v, _) in manifest.items()
-        if p in stats and ffp == rv.files_fp(stats, p)
-    }
+    state.fresh = rv.built_from_files(manifest, stats)
     con.execute(rv.stored_view("occupancy_bins_fresh", bins, state.fresh, OCC_BIN_COLUMNS))
     open_views(con, state.stats, set(state.stats) - set(state.fresh))
     con.execute(load_sql("occupancy_bins"))
@@ -96,8 +92,7 @@ def build_occupancy(
     """Commit the bins of every closed occupancy partition that is not fresh, in chunks (one
     bins commit replacing the chunk's partitions, then its manifest). Returns (partitions
     rebuilt, raw rows read, bins written, commits)."""
-    closed = [p for p in state.stats if p[1] < today.isoformat()]
-    todo = sorted((p for p in closed if p not in state.fresh), key=lambda p: (p[0] or "", p[1]))
+    todo = closed_and_stale(state.stats, state.fresh, today)[1]
     paths = rv.rollup_paths(lake)
     done = rows_read = written = commits = 0
     for chunk in chunks(todo, state.stats):

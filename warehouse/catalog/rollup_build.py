@@ -31,7 +31,7 @@ from warehouse.catalog import refresh_with_state
 from warehouse.catalog import rollups as rv
 from warehouse.catalog.gpu_days import commit_days
 from warehouse.catalog.rollup_commit import bins_table, chunks, commit_table, manifest_rows
-from warehouse.catalog.rollup_parts import lit, parts_values
+from warehouse.catalog.rollup_parts import closed_and_stale, lit, parts_values
 from warehouse.catalog.sources import load_sql
 
 log = logging.getLogger(__name__)
@@ -94,9 +94,8 @@ def build_rollups(
         versions, state = refresh_with_state(con, lake)
         _pin_spans(con)
         result = RollupResult(fresh=len(state.fresh))
-        closed = [p for p in state.stats if p[1] < today.isoformat()]
+        closed, todo = closed_and_stale(state.stats, state.fresh, today)
         result.open = len(state.stats) - len(closed)
-        todo = sorted((p for p in closed if p not in state.fresh), key=lambda p: (p[0] or "", p[1]))
         source_version = versions.get(rv.SAMPLES.table) or 0
         paths = rv.rollup_paths(lake)
         fast = _build_units(con) if todo else False

@@ -13,6 +13,7 @@ import pyarrow as pa
 
 import warehouse.catalog.rollups as rv
 from pipeline import lake as lakes
+from warehouse.catalog.rollup_parts import files_fp
 
 CHUNK_ROWS = 8_000_000
 """Raw rows per chunk (with a next day's read whole): bounds the builder's memory."""
@@ -135,7 +136,7 @@ def manifest_rows(
         {
             "datacentre": [dc for dc, _ in chunk],
             "date": [d for _, d in chunk],
-            "files_fp": [rv.files_fp(stats, p) for p in chunk],
+            "files_fp": [files_fp(stats, p) for p in chunk],
             "holds_fp": [holds[p] for p in chunk],
             "reach_ms": [reach[p] for p in chunk],
             "version": [version] * len(chunk),

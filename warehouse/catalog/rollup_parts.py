@@ -90,6 +90,26 @@ def files_fp(stats: Mapping[Part, PartStats], part: Part) -> str:
     return hashlib.sha256(f"{here}|{there}".encode()).hexdigest()[:32]
 
 
+def built_from_files(
+    manifest: Mapping[Part, tuple[str, str, int, int]], stats: Mapping[Part, PartStats]
+) -> dict[Part, int]:
+    """The partitions whose newest manifest row (files_fp, holds_fp, bins version, reach)
+    names the raw files they have now, with that row's bins version."""
+    return {
+        p: v for p, (ffp, _, v, _) in manifest.items() if p in stats and ffp == files_fp(stats, p)
+    }
+
+
+def closed_and_stale(
+    stats: Mapping[Part, PartStats], fresh: Mapping[Part, int], today: dt.date
+) -> tuple[list[Part], list[Part]]:
+    """The closed partitions (UTC date before ``today``) and, sorted, those of them that are
+    not ``fresh``: what a build (re)computes."""
+    closed = [p for p in stats if p[1] < today.isoformat()]
+    stale = sorted((p for p in closed if p not in fresh), key=lambda p: (p[0] or "", p[1]))
+    return closed, stale
+
+
 def lit(value: str | None) -> str:
     from pipeline.sqltext import sql_literal
 

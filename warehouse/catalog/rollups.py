@@ -39,8 +39,8 @@ from warehouse.catalog.rollup_parts import (
     OccupancyState,
     Part,
     PartStats,
+    built_from_files,
     day_ms,
-    files_fp,
     next_day,
     partition_stats,
     parts_values,
@@ -272,9 +272,7 @@ def extent_views(
     stats = partition_stats(samples)
     manifest = read_manifest(con, parts) if enabled else {}
     state = RollupState(dict(stats), manifest)
-    state.unchanged = {
-        p: v for p, (ffp, _, v, _) in manifest.items() if p in stats and ffp == files_fp(stats, p)
-    }
+    state.unchanged = built_from_files(manifest, stats)
     con.execute(stored_view("gpu_bins_stored", bins, state.unchanged))
     con.execute(f"CREATE OR REPLACE VIEW raw_gpu_samples_rest AS {rest_raw(state)}")
     con.execute(f"CREATE OR REPLACE VIEW _raw_gpu_samples_rest_numbered AS {rest_raw(state, True)}")
