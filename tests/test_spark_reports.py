@@ -229,6 +229,8 @@ def test_the_rendering_is_exact() -> None:
         "_u -> _u * 9)) AS y, unix_millis(to_utc_timestamp(CAST(d AS TIMESTAMP), 'UTC')) AS z "
         "FROM t"
     )
+    lists = render_sql("SELECT [a // 2] AS l, [1, b] AS m, l[1] AS i, f(x)[2] AS j FROM t")
+    assert lists == "SELECT array(a div 2) AS l, array(1, b) AS m, l[1] AS i, f(x)[2] AS j FROM t"
     with pytest.raises(ValueError, match="timezone"):
         render_sql("SELECT timezone('UTC', a + b) FROM t")
     with pytest.raises(ValueError, match="string_agg"):

@@ -290,7 +290,8 @@ def _register_rollups(r: _Registrar, state: rv.RollupState) -> None:
 
 def _register_occupancy(r: _Registrar, state: rv.RollupState) -> None:
     """The occupancy rollup views (``occupancy_rollup.occupancy_views``): stored bins of the
-    partitions the DuckDB catalogue found fresh, live bins of the others."""
+    partitions the DuckDB catalogue found fresh, live bins of the others (the statements of
+    ``occupancy_rollup.open_views`` but its raw view, which is a Spark frame here)."""
     from warehouse.catalog import occupancy_rollup as orv
 
     occ = state.occupancy
@@ -305,11 +306,11 @@ def _register_occupancy(r: _Registrar, state: rv.RollupState) -> None:
     path, version = r.paths[orv.OCCUPANCY.table], r.pinned[orv.OCCUPANCY.table]
     raw = raw_frame(r.spark, orv.OCCUPANCY, path, version, parts_filter(needed))
     r.frame("raw_occupancy_open", raw)
-    for statement in (
-        rv.open_coverage("occupancy_coverage", "raw_occupancy", open_parts),
-        catalog.load_sql("occupancy_bins_live"),
-        catalog.load_sql("occupancy_bins"),
-    ):
+    recorder = _Recorder()
+    orv.open_views(recorder, stats, open_parts)  # type: ignore[arg-type]
+    raw_statement, *open_statements = recorder.statements
+    assert _view_name(raw_statement) == "raw_occupancy_open"
+    for statement in [*open_statements, catalog.load_sql("occupancy_bins")]:
         r.run(statement)
 
 

@@ -20,6 +20,7 @@ _SUBSTITUTIONS = [
     (re.compile(r"\s*//\s*"), " div "),
     (re.compile(r"(?<![\w.\x01\x02])(\d+\.\d+)(?![\w.])"), r"\1D"),
     (re.compile(r"\[\s*\]"), "array()"),
+    (re.compile(r"(?<![\w\])\x01\x02])\[([^\[\]]+)\]"), r"array(\1)"),
     (re.compile(r"\barg_max\("), "max_by("),
     (re.compile(r"\bmake_timestamptz\("), "timestamp_micros("),
     (re.compile(r"\blen\("), "array_size("),
@@ -99,7 +100,8 @@ def spark_sql(
     - ``CREATE OR REPLACE VIEW`` -> ``CREATE OR REPLACE TEMP VIEW``; ``AS MATERIALIZED (`` ->
       ``AS (``; ``VARCHAR`` -> ``STRING``; ``a // b`` -> ``a div b`` (both truncate);
       a decimal literal ``3600000.0`` -> ``3600000.0D`` (DuckDB divides by it in DOUBLE);
-      ``[]`` -> ``array()``;
+      ``[]`` -> ``array()``, a list literal ``[a, b]`` -> ``array(a, b)`` (not an index
+      ``l[1]``: no name, ``]`` or ``)`` before the ``[``);
     - ``epoch_ms(ts)`` -> ``unix_millis(ts)``, ``epoch_ms(x_ms)`` (a BIGINT column, named
       ``*_ms`` throughout) -> ``timestamp_millis(x_ms)``; ``arg_max(`` -> ``max_by(``
       (with its ``(a, b, ...)`` ordering tuple, which Spark reads as a struct),
