@@ -177,8 +177,7 @@ def test_copies_of_a_sample_rerun_their_chunk_by_the_reports_view(tmp_path: Path
     # what the check sees: the builder's view dropped a copy of 2 March, one sample too few
     con = duckdb.connect()
     _, state = refresh_with_state(con, lake)
-    assert rb._build_units(con)
-    con.execute(load_sql("gpu_bins_build_refs"))
+    assert rb._build_units(con) and rb._build_refs(con)
     assert rb._chunk_bins(con, state, sorted(state.stats)[:3], True)[1] == 1  # computed twice
     counted = rb._samples_per_part(rollup_commit.bins_table(con, "gpu_bins_build", "gpu_uuid"))
     day = ("dc1", "2026-03-02")
@@ -244,8 +243,7 @@ def test_the_builders_view_equals_the_reports_view_for_every_kind_of_hold(tmp_pa
     write_records(lake, ALLOCATION, allocations, "a")
     con = duckdb.connect()
     _, state = refresh_with_state(con, lake)
-    assert rb._build_units(con)
-    con.execute(load_sql("gpu_bins_build_refs"))
+    assert rb._build_units(con) and rb._build_refs(con)
     parts = sorted(state.stats)
     rv.open_views(con, state, set(parts), numbered=True)
     con.execute(

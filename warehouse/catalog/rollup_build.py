@@ -98,9 +98,7 @@ def build_rollups(
         result.open = len(state.stats) - len(closed)
         source_version = versions.get(rv.SAMPLES.table) or 0
         paths = rv.rollup_paths(lake)
-        fast = _build_units(con) if todo else False
-        if fast:
-            con.execute(load_sql("gpu_bins_build_refs"))
+        fast = _build_units(con) and _build_refs(con) if todo else False
         for chunk in chunks(todo, state.stats):
             bins, days, reran = _commit_chunk(con, state, chunk, paths, source_version, fast)
             result.exact_reruns += reran
@@ -203,6 +201,14 @@ def _build_units(con: duckdb.DuckDBPyConnection) -> bool:
         "SELECT count(*) = count(DISTINCT h) AND count(DISTINCT (datacentre, cluster)) = "
         "count(DISTINCT dcc) FROM _build_units"
     ).fetchone()
+    return bool(row and row[0])
+
+
+def _build_refs(con: duckdb.DuckDBPyConnection) -> bool:
+    """``_build_refs`` (``gpu_bins_build_refs.sql``); whether its numbers fit the packed
+    column ``gpu_bins_build.sql`` carries through the window (fewer than 2^31)."""
+    con.execute(load_sql("gpu_bins_build_refs"))
+    row = con.execute("SELECT count(*) < 2147483648 FROM _build_refs").fetchone()
     return bool(row and row[0])
 
 

@@ -26,8 +26,9 @@ raw AS (
         epoch_ms(r.ts) AS s_ms,
         CAST(round(r.interval_s * 1000) AS BIGINT) AS iv_ms,
         r.util,
-        j.id AS job_ref,
-        p.id AS pod_ref
+        -- both numbers in one column through the window (0 for none; the builder checks that
+        -- _build_refs has fewer than 2^31, so that the sum fits a BIGINT)
+        coalesce(j.id, 0) * 4294967296 + coalesce(p.id, 0) AS refs
     FROM (SELECT *, hash(datacentre, cluster) AS dcc FROM raw_gpu_samples_open) AS r
     LEFT JOIN _build_refs AS j ON j.dcc = r.dcc AND j.name = r.job_id
     LEFT JOIN _build_refs AS p ON p.dcc = r.dcc AND p.name = r.pod
@@ -35,7 +36,8 @@ raw AS (
 cov AS (
     SELECT
         c.h, c.dcc, c.s_ms, s_ms + least(iv_ms, coalesce(next_ms - s_ms, iv_ms)) AS e_ms,
-        c.util, c.job_ref, c.pod_ref, c.date
+        c.util, nullif(c.refs // 4294967296, 0) AS job_ref,
+        nullif(c.refs % 4294967296, 0) AS pod_ref, c.date
     FROM (
         SELECT *, CAST(epoch_ms(s_ms) AS DATE) AS date
         FROM (SELECT *, lead(s_ms) OVER (PARTITION BY h ORDER BY s_ms) AS next_ms FROM raw)
