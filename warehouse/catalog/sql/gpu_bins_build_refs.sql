@@ -2,6 +2,12 @@
 CREATE OR REPLACE TEMP TABLE _build_refs AS
 WITH clusters AS (
     SELECT DISTINCT dcc, datacentre, cluster FROM _build_units
+),
+allocs AS (
+    SELECT k.dcc, a.job_id, a.allocation_id
+    FROM allocation_spans AS a
+    JOIN clusters AS k ON a.datacentre = k.datacentre AND a.cluster = k.cluster
+    WHERE a.gpu_uuids IS NULL
 )
 SELECT dcc, name, row_number() OVER (ORDER BY dcc, name) AS id
 FROM (
@@ -10,14 +16,8 @@ FROM (
     JOIN clusters AS k ON g.datacentre = k.datacentre AND g.cluster = k.cluster
     WHERE g.via IN ('job', 'pod')
     UNION
-    SELECT k.dcc, a.job_id
-    FROM allocation_spans AS a
-    JOIN clusters AS k ON a.datacentre = k.datacentre AND a.cluster = k.cluster
-    WHERE a.gpu_uuids IS NULL
+    SELECT dcc, job_id FROM allocs
     UNION
-    SELECT k.dcc, a.allocation_id
-    FROM allocation_spans AS a
-    JOIN clusters AS k ON a.datacentre = k.datacentre AND a.cluster = k.cluster
-    WHERE a.gpu_uuids IS NULL
+    SELECT dcc, allocation_id FROM allocs
 )
 WHERE name IS NOT NULL;
