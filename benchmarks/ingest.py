@@ -9,7 +9,11 @@ group included) and from its first poll that brought records; then the machine, 
 and the peak RSS.
 
     .venv/bin/python benchmarks/ingest.py --kafka 127.0.0.1:19292 [--records 200000]
-        [--wires json,arrow] [--batches 1,64]
+        [--wires json,arrow] [--batches 1,64] [--repeat 3]
+
+Each case publishes once and then times ``--repeat`` pairs (bare loop, then ingest in a fresh
+consumer group and lake) over the same topic; it prints each pair and the medians, since the
+bare loop alone varies by up to 2x between runs on a shared machine.
 
 With ``--workers N``: scale-out instead. Publish the records once (64 per message) to a topic
 of ``--partitions`` partitions, then run 1 and then N ``gpuledger ingest`` processes, each
@@ -28,6 +32,7 @@ import os
 import platform
 import re
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -100,7 +105,7 @@ def bare_consume(bootstrap: str, topic: str, messages: int) -> float:
     return elapsed
 
 
-def ours(bootstrap: str, ns: str, n: int) -> tuple[float, float]:
+def ours(bootstrap: str, ns: str, n: int, group: str) -> tuple[float, float]:
     """Seconds from the launch of an ingest worker, and from its first poll that brought
     records, to the flush that landed the n-th record."""
     stop = threading.Event()
@@ -118,7 +123,7 @@ def ours(bootstrap: str, ns: str, n: int) -> tuple[float, float]:
                 bootstrap=bootstrap,
                 lake=Path(lake),
                 namespace=ns,
-                group=f"{ns}-bench",
+                group=group,
                 max_batch_seconds=2.0,
             )
         )
@@ -278,10 +283,12 @@ def machine(a: argparse.Namespace) -> None:
 
 
 def side_by_side(a: argparse.Namespace) -> None:
-    """Bare consume loop against ingest, per wire format and records per message."""
+    """Bare consume loop against ingest, per wire format and records per message; each pair
+    ``--repeat`` times over the same published topic (ingest in a fresh group and lake each
+    time), then the medians."""
     machine(a)
     print(
-        f"{'wire':>5} {'records/msg':>11} {'records':>9} {'bare rec/s':>11} "
+        f"{'wire':>5} {'records/msg':>11} {'records':>9} {'run':>6} {'bare rec/s':>11} "
         f"{'ingest rec/s':>12} {'ratio':>6} {'from 1st poll':>13} {'ratio':>6}"
     )
     for wire in a.wires.split(","):
@@ -290,15 +297,31 @@ def side_by_side(a: argparse.Namespace) -> None:
             ensure_topics(a.kafka, ns)
             messages = publish(a.kafka, ns, a.records, batch, wire)
             topic = topic_for(GPU_SAMPLE, ns)
-            bare = a.records / bare_consume(a.kafka, topic, messages)
-            launch, polled = ours(a.kafka, ns, a.records)
-            landed, steady = a.records / launch, a.records / polled
+            runs = []
+            for r in range(a.repeat):
+                bare = a.records / bare_consume(a.kafka, topic, messages)
+                launch, polled = ours(a.kafka, ns, a.records, f"{ns}-bench{r}")
+                runs.append((bare, a.records / launch, a.records / polled))
+                if a.repeat > 1:
+                    print(f"{wire:>5} {batch:>11} {a.records:>9,} {r + 1:>6} " + _cells(*runs[-1]))
+            medians = [statistics.median(x) for x in zip(*runs, strict=True)]
+            ratios = [statistics.median(x[i] / x[0] for x in runs) for i in (1, 2)]
+            label = "median" if a.repeat > 1 else ""
             print(
-                f"{wire:>5} {batch:>11} {a.records:>9,} {bare:>11,.0f} {landed:>12,.0f} "
-                f"{landed / bare:>6.3f} {steady:>13,.0f} {steady / bare:>6.3f}"
+                f"{wire:>5} {batch:>11} {a.records:>9,} {label:>6} {medians[0]:>11,.0f} "
+                f"{medians[1]:>12,.0f} {ratios[0]:>6.3f} {medians[2]:>13,.0f} {ratios[1]:>6.3f}"
             )
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS of this process (publisher, bare loop and ingest): {rss:,.0f} MiB")
+    if a.repeat > 1:
+        print("median: of each column over the runs; a median ratio is of the runs' ratios")
+
+
+def _cells(bare: float, landed: float, steady: float) -> str:
+    return (
+        f"{bare:>11,.0f} {landed:>12,.0f} {landed / bare:>6.3f} {steady:>13,.0f} "
+        f"{steady / bare:>6.3f}"
+    )
 
 
 def scale_out(a: argparse.Namespace) -> None:
@@ -368,6 +391,9 @@ def main() -> None:
     )
     ap.add_argument("--wires", default="json,arrow", help="wire formats to run (json, arrow)")
     ap.add_argument("--batches", default="1,64", help="records per message to run")
+    ap.add_argument(
+        "--repeat", type=int, default=3, help="bare loop and ingest pairs per case (default 3)"
+    )
     a = ap.parse_args()
     if a.records is None:  # scale-out: enough that start-up and joining do not dominate
         a.records = 1_000_000 if a.workers else 200_000
