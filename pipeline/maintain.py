@@ -50,7 +50,9 @@ log = logging.getLogger(__name__)
 
 MIN_GROUP_ROWS = 122_880
 COMPACT_ZSTD_LEVEL = 19
-"""Compaction rewrites cold data once; zstd's decompression speed does not depend on it."""
+"""Compaction rewrites cold data once; zstd's decompression speed does not depend on it. Lower
+levels (``compact(zstd_level=...)``, ``lake compact --zstd-level``) trade bytes for CPU."""
+ZSTD_LEVELS = range(1, 23)
 COMPACT_FILE_BYTES = 1 << 40
 """``target_file_size`` of a compaction: never split a partition into several files."""
 SORT_KEYS: dict[str, tuple[str, ...]] = {GPU_SAMPLE.table: ("gpu_uuid", "ts")}
@@ -109,10 +111,11 @@ def group_rows(rows: int) -> int:
     return max(1, math.ceil(rows / groups))
 
 
-def compact_writer(k: Kind, rows: int) -> WriterProperties:
-    """The compaction's Parquet settings: zstd 19; the time column delta-encoded (it is also
-    the "compacted" mark, ``is_compacted``), ``PLAIN_COLUMNS`` PLAIN, dictionaries elsewhere;
-    page statistics on the sort columns, none on ``UNSTATED_COLUMNS``, chunk ones elsewhere."""
+def compact_writer(k: Kind, rows: int, level: int = COMPACT_ZSTD_LEVEL) -> WriterProperties:
+    """The compaction's Parquet settings: zstd at ``level``; the time column delta-encoded (it
+    is also the "compacted" mark, ``is_compacted``), ``PLAIN_COLUMNS`` PLAIN, dictionaries
+    elsewhere; page statistics on the sort columns, none on ``UNSTATED_COLUMNS``, chunk ones
+    elsewhere."""
     chunk = ColumnProperties(statistics_enabled="CHUNK")
     columns = {c: ColumnProperties(statistics_enabled="PAGE") for c in sort_keys(k)}
     columns[k.time_field] = ColumnProperties(
@@ -129,7 +132,7 @@ def compact_writer(k: Kind, rows: int) -> WriterProperties:
         )
     return WriterProperties(
         compression="ZSTD",
-        compression_level=COMPACT_ZSTD_LEVEL,
+        compression_level=level,
         max_row_group_size=group_rows(rows),
         default_column_properties=chunk,
         column_properties=columns,
@@ -200,7 +203,7 @@ def _commit_adds(table: Path, version: int) -> tuple[int, int]:
 
 
 def _compact_one(
-    dt: DeltaTable, path: Path, k: Kind, part: Partition, files: list[str]
+    dt: DeltaTable, path: Path, k: Kind, part: Partition, files: list[str], level: int
 ) -> CompactResult:
     rows = read_partition(dt, files, part)
     # stable: rows of one key and version keep their order (the catalogue's tie-break)
@@ -223,7 +226,7 @@ def _compact_one(
             mode="overwrite",
             predicate=partition_predicate(dc, date),
             partition_by=lakes.PARTITION_BY,
-            writer_properties=compact_writer(k, n),
+            writer_properties=compact_writer(k, n, level),
             target_file_size=COMPACT_FILE_BYTES,
             commit_properties=CommitProperties(custom_metadata=meta),
         )
@@ -241,11 +244,14 @@ def compact(
     table: str | None = None,
     before: dt_.date | None = None,
     progress: Progress | None = None,
+    zstd_level: int = COMPACT_ZSTD_LEVEL,
 ) -> list[CompactResult]:
     """Compact the closed partitions (date < ``before``, default yesterday UTC) of every
-    contract table (or ``table``); one result per partition compacted or skipped on a
-    conflict (partitions already compact are not listed)."""
+    contract table (or ``table``) at ``zstd_level``; one result per partition compacted or
+    skipped on a conflict (partitions already compact, at any level, are not listed)."""
     lake = Path(lake)
+    if zstd_level not in ZSTD_LEVELS:
+        raise ValueError(f"zstd level {zstd_level} is not one of 1 to 22")
     if not lake.is_dir():
         raise FileNotFoundError(f"lake folder {lake} does not exist")
     if before is None:
@@ -256,12 +262,12 @@ def compact(
         path = lakes.table_path(lake, k.table)
         dt = lakes.open_table(path)
         if dt is not None:
-            results += _compact_table(dt, path, k, cutoff, progress)
+            results += _compact_table(dt, path, k, cutoff, progress, zstd_level)
     return results
 
 
 def _compact_table(
-    dt: DeltaTable, path: Path, k: Kind, cutoff: str, progress: Progress | None
+    dt: DeltaTable, path: Path, k: Kind, cutoff: str, progress: Progress | None, level: int
 ) -> Iterator[CompactResult]:
     listing, listed_at = _listing(dt), dt.version()
     for part in sorted(p for p in listing if p[1] < cutoff):
@@ -270,7 +276,7 @@ def _compact_table(
         files = listing.get(part, [])
         if not files or (len(files) == 1 and is_compacted(files[0], k)):
             continue
-        result = _compact_one(dt, path, k, part, files)
+        result = _compact_one(dt, path, k, part, files, level)
         if result.status == "compacted" and result.version == listed_at + 1:
             listed_at = result.version  # only this partition changed
         if progress is not None:

@@ -159,6 +159,28 @@ def test_row_groups_hold_at_least_122880_rows(lake: Path) -> None:
         assert group_rows(rows) >= 122_880 and group_rows(rows) <= 2 * 131_072
 
 
+def test_the_zstd_level_trades_bytes_and_keeps_every_row(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sizes = {}
+    for level in (1, 19):
+        lake = tmp_path / f"zstd-{level}"
+        lake.mkdir()
+        many_small_commits(lake)
+        before = state(lake)
+        results = compact(lake, before=BEFORE, zstd_level=level)
+        assert [r.status for r in results] == ["compacted", "compacted"]
+        assert state(lake) == before
+        sizes[level] = sum(r.bytes_after for r in results)
+    assert sizes[1] > sizes[19]
+    with pytest.raises(ValueError, match="zstd level 0 is not one of 1 to 22"):
+        compact(tmp_path / "zstd-1", before=BEFORE, zstd_level=0)
+    with pytest.raises(SystemExit) as exit_:
+        main(["lake", "compact", "--lake", str(tmp_path / "zstd-1"), "--zstd-level", "23"])
+    assert exit_.value.code == 2
+    assert "'23' is not a zstd level: give 1 to 22" in capsys.readouterr().err
+
+
 HOSTILE = ["北京", "dc/1", "a'b", "b\\c", "x%20y", "'", "dc 1"]
 
 
