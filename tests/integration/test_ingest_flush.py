@@ -10,16 +10,14 @@ from typing import Any
 
 import pytest
 
-from collectors.publish import KafkaSink, PublishSettings
 from pipeline import consume
-from pipeline.ingest import Ingestor, IngestSettings, IngestStats
+from pipeline.ingest import Ingestor, IngestStats
 from pipeline.records import GPU_SAMPLE
 from pipeline.topics import ensure_topics
-from tests.conftest import gpu_sample
 from tests.integration.conftest import lake_rows
+from tests.integration.test_ingest import publish, settings_for
 
 pytestmark = pytest.mark.integration
-T0 = 1_588_262_400_000
 
 
 def test_a_backlog_whose_last_poll_is_full_lands_without_an_idle_poll(
@@ -32,22 +30,8 @@ def test_a_backlog_whose_last_poll_is_full_lands_without_an_idle_poll(
     monkeypatch.setattr(consume, "MAX_POLL_RECORDS", 50)
     ns = f"t{uuid.uuid4().hex[:10]}"
     ensure_topics(kafka, ns, partitions=1)
-    sink = KafkaSink(PublishSettings(bootstrap=kafka, namespace=ns, batch_records=1))
-    try:
-        for i in range(200):
-            sink.add(GPU_SAMPLE, gpu_sample(T0 + (i // 10) * 60_000, gpu=f"GPU-{i % 10}"))
-        sink.flush()
-    finally:
-        sink.close()
-    assert sink.sent_messages == 200
-    settings = IngestSettings(
-        bootstrap=kafka,
-        lake=tmp_path,
-        namespace=ns,
-        group=f"g-{ns}",
-        poll_timeout_ms=60_000,
-        max_batch_seconds=600.0,
-    )
+    publish(kafka, ns, 200, gpus=10, batch=1)  # 200 messages
+    settings = settings_for(kafka, ns, tmp_path, poll_timeout_ms=60_000, max_batch_seconds=600.0)
     ingestor = Ingestor(settings)
     polls: list[tuple[int, int]] = []  # (timeout, messages) of each poll
     real = ingestor.consumer.poll
