@@ -155,26 +155,23 @@ class Ingestor:
         oldest: float | None = None
         drained_since: float | None = None
         checked = 0.0
-        wait, quick = self.settings.poll_timeout_ms, False  # quick: no wait (docs/wire.md#flush)
         try:
             while not stop.is_set():
                 try:
-                    polled = self.consumer.poll(timeout_ms=0 if quick else wait)
+                    polled = self.consumer.poll(timeout_ms=self.settings.poll_timeout_ms)
                 except RetriableError as exc:  # broker away: positions are kept, poll again
                     log.warning("poll failed (%r); retrying", exc)
                     stop.wait(1.0)
                     continue
                 moved = self._handle_rebalance(polled)
                 now = time.monotonic()
-                idle_poll = not polled and not quick  # waited its timeout for nothing
-                quick = self._take_polled(polled, moved)
-                if quick:
+                if self._take_polled(polled, moved):
                     last_record = now
                     oldest = oldest or now
                     drained_since = None
                 due = oldest is not None and now - oldest >= self.settings.max_batch_seconds
                 ready = self._caught_up(polled)  # once a poll: it ends a backlog, buffers or none
-                if self.buffers and (due or idle_poll or ready):
+                if self.buffers and (due or not polled or ready):
                     self.flush()
                     oldest = None
                     if progress:
@@ -279,6 +276,9 @@ class Ingestor:
     ) -> None:
         kind = None if k is None else k.name
         letter = DeadLetter(raw, reason, error_class, kind, tp.topic, tp.partition, offset, index)
+        self._dead_letter(letter)
+
+    def _dead_letter(self, letter: DeadLetter) -> None:
         self.stats.rejected += 1
         reasons = self.stats.rejected_by_reason
         reasons[letter.error_class] = reasons.get(letter.error_class, 0) + 1
