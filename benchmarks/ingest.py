@@ -307,21 +307,17 @@ def side_by_side(a: argparse.Namespace) -> None:
             medians = [statistics.median(x) for x in zip(*runs, strict=True)]
             ratios = [statistics.median(x[i] / x[0] for x in runs) for i in (1, 2)]
             label = "median" if a.repeat > 1 else ""
-            print(
-                f"{wire:>5} {batch:>11} {a.records:>9,} {label:>6} {medians[0]:>11,.0f} "
-                f"{medians[1]:>12,.0f} {ratios[0]:>6.3f} {medians[2]:>13,.0f} {ratios[1]:>6.3f}"
-            )
+            print(f"{wire:>5} {batch:>11} {a.records:>9,} {label:>6} " + _cells(*medians, *ratios))
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS of this process (publisher, bare loop and ingest): {rss:,.0f} MiB")
     if a.repeat > 1:
         print("median: of each column over the runs; a median ratio is of the runs' ratios")
 
 
-def _cells(bare: float, landed: float, steady: float) -> str:
-    return (
-        f"{bare:>11,.0f} {landed:>12,.0f} {landed / bare:>6.3f} {steady:>13,.0f} "
-        f"{steady / bare:>6.3f}"
-    )
+def _cells(bare: float, landed: float, steady: float, *ratios: float) -> str:
+    """A row's figures; the ratios are ``landed / bare`` and ``steady / bare`` unless given."""
+    launch, polled = ratios or (landed / bare, steady / bare)
+    return f"{bare:>11,.0f} {landed:>12,.0f} {launch:>6.3f} {steady:>13,.0f} {polled:>6.3f}"
 
 
 def scale_out(a: argparse.Namespace) -> None:

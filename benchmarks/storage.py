@@ -62,9 +62,10 @@ def active_files(lake: Path) -> list[str]:
     return sorted(DeltaTable(str(lake / "gpu_samples")).file_uris())
 
 
-def sizes(files: list[str]) -> tuple[int, dict[str, int], int, int]:
-    """(bytes, compressed bytes per column, footer bytes, other bytes: page indexes, magic)."""
-    total = footer = 0
+def sizes(files: list[str]) -> tuple[int, int, dict[str, int], int, int]:
+    """(rows, bytes, compressed bytes per column, footer bytes, other bytes: page indexes,
+    magic)."""
+    rows = total = footer = 0
     columns: dict[str, int] = {}
     for f in files:
         size = os.path.getsize(f)
@@ -73,6 +74,7 @@ def sizes(files: list[str]) -> tuple[int, dict[str, int], int, int]:
             fh.seek(size - 8)
             footer += int.from_bytes(fh.read(4), "little") + 8
         meta = pq.read_metadata(f)
+        rows += meta.num_rows
         for g in range(meta.num_row_groups):
             rg = meta.row_group(g)
             for c in range(rg.num_columns):
@@ -80,7 +82,7 @@ def sizes(files: list[str]) -> tuple[int, dict[str, int], int, int]:
                 columns[col.path_in_schema] = (
                     columns.get(col.path_in_schema, 0) + col.total_compressed_size
                 )
-    return total, columns, footer, total - footer - sum(columns.values())
+    return rows, total, columns, footer, total - footer - sum(columns.values())
 
 
 def encoded(array: pa.Array, **kw: object) -> int:
@@ -173,8 +175,7 @@ def main() -> None:
             )
         )
         files = active_files(lake)
-        total, columns, footer, other = sizes(files)
-        n = sum(pq.read_metadata(f).num_rows for f in files)
+        n, total, columns, footer, other = sizes(files)
         report(a.file, n, len(files), before, total, columns, footer, other, per_column(files))
 
 

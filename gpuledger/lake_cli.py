@@ -208,12 +208,16 @@ def _compact_options(c: argparse.ArgumentParser) -> None:
 
 
 def _zstd_level(text: str) -> int:
+    from pipeline.maintain import ZSTD_LEVELS
+
     try:
         level = int(text)
     except ValueError:
         level = 0
-    if not 1 <= level <= 22:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a zstd level: give 1 to 22")
+    if level not in ZSTD_LEVELS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a zstd level: give {ZSTD_LEVELS[0]} to {ZSTD_LEVELS[-1]}"
+        )
     return level
 
 
